@@ -1,0 +1,145 @@
+"""Frozen dataclass configs, validated with messages that name the key.
+
+This is the only module that reads YAML. Unknown keys are errors (a typo must not be
+silently ignored and train for hours with a default).
+"""
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Literal, Mapping, Optional, TypeVar, Union
+
+from .errors import ConfigError, InputNotFoundError, describe
+
+T = TypeVar("T")
+
+
+def load_yaml(path: Union[str, Path]) -> dict:
+    """Read a YAML mapping, or raise a one-line error naming the file."""
+    import yaml
+
+    p = Path(path)
+    if not p.exists():
+        raise InputNotFoundError(f"{describe(p)}: no such config file")
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{describe(p)}: not valid YAML{where}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{describe(p)}: expected a mapping of keys to values at the top level")
+    return data
+
+
+def from_mapping(cls: type[T], data: Mapping[str, Any], source: str = "config") -> T:
+    """Build dataclass ``cls`` from ``data``, checking keys, types and choices."""
+    known = {f.name: f for f in fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        raise ConfigError(f"{source}: unknown key(s) {', '.join(unknown)} (known: {', '.join(known)})")
+    hints = typing.get_type_hints(cls)
+    values = {}
+    for name, value in data.items():
+        values[name] = _coerce(value, hints[name], f"{source}: {name}")
+    try:
+        return cls(**values)
+    except ConfigError:
+        raise
+    except TypeError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+
+
+def _coerce(value: Any, hint: Any, where: str) -> Any:
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin is Union:
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, where)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(errors[0] if errors else f"{where}: invalid value {value!r}")
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{where}: {value!r} is not one of {', '.join(map(repr, args))}")
+        return value
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where}: expected true or false, got {value!r}")
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, (str, Path)):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+        return str(value)
+    return value
+
+
+def to_dict(cfg: Any) -> dict:
+    """A plain dict of a config dataclass (for saving the resolved config beside the outputs)."""
+    return dataclasses.asdict(cfg)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything ``geogan train`` needs. Defaults are the papers' recipes."""
+
+    data: str = ""
+    out: str = ""
+    model: Literal["cyclegan", "pix2pix"] = "cyclegan"
+    generator: Literal["resnet_9blocks", "resnet_6blocks", "unet_256", "unet_128"] = "resnet_9blocks"
+    ngf: int = 64
+    ndf: int = 64
+    n_layers_d: int = 3
+    dropout: bool = False
+    gan_mode: Literal["lsgan", "vanilla"] = "lsgan"
+    lambda_cycle: float = 10.0
+    lambda_identity: float = 0.5
+    lambda_l1: float = 100.0
+    pool_size: int = 50
+    lr: float = 2e-4
+    beta1: float = 0.5
+    epochs: int = 100
+    epochs_decay: int = 100
+    batch_size: int = 1
+    crop_size: int = 256
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    amp: Literal["auto", "off", "bf16", "fp16"] = "auto"
+    channels_last: Literal["auto", "on", "off"] = "auto"
+    seed: int = 0
+    checkpoint_every: int = 1000
+    log_every: int = 10
+    num_workers: int = 0
+
+    def __post_init__(self) -> None:
+        def positive(name: str, allow_zero: bool = False) -> None:
+            v = getattr(self, name)
+            if v < 0 or (v == 0 and not allow_zero):
+                raise ConfigError(f"config: {name} must be {'>= 0' if allow_zero else '> 0'}, got {v}")
+
+        for name in ("ngf", "ndf", "n_layers_d", "batch_size", "crop_size", "lr", "log_every"):
+            positive(name)
+        for name in ("lambda_cycle", "lambda_identity", "lambda_l1", "pool_size", "epochs_decay",
+                     "checkpoint_every", "num_workers", "epochs"):
+            positive(name, allow_zero=True)
+        if self.epochs + self.epochs_decay == 0:
+            raise ConfigError("config: epochs + epochs_decay must be > 0")
+        if not 0.0 <= self.beta1 < 1.0:
+            raise ConfigError(f"config: beta1 must be in [0, 1), got {self.beta1}")

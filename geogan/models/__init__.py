@@ -1,0 +1,1 @@
+"""Networks: generators, discriminators, losses and the explicit registry that builds them."""

@@ -1,0 +1,129 @@
+"""Generators that take channel counts, so any band count maps to any other.
+
+ResNet generator (CycleGAN) and U-Net generator (Pix2Pix), following the reference
+architectures of Zhu et al. 2017 and Isola et al. 2017: reflect padding, instance norm,
+tanh output in [-1, 1].
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def _norm(channels: int) -> nn.Module:
+    return nn.InstanceNorm2d(channels, affine=False, track_running_stats=False)
+
+
+class ResnetBlock(nn.Module):
+    """conv3x3 → norm → ReLU → (dropout) → conv3x3 → norm, plus the identity skip."""
+
+    def __init__(self, channels: int, dropout: bool = False) -> None:
+        super().__init__()
+        layers: list[nn.Module] = [
+            nn.ReflectionPad2d(1), nn.Conv2d(channels, channels, 3, bias=True), _norm(channels), nn.ReLU(True),
+        ]
+        if dropout:
+            layers.append(nn.Dropout(0.5))
+        layers += [nn.ReflectionPad2d(1), nn.Conv2d(channels, channels, 3, bias=True), _norm(channels)]
+        self.block = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.block(x)
+
+
+class ResnetGenerator(nn.Module):
+    """7×7 stem, two stride-2 downsamples, ``n_blocks`` residual blocks, two upsamples, 7×7 output.
+
+    Input height and width must be multiples of 4 (:attr:`size_multiple`).
+    """
+
+    size_multiple = 4
+
+    def __init__(self, in_channels: int, out_channels: int, ngf: int = 64, n_blocks: int = 9,
+                 dropout: bool = False) -> None:
+        super().__init__()
+        layers: list[nn.Module] = [
+            nn.ReflectionPad2d(3), nn.Conv2d(in_channels, ngf, 7, bias=True), _norm(ngf), nn.ReLU(True),
+        ]
+        ch = ngf
+        for _ in range(2):
+            layers += [nn.Conv2d(ch, ch * 2, 3, stride=2, padding=1, bias=True), _norm(ch * 2), nn.ReLU(True)]
+            ch *= 2
+        layers += [ResnetBlock(ch, dropout) for _ in range(n_blocks)]
+        for _ in range(2):
+            layers += [
+                nn.ConvTranspose2d(ch, ch // 2, 3, stride=2, padding=1, output_padding=1, bias=True),
+                _norm(ch // 2), nn.ReLU(True),
+            ]
+            ch //= 2
+        layers += [nn.ReflectionPad2d(3), nn.Conv2d(ch, out_channels, 7), nn.Tanh()]
+        self.model = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+
+class UnetSkipBlock(nn.Module):
+    """One U-Net level: down, the inner levels, up, concatenated with the input (the skip)."""
+
+    def __init__(self, outer: int, inner: int, in_channels: int | None = None,
+                 submodule: nn.Module | None = None, outermost: bool = False,
+                 innermost: bool = False, dropout: bool = False) -> None:
+        super().__init__()
+        self.outermost = outermost
+        in_channels = outer if in_channels is None else in_channels
+        down = nn.Conv2d(in_channels, inner, 4, stride=2, padding=1, bias=True)
+        if outermost:
+            up = nn.ConvTranspose2d(inner * 2, outer, 4, stride=2, padding=1)
+            layers = [down, submodule, nn.ReLU(True), up, nn.Tanh()]
+        elif innermost:
+            up = nn.ConvTranspose2d(inner, outer, 4, stride=2, padding=1, bias=True)
+            layers = [nn.LeakyReLU(0.2, True), down, nn.ReLU(True), up, _norm(outer)]
+        else:
+            up = nn.ConvTranspose2d(inner * 2, outer, 4, stride=2, padding=1, bias=True)
+            layers = [nn.LeakyReLU(0.2, True), down, _norm(inner), submodule, nn.ReLU(True), up, _norm(outer)]
+            if dropout:
+                layers.append(nn.Dropout(0.5))
+        self.model = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.outermost:
+            return self.model(x)
+        return torch.cat([x, self.model(x)], 1)
+
+
+class UnetGenerator(nn.Module):
+    """U-Net with ``num_downs`` stride-2 levels (8 for 256-pixel tiles, 7 for 128).
+
+    Input height and width must be multiples of ``2 ** num_downs``.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, num_downs: int = 8, ngf: int = 64,
+                 dropout: bool = False) -> None:
+        super().__init__()
+        if num_downs < 5:
+            raise ValueError("a U-Net generator needs at least 5 levels")
+        self.size_multiple = 2 ** num_downs
+        block = UnetSkipBlock(ngf * 8, ngf * 8, innermost=True)
+        for _ in range(num_downs - 5):
+            block = UnetSkipBlock(ngf * 8, ngf * 8, submodule=block, dropout=dropout)
+        block = UnetSkipBlock(ngf * 4, ngf * 8, submodule=block)
+        block = UnetSkipBlock(ngf * 2, ngf * 4, submodule=block)
+        block = UnetSkipBlock(ngf, ngf * 2, submodule=block)
+        self.model = UnetSkipBlock(out_channels, ngf, in_channels=in_channels, submodule=block, outermost=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+
+def init_weights(net: nn.Module, gain: float = 0.02) -> nn.Module:
+    """normal(0, 0.02) for conv weights, zero biases (the papers' initialisation)."""
+    for m in net.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+            nn.init.normal_(m.weight, 0.0, gain)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, (nn.BatchNorm2d, nn.InstanceNorm2d)) and getattr(m, "weight", None) is not None:
+            nn.init.normal_(m.weight, 1.0, gain)
+            nn.init.zeros_(m.bias)
+    return net

@@ -1,0 +1,56 @@
+"""Fixtures that build tiny georeferenced rasters in a temp dir (no test data is shipped)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+import pytest
+
+UTM = "EPSG:32633"
+
+
+def write_raster(path: Path, data: np.ndarray, *, crs: Optional[str] = UTM, transform=None,
+                 nodata: Optional[float] = None, mask: Optional[np.ndarray] = None,
+                 origin: tuple[float, float] = (500000.0, 5000000.0), res: float = 10.0) -> Path:
+    """Write (band, row, col) ``data`` as a GeoTIFF; ``mask`` (row, col, True=valid) becomes an internal mask."""
+    import rasterio
+    from rasterio.transform import from_origin
+
+    data = np.asarray(data)
+    if data.ndim == 2:
+        data = data[None]
+    if transform is None and crs is not None:
+        transform = from_origin(origin[0], origin[1], res, res)
+    profile = dict(driver="GTiff", width=data.shape[2], height=data.shape[1], count=data.shape[0],
+                   dtype=str(data.dtype), crs=crs, transform=transform, nodata=nodata)
+    if transform is None:
+        profile.pop("transform")
+    with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True):
+        with rasterio.open(path, "w", **profile) as ds:
+            ds.write(data)
+            if mask is not None:
+                ds.write_mask(np.where(mask, 255, 0).astype(np.uint8))
+    return Path(path)
+
+
+@pytest.fixture
+def make_raster(tmp_path: Path) -> Callable[..., Path]:
+    """``make_raster("name.tif", data, crs=..., nodata=..., mask=...)`` → path in tmp_path."""
+
+    def _make(name: str, data: np.ndarray, **kwargs) -> Path:
+        return write_raster(tmp_path / name, data, **kwargs)
+
+    return _make
+
+
+@pytest.fixture(autouse=True)
+def _deterministic_torch():
+    """Seed torch (when it is imported) and keep it to few threads on small CI machines."""
+    import sys
+
+    if "torch" in sys.modules:
+        import torch
+
+        torch.manual_seed(0)
+    yield
