@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Iterator, Optional, Sequence, Union
 
@@ -36,7 +37,10 @@ def open_raster(path: PathLike, *, require_georeference: bool = True):
     if p.is_dir():
         raise RasterError(f"{describe(p)}: is a directory, not a raster")
     try:
-        ds = rasterio.open(p)
+        with warnings.catch_warnings():
+            # An ungeoreferenced raster is reported below as one clear error (or allowed).
+            warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+            ds = rasterio.open(p)
     except RasterioIOError as exc:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else "unreadable"
         raise RasterError(f"{describe(p)}: not a readable raster ({first_line})") from None
@@ -149,10 +153,11 @@ def check_output_path(dst: PathLike, *, overwrite: bool = False,
     d = Path(dst)
     for src in inputs:
         try:
-            if Path(src).resolve() == d.resolve():
-                raise OutputError(f"{describe(d)}: output path is the same as the input")
+            same = Path(src).resolve() == d.resolve()
         except OSError:
-            pass
+            same = False
+        if same:
+            raise OutputError(f"{describe(d)}: output path is the same as the input")
     if d.is_dir():
         raise OutputError(f"{describe(d)}: is a directory; give an output file name")
     if d.exists() and not overwrite:

@@ -1,0 +1,120 @@
+"""Band statistics and normalisation: exact against numpy, exact inverse, dtype-safe casts."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from geogan.bands import (
+    BandStats, DomainSpec, StatsAccumulator, cast_to_dtype, denormalize, infer_kind, normalize,
+)
+from geogan.errors import BandMismatchError, ConfigError
+
+
+def _accumulate(dtype: str, kind: str, seed: int = 0, chunks: int = 6):
+    rng = np.random.default_rng(seed)
+    acc = StatsAccumulator(2, dtype, kind, seed=seed)
+    seen = [[], []]
+    for _ in range(chunks):
+        data = (rng.gamma(2.0, 0.05, (2, 17, 13)) if kind == "sar" else rng.random((2, 17, 13)) * 250 + 2).astype(dtype)
+        valid = rng.random((17, 13)) > 0.3
+        acc.update(data, valid)
+        for i in range(2):
+            seen[i].append(data[i][valid].astype(np.float64))
+    return acc.result([1, 2]), [np.concatenate(s) for s in seen]
+
+
+@pytest.mark.parametrize("dtype,kind", [("uint8", "optical"), ("uint16", "multispectral"), ("float32", "generic"), ("float32", "sar")])
+def test_streaming_stats_equal_numpy_on_valid_pixels(dtype, kind):
+    stats, values = _accumulate(dtype, kind)
+    for s, v in zip(stats, values):
+        assert s.count == v.size
+        assert s.mean == pytest.approx(v.mean(), rel=1e-12)
+        assert s.std == pytest.approx(v.std(), rel=1e-9)
+        assert (s.min, s.max) == (v.min(), v.max())
+        assert s.p2 == pytest.approx(np.percentile(v, 2), rel=1e-12)
+        assert s.p98 == pytest.approx(np.percentile(v, 98), rel=1e-12)
+        if kind == "sar":
+            db = 10 * np.log10(v.astype(np.float32)).astype(np.float64)
+            assert s.mean_db == pytest.approx(db.mean(), rel=1e-6)
+            assert s.p98_db == pytest.approx(np.percentile(db, 98), rel=1e-5)
+        else:
+            assert s.mean_db is None
+
+
+def test_float_percentiles_are_sampled_beyond_the_reservoir():
+    rng = np.random.default_rng(1)
+    acc = StatsAccumulator(1, "float32", "generic", max_samples=5000)
+    allv = []
+    for _ in range(10):
+        d = rng.normal(100, 10, (1, 50, 50)).astype("float32")
+        acc.update(d, np.ones((50, 50), bool))
+        allv.append(d.ravel())
+    (s,) = acc.result([1])
+    v = np.concatenate(allv).astype(np.float64)
+    assert s.count == v.size and s.mean == pytest.approx(v.mean())
+    assert s.p2 == pytest.approx(np.percentile(v, 2), abs=1.0)  # a 5000-sample estimate
+
+
+def _spec(kind: str, dtype: str, lo: float, hi: float, nodata=None, n=2) -> DomainSpec:
+    stats = tuple(
+        BandStats(band=i + 1, count=10, mean=0, std=1, min=lo, max=hi, p2=lo, p98=hi,
+                  **({"p2_db": 10 * np.log10(lo), "p98_db": 10 * np.log10(hi)} if kind == "sar" else {}))
+        for i in range(n)
+    )
+    return DomainSpec(kind=kind, bands=tuple(range(1, n + 1)), dtype=dtype, nodata=nodata, stats=stats)
+
+
+def test_normalize_maps_range_to_unit_interval_and_inverts_exactly():
+    spec = _spec("optical", "float32", 10.0, 210.0)
+    x = np.array([[[10.0, 110.0, 210.0]]] * 2, np.float32)
+    y = normalize(x, spec)
+    np.testing.assert_allclose(y, [[[-1, 0, 1]]] * 2, atol=1e-6)
+    np.testing.assert_allclose(denormalize(y, spec), x, rtol=1e-6)
+
+
+def test_sar_is_scaled_in_db_and_returns_to_linear_power():
+    spec = _spec("sar", "float32", 0.001, 1.0)  # -30 dB .. 0 dB
+    x = np.array([[[0.001, np.sqrt(0.001), 1.0]]] * 2, np.float32)  # -30, -15, 0 dB
+    np.testing.assert_allclose(normalize(x, spec), [[[-1, 0, 1]]] * 2, atol=1e-5)
+    np.testing.assert_allclose(denormalize(normalize(x, spec), spec), x, rtol=1e-5)
+
+
+def test_invalid_pixels_are_neutral_not_black():
+    spec = _spec("optical", "uint8", 0, 255, nodata=0)
+    x = np.full((2, 2, 2), 255, np.uint8)
+    valid = np.array([[True, False], [True, True]])
+    y = normalize(x, spec, valid)
+    assert y[0, 0, 1] == 0.0 and y[0, 0, 0] == pytest.approx(1.0)
+
+
+def test_integer_outputs_round_clip_and_stay_off_nodata():
+    assert cast_to_dtype(np.array([-5.0, 0.2, 0.6, 254.6, 400.0]), "uint8", nodata=0).tolist() == [1, 1, 1, 255, 255]
+    assert cast_to_dtype(np.array([-5.0, 70000.0]), "uint16", nodata=65535).tolist() == [0, 65534]
+    assert cast_to_dtype(np.array([-9999.0, 1.5]), "float32", nodata=-9999.0)[0] != -9999.0
+
+
+def test_domain_spec_round_trips_through_a_dict_and_rejects_nonsense():
+    spec = _spec("sar", "float32", 0.01, 0.5)
+    assert DomainSpec.from_dict(spec.to_dict()) == spec
+    with pytest.raises(ConfigError):
+        DomainSpec(kind="lidar", bands=(1,), dtype="float32", nodata=None, stats=spec.stats[:1])
+    with pytest.raises(BandMismatchError):
+        normalize(np.zeros((3, 4, 4), np.float32), spec)
+
+
+def test_constant_band_does_not_divide_by_zero():
+    spec = _spec("dsm", "float32", 5.0, 5.0, n=1)
+    y = normalize(np.full((1, 3, 3), 5.0, np.float32), spec)
+    assert np.isfinite(y).all()
+    np.testing.assert_allclose(denormalize(y, spec), 5.0)
+
+
+@pytest.mark.parametrize("dtype,count,sample,kind", [
+    ("float32", 2, np.array([0.01, 0.2, 0.05]), "sar"),
+    ("float32", 1, np.array([120.0, 340.0]), "dsm"),
+    ("uint8", 3, None, "optical"),
+    ("uint16", 8, None, "multispectral"),
+    ("int16", 2, None, "generic"),
+])
+def test_kind_inference(dtype, count, sample, kind):
+    assert infer_kind(dtype, count, sample) == kind

@@ -1,0 +1,222 @@
+"""Public API hygiene, errors, progress, raster I/O helpers, config loading and the model file."""
+from __future__ import annotations
+
+import os
+import pickle
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import geogan
+from geogan import errors
+from geogan.config import TrainConfig, from_mapping, load_yaml
+from geogan.progress import CallbackProgress, QgisFeedbackProgress, as_progress, check_cancelled
+from geogan.raster import atomic_output, check_output_path, open_raster, parse_bands
+
+
+def test_all_lists_exactly_the_public_names():
+    import types
+
+    public = {n for n in dir(geogan) if not n.startswith("_") and not isinstance(getattr(geogan, n), types.ModuleType)}
+    public -= {"annotations", "Any"}
+    assert set(geogan.__all__) - {"__version__"} == public
+    for name in geogan.__all__:
+        assert getattr(geogan, name) is not None
+
+
+def test_import_is_cheap_and_silent():
+    code = "import sys, geogan; print(sorted(m for m in ('torch','rasterio','numpy') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]" and out.stderr == ""
+
+
+def test_errors_are_also_builtins_under_one_root():
+    assert issubclass(errors.InputNotFoundError, FileNotFoundError)
+    assert issubclass(errors.RasterError, OSError)
+    assert issubclass(errors.ConfigError, ValueError)
+    for cls in (errors.InputError, errors.OutputError, errors.ConfigError, errors.BandMismatchError,
+                errors.ModelFileError, errors.CheckpointError, errors.DeviceError, errors.Cancelled):
+        assert issubclass(cls, errors.GeoganError)
+
+
+def test_progress_adapters():
+    seen = []
+    p = as_progress(lambda d, t, m: seen.append((d, t, m)))
+    p.update(1, 4, "x")
+    assert seen == [(1, 4, "x")] and not p.cancelled()
+
+    class Feedback:
+        def __init__(self):
+            self.progress, self.text, self.stop = [], [], False
+
+        def setProgress(self, v):
+            self.progress.append(v)
+
+        def setProgressText(self, t):
+            self.text.append(t)
+
+        def isCanceled(self):
+            return self.stop
+
+    fb = Feedback()
+    q = QgisFeedbackProgress(fb)
+    q.update(0, 4, "start")
+    q.update(4, 4, "start")
+    assert fb.progress == [0.0, 100.0] and fb.text == ["start"]
+    fb.stop = True
+    with pytest.raises(errors.Cancelled):
+        check_cancelled(q, "translation")
+    with pytest.raises(TypeError):
+        as_progress(42)
+    assert not CallbackProgress().cancelled()
+
+
+def test_open_raster_errors_name_the_file(tmp_path, make_raster):
+    with pytest.raises(errors.InputNotFoundError, match="nope.tif"):
+        open_raster(tmp_path / "nope.tif")
+    junk = tmp_path / "junk.tif"
+    junk.write_bytes(b"not a tiff at all")
+    with pytest.raises(errors.RasterError, match="junk.tif.*not a readable raster"):
+        open_raster(junk)
+    plain = make_raster("plain.tif", np.zeros((1, 8, 8), np.uint8), crs=None)
+    with pytest.raises(errors.RasterError, match="not georeferenced"):
+        open_raster(plain)
+    with open_raster(plain, require_georeference=False) as ds:
+        assert ds.count == 1
+
+
+def test_parse_bands():
+    assert parse_bands(None, 3, "x.tif") == [1, 2, 3]
+    assert parse_bands("3,2, 1", 3, "x.tif") == [3, 2, 1]
+    for bad in ("0", "4", "1,1", "a,b"):
+        with pytest.raises(errors.BandMismatchError, match="x.tif"):
+            parse_bands(bad, 3, "x.tif")
+
+
+def test_atomic_output_leaves_nothing_on_failure(tmp_path):
+    dst = tmp_path / "out.tif"
+    with pytest.raises(RuntimeError):
+        with atomic_output(dst) as tmp:
+            tmp.write_bytes(b"half")
+            raise RuntimeError("boom")
+    assert list(tmp_path.iterdir()) == []
+    with atomic_output(dst) as tmp:
+        tmp.write_bytes(b"whole")
+    assert dst.read_bytes() == b"whole" and list(tmp_path.iterdir()) == [dst]
+
+
+def test_check_output_path(tmp_path):
+    src = tmp_path / "in.tif"
+    src.write_bytes(b"x")
+    with pytest.raises(errors.OutputError, match="same as the input"):
+        check_output_path(src, overwrite=True, inputs=[src])
+    with pytest.raises(errors.OutputError, match="already exists"):
+        check_output_path(src)
+    with pytest.raises(errors.OutputError, match="does not exist"):
+        check_output_path(tmp_path / "missing" / "o.tif")
+    assert check_output_path(tmp_path / "o.tif") == tmp_path / "o.tif"
+
+
+def test_config_rejects_unknown_keys_and_bad_values(tmp_path):
+    with pytest.raises(errors.ConfigError, match="lambda_cycel"):
+        from_mapping(TrainConfig, {"lambda_cycel": 5}, "cfg.yaml")
+    with pytest.raises(errors.ConfigError, match="batch_size"):
+        from_mapping(TrainConfig, {"batch_size": "four"}, "cfg.yaml")
+    with pytest.raises(errors.ConfigError, match="model"):
+        from_mapping(TrainConfig, {"model": "stylegan"}, "cfg.yaml")
+    with pytest.raises(errors.ConfigError, match="lr"):
+        from_mapping(TrainConfig, {"lr": -1.0}, "cfg.yaml")
+    assert from_mapping(TrainConfig, {"lr": 1}, "cfg.yaml").lr == 1.0
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("a: [1, 2\n")
+    with pytest.raises(errors.ConfigError, match="bad.yaml.*not valid YAML"):
+        load_yaml(bad)
+
+
+# --- model file ---------------------------------------------------------------------------
+
+def _tiny_model():
+    import torch
+    from geogan.bands import BandStats, DomainSpec
+    from geogan.modelfile import TranslationModel
+    from geogan.models.registry import build_generator
+
+    torch.manual_seed(0)
+
+    def spec(kind, dtype, n):
+        st = tuple(BandStats(band=i + 1, count=1, mean=0, std=1, min=0, max=200, p2=1, p98=180,
+                             **({"p2_db": -25.0, "p98_db": -3.0} if kind == "sar" else {})) for i in range(n))
+        return DomainSpec(kind=kind, bands=tuple(range(1, n + 1)), dtype=dtype, nodata=0, stats=st)
+
+    domains = {"a": spec("sar", "float32", 2), "b": spec("optical", "uint8", 3)}
+    gens = {"a2b": build_generator("resnet_6blocks", 2, 3, ngf=4), "b2a": build_generator("resnet_6blocks", 3, 2, ngf=4)}
+    arch = {"model": "cyclegan", "generator": "resnet_6blocks", "ngf": 4, "dropout": False, "size_multiple": 4}
+    return TranslationModel(domains, gens, arch, {"epochs": 1})
+
+
+def test_model_file_round_trips_and_loads_with_weights_only(tmp_path):
+    import torch
+    from geogan.modelfile import load_model, save_model
+
+    model = _tiny_model()
+    path = save_model(model, tmp_path / "m.geogan")
+    assert torch.load(path, weights_only=True)["format"] == "geogan-model"
+    again = load_model(path)
+    x = np.random.default_rng(0).gamma(2, 0.05, (2, 16, 16)).astype(np.float32)
+    out = model.translate(x, "a2b")
+    assert out.dtype == np.uint8 and out.shape == (3, 16, 16)
+    np.testing.assert_array_equal(again.translate(x, "a2b"), out)
+    assert again.domains == model.domains and again.training == {"epochs": 1}
+    with pytest.raises(errors.ModelFileError, match="cannot translate"):
+        again.translate(x, "c2d")
+
+
+class _Evil:
+    def __reduce__(self):
+        return (os.system, ("touch pwned",))
+
+
+def test_model_file_never_runs_embedded_code(tmp_path, monkeypatch):
+    import torch
+
+    monkeypatch.chdir(tmp_path)
+    evil = tmp_path / "evil.geogan"
+    torch.save({"format": "geogan-model", "payload": _Evil()}, evil)
+    from geogan.modelfile import load_model
+
+    with pytest.raises(errors.ModelFileError, match="evil.geogan"):
+        load_model(evil)
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_model_file_refuses_missing_corrupt_foreign_and_newer(tmp_path):
+    import torch
+    from geogan.modelfile import load_model, model_payload
+
+    with pytest.raises(errors.ModelFileError) as exc:
+        load_model(tmp_path / "none.geogan")
+    assert isinstance(exc.value, FileNotFoundError)
+    corrupt = tmp_path / "corrupt.geogan"
+    corrupt.write_bytes(b"\x00garbage")
+    with pytest.raises(errors.ModelFileError, match="corrupt.geogan"):
+        load_model(corrupt)
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"state_dict": {}}, foreign)
+    with pytest.raises(errors.ModelFileError, match="not a geogan model"):
+        load_model(foreign)
+    newer = tmp_path / "newer.geogan"
+    payload = model_payload(_tiny_model())
+    payload["format_version"] = 99
+    torch.save(payload, newer)
+    with pytest.raises(errors.ModelFileError, match="newer"):
+        load_model(newer)
+    broken = tmp_path / "broken.geogan"
+    payload = model_payload(_tiny_model())
+    payload["generators"]["a2b"] = {"nonsense": torch.zeros(1)}
+    torch.save(payload, broken)
+    with pytest.raises(errors.ModelFileError, match="inconsistent"):
+        load_model(broken)
