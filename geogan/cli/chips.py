@@ -1,4 +1,51 @@
-"""CLI command(s) for the chips step (owned by its issue; filled in as the step lands)."""
+"""``geogan chips``: cut A/B rasters into training chips (thin wrapper over :func:`geogan.chips.export_chips`)."""
 from __future__ import annotations
 
-from . import cli  # noqa: F401
+from typing import Optional
+
+import click
+
+from . import cli
+
+
+@cli.command("chips")
+@click.option("--a", "a", multiple=True, required=True, metavar="RASTER",
+              help="Domain A raster (repeat for several).")
+@click.option("--b", "b", multiple=True, required=True, metavar="RASTER",
+              help="Domain B raster (repeat for several; with --paired one per --a, or one for all).")
+@click.option("--out", "out", required=True, metavar="DIR",
+              help="Output directory (new, empty, or a previous chips export to replace).")
+@click.option("--bands-a", default=None, metavar="LIST", help="1-based bands of A in order, e.g. 1,2 (default: all but alpha).")
+@click.option("--bands-b", default=None, metavar="LIST", help="1-based bands of B in order, e.g. 3,2,1.")
+@click.option("--kind-a", default=None, metavar="KIND", help="sar, optical, multispectral, dsm or generic (default: inferred).")
+@click.option("--kind-b", default=None, metavar="KIND", help="Kind of domain B (default: inferred).")
+@click.option("--tile-size", default=256, show_default=True, type=int, help="Chip side in pixels (>= 16).")
+@click.option("--stride", default=None, type=int, help="Step between chips in pixels (default: tile size; smaller overlaps).")
+@click.option("--min-valid", default=0.95, show_default=True, type=float,
+              help="Keep a chip only if at least this fraction of its pixels is valid in every band.")
+@click.option("--aoi", default=None, metavar="FILE|WKT",
+              help="Area of interest: GeoJSON or WKT file, or a WKT/GeoJSON string (EPSG:4326 unless stated).")
+@click.option("--aoi-crs", default=None, metavar="CRS", help="CRS of a WKT AOI (default EPSG:4326).")
+@click.option("--val-fraction", default=0.1, show_default=True, type=float,
+              help="Fraction of chips set aside for validation, by spatial blocks.")
+@click.option("--paired", is_flag=True, help="Resample B onto A's grid; chip k of A and B cover the same ground.")
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed of the validation block draw.")
+def chips_command(a: tuple[str, ...], b: tuple[str, ...], out: str, bands_a: Optional[str],
+                  bands_b: Optional[str], kind_a: Optional[str], kind_b: Optional[str], tile_size: int,
+                  stride: Optional[int], min_valid: float, aoi: Optional[str], aoi_crs: Optional[str],
+                  val_fraction: float, paired: bool, seed: int) -> None:
+    """Cut A and B rasters into georeferenced train/val chips plus geogan_chips.json."""
+    from ..chips import export_chips
+    from ..progress import TqdmProgress
+
+    bar = TqdmProgress(desc="chips", disable=None, leave=False)
+    try:
+        summary = export_chips(
+            list(a), list(b), out, bands_a=bands_a, bands_b=bands_b, kind_a=kind_a, kind_b=kind_b,
+            tile_size=tile_size, stride=stride, min_valid=min_valid, aoi=aoi, aoi_crs=aoi_crs,
+            val_fraction=val_fraction, paired=paired, seed=seed, progress=bar,
+        )
+    finally:
+        bar.close()
+    for line in summary.lines():
+        click.echo(line)
