@@ -104,11 +104,13 @@ class TrainConfig:
     data: str = ""
     out: str = ""
     model: Literal["cyclegan", "pix2pix"] = "cyclegan"
-    generator: Literal["resnet_9blocks", "resnet_6blocks", "unet_256", "unet_128"] = "resnet_9blocks"
+    #: None = the model's paper default: resnet_9blocks for CycleGAN, unet_256 for Pix2Pix.
+    generator: Optional[Literal["resnet_9blocks", "resnet_6blocks", "unet_256", "unet_128"]] = None
     ngf: int = 64
     ndf: int = 64
     n_layers_d: int = 3
-    dropout: bool = False
+    #: None = the paper default: dropout in the U-Net for Pix2Pix, none for CycleGAN.
+    dropout: Optional[bool] = None
     gan_mode: Literal["lsgan", "vanilla"] = "lsgan"
     lambda_cycle: float = 10.0
     lambda_identity: float = 0.5
@@ -121,7 +123,9 @@ class TrainConfig:
     batch_size: int = 1
     crop_size: int = 256
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    amp: Literal["auto", "off", "bf16", "fp16"] = "auto"
+    #: auto = bf16 autocast on CUDA where supported, else fp16 with a GradScaler; off on the CPU.
+    #: YAML ``true``/``false`` mean auto/off.
+    amp: Union[Literal["auto", "off", "bf16", "fp16"], bool] = "auto"
     channels_last: Literal["auto", "on", "off"] = "auto"
     seed: int = 0
     checkpoint_every: int = 1000
@@ -129,6 +133,13 @@ class TrainConfig:
     num_workers: int = 0
 
     def __post_init__(self) -> None:
+        if isinstance(self.amp, bool):
+            object.__setattr__(self, "amp", "auto" if self.amp else "off")
+        if self.generator is None:
+            object.__setattr__(self, "generator", "unet_256" if self.model == "pix2pix" else "resnet_9blocks")
+        if self.dropout is None:
+            object.__setattr__(self, "dropout", self.model == "pix2pix")
+
         def positive(name: str, allow_zero: bool = False) -> None:
             v = getattr(self, name)
             if v < 0 or (v == 0 and not allow_zero):

@@ -1,0 +1,319 @@
+"""CycleGAN (Zhu et al. 2017) for any pair of band counts, and what Pix2Pix shares with it.
+
+Two generators (A→B, B→A) and two PatchGAN discriminators (``D_a`` judges A images,
+``D_b`` judges B images). One training step reads like the algorithm:
+
+1. forward: ``fake_b = G_a2b(a)``, ``rec_a = G_b2a(fake_b)``, and the same from B;
+2. freeze both discriminators and step the generators on
+   GAN loss + λ·cycle loss (both ways) + 0.5·λ·identity loss;
+3. unfreeze the discriminators and step them on real vs. a fake drawn from a history pool
+   of the last 50 fakes (Shrivastava et al.), which damps oscillation.
+
+Cycle and identity losses are masked means over valid pixels (:func:`masked_l1`).
+
+**Identity loss across band counts.** Identity feeds B images into ``G_a2b`` and asks for
+them back unchanged, which only makes sense when both domains have the same bands with the
+same meaning. It is used when the band counts *and* kinds match (RGB→RGB, SAR→SAR) and
+turned off, with a logged notice, otherwise: with different counts the shapes do not fit,
+and with equal counts but different kinds (2-band SAR vs. a 2-band generic raster) band i
+of A and band i of B are different physical quantities normalised differently, so asking
+the generator to pass one through as the other would teach it a wrong mapping. Bands are
+never padded or repeated to make the shapes fit.
+"""
+from __future__ import annotations
+
+import contextlib
+import random
+from typing import Any, Callable, Iterable, Optional
+
+import torch
+from torch import nn
+
+from ..bands import DomainSpec
+from .discriminators import NLayerDiscriminator
+from .generators import init_weights
+from .losses import GANLoss, masked_l1
+from .registry import build_generator
+
+GradSync = Callable[[list[torch.Tensor]], None]
+
+
+def identity_decision(spec_a: DomainSpec, spec_b: DomainSpec, lambda_identity: float) -> tuple[bool, str]:
+    """Whether the identity loss applies to this pair of domains, and why (for the log and model file)."""
+    if lambda_identity <= 0:
+        return False, "off (lambda_identity = 0)"
+    if spec_a.count != spec_b.count:
+        return False, (f"off: domain A has {spec_a.count} band(s) and B has {spec_b.count}; identity "
+                       "needs each generator to accept the other domain's bands, which would mean padding")
+    if spec_a.kind != spec_b.kind:
+        return False, (f"off: domain A is {spec_a.kind} and B is {spec_b.kind}; band i of one is not band i "
+                       "of the other, so passing one through as the other would teach a wrong mapping")
+    return True, "on"
+
+
+class ImagePool:
+    """A history of generated images (reference ``ImagePool``): half the time D sees an older fake.
+
+    Uses its own ``random.Random`` so its choices are reproducible and can be checkpointed.
+    """
+
+    def __init__(self, size: int, seed: int = 0) -> None:
+        self.size = size
+        self.images: list[torch.Tensor] = []
+        self.rng = random.Random(seed)
+
+    def query(self, images: torch.Tensor) -> torch.Tensor:
+        if self.size == 0:
+            return images
+        out = []
+        for image in images.detach():
+            image = image.unsqueeze(0)
+            if len(self.images) < self.size:
+                self.images.append(image.clone())
+                out.append(image)
+            elif self.rng.random() > 0.5:
+                i = self.rng.randint(0, self.size - 1)
+                out.append(self.images[i].clone())
+                self.images[i] = image.clone()
+            else:
+                out.append(image)
+        return torch.cat(out, 0)
+
+    def state_dict(self) -> dict:
+        version, internal, gauss = self.rng.getstate()
+        return {"images": [im.detach().cpu().clone() for im in self.images],
+                "rng": [version, list(internal), gauss]}
+
+    def load_state_dict(self, state: dict, device: Any) -> None:
+        self.images = [im.to(device) for im in state["images"]]
+        version, internal, gauss = state["rng"]
+        self.rng.setstate((version, tuple(internal), gauss))
+
+
+def lr_factor(epoch: int, epochs: int, epochs_decay: int) -> float:
+    """Learning-rate multiplier for 0-based ``epoch``: 1 for ``epochs``, then linear to 0 over ``epochs_decay``."""
+    return 1.0 - max(0, epoch + 1 - epochs) / float(epochs_decay + 1)
+
+
+class GanModel:
+    """Networks, optimizers, schedules, mixed precision and gradient averaging shared by both models.
+
+    ``grad_sync`` (data-parallel training) averages gradients across processes after each
+    backward pass and before the optimizer step; ``None`` for a single process.
+    """
+
+    generator_names: tuple[str, ...] = ()
+    discriminator_names: tuple[str, ...] = ()
+    loss_names: tuple[str, ...] = ()
+
+    def __init__(self, cfg: Any, device: torch.device, amp_dtype: Optional[torch.dtype] = None,
+                 channels_last: bool = False, grad_sync: Optional[GradSync] = None) -> None:
+        self.cfg = cfg
+        self.device = device
+        self.amp_dtype = amp_dtype
+        self.channels_last = channels_last
+        self.grad_sync = grad_sync
+        self.nets: dict[str, nn.Module] = {}
+        self.losses: dict[str, torch.Tensor] = {}
+        self.criterion_gan = GANLoss(cfg.gan_mode)
+        use_scaler = amp_dtype == torch.float16 and device.type == "cuda"
+        self.scaler = torch.amp.GradScaler("cuda") if use_scaler else None
+
+    # -- construction -------------------------------------------------------------------------
+    def _finish_build(self) -> None:
+        for net in self.nets.values():
+            init_weights(net)
+            net.to(self.device)
+            if self.channels_last:
+                net.to(memory_format=torch.channels_last)
+            net.train()
+        betas = (self.cfg.beta1, 0.999)
+        self.optimizers = {
+            "G": torch.optim.Adam(self._params(self.generator_names), lr=self.cfg.lr, betas=betas),
+            "D": torch.optim.Adam(self._params(self.discriminator_names), lr=self.cfg.lr, betas=betas),
+        }
+        rule = lambda epoch: lr_factor(epoch, self.cfg.epochs, self.cfg.epochs_decay)  # noqa: E731
+        self.schedulers = {k: torch.optim.lr_scheduler.LambdaLR(o, rule) for k, o in self.optimizers.items()}
+
+    def _params(self, names: Iterable[str]) -> list[nn.Parameter]:
+        return [p for n in names for p in self.nets[n].parameters()]
+
+    def _image(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.to(self.device, non_blocking=True)
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+    # -- the pieces of a step -------------------------------------------------------------------
+    def autocast(self):
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
+
+    @staticmethod
+    def set_requires_grad(nets: Iterable[nn.Module], flag: bool) -> None:
+        for net in nets:
+            for p in net.parameters():
+                p.requires_grad_(flag)
+
+    def _step(self, name: str, loss: torch.Tensor) -> None:
+        """Backward ``loss`` (scaled under fp16), average gradients across processes, step optimizer ``name``."""
+        optimizer = self.optimizers[name]
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+        else:
+            loss.backward()
+        if self.grad_sync is not None:
+            params = [p for g in optimizer.param_groups for p in g["params"]]
+            self.grad_sync(params)
+        if self.scaler is not None:
+            self.scaler.step(optimizer)
+        else:
+            optimizer.step()
+
+    def _end_step(self) -> None:
+        if self.scaler is not None:
+            self.scaler.update()
+
+    def update_learning_rate(self) -> None:
+        """Call once at the end of every epoch."""
+        for s in self.schedulers.values():
+            s.step()
+
+    @property
+    def lr(self) -> float:
+        return float(self.optimizers["G"].param_groups[0]["lr"])
+
+    def current_losses(self) -> dict[str, float]:
+        return {k: float(self.losses[k].detach().float().item()) for k in self.loss_names if k in self.losses}
+
+    def generators(self) -> dict[str, nn.Module]:
+        """Direction name → generator network, as the model file stores them."""
+        return {name.split("_", 1)[1]: self.nets[name] for name in self.generator_names}
+
+    # -- checkpoints -------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        return {
+            "nets": {k: {n: t.detach().cpu().clone() for n, t in net.state_dict().items()}
+                     for k, net in self.nets.items()},
+            "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
+            "schedulers": {k: s.state_dict() for k, s in self.schedulers.items()},
+            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        for k, net in self.nets.items():
+            net.load_state_dict(state["nets"][k])
+        for k, o in self.optimizers.items():
+            o.load_state_dict(state["optimizers"][k])
+        for k, s in self.schedulers.items():
+            s.load_state_dict(state["schedulers"][k])
+        if self.scaler is not None and state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+
+    def local_state(self) -> dict:
+        """State that differs between data-parallel processes (history pools)."""
+        return {}
+
+    def load_local_state(self, state: dict) -> None:
+        pass
+
+
+def hide_invalid(x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Set pixels that had no valid source to 0, as real images carry them, so D cannot tell by them."""
+    return x * valid.to(x.dtype)
+
+
+class CycleGAN(GanModel):
+    """Unpaired translation A ↔ B with cycle consistency."""
+
+    generator_names = ("G_a2b", "G_b2a")
+    discriminator_names = ("D_a", "D_b")
+    loss_names = ("D_a", "G_a2b", "cycle_a", "idt_a", "D_b", "G_b2a", "cycle_b", "idt_b")
+
+    def __init__(self, cfg: Any, spec_a: DomainSpec, spec_b: DomainSpec, device: torch.device,
+                 amp_dtype: Optional[torch.dtype] = None, channels_last: bool = False,
+                 grad_sync: Optional[GradSync] = None, seed: int = 0) -> None:
+        super().__init__(cfg, device, amp_dtype, channels_last, grad_sync)
+        ca, cb = spec_a.count, spec_b.count
+        self.nets = {
+            "G_a2b": build_generator(cfg.generator, ca, cb, cfg.ngf, cfg.dropout),
+            "G_b2a": build_generator(cfg.generator, cb, ca, cfg.ngf, cfg.dropout),
+            "D_a": NLayerDiscriminator(ca, cfg.ndf, cfg.n_layers_d),
+            "D_b": NLayerDiscriminator(cb, cfg.ndf, cfg.n_layers_d),
+        }
+        self.use_identity, self.identity_note = identity_decision(spec_a, spec_b, cfg.lambda_identity)
+        self.pools = {"a": ImagePool(cfg.pool_size, seed), "b": ImagePool(cfg.pool_size, seed + 1)}
+        self._finish_build()
+
+    def set_input(self, batch: dict) -> None:
+        self.real_a, self.real_b = self._image(batch["a"]), self._image(batch["b"])
+        self.valid_a, self.valid_b = batch["a_valid"].to(self.device), batch["b_valid"].to(self.device)
+
+    def forward(self) -> None:
+        G_a2b, G_b2a = self.nets["G_a2b"], self.nets["G_b2a"]
+        with self.autocast():
+            self.fake_b = G_a2b(self.real_a)
+            self.rec_a = G_b2a(self.fake_b)
+            self.fake_a = G_b2a(self.real_b)
+            self.rec_b = G_a2b(self.fake_a)
+
+    def backward_G(self) -> torch.Tensor:
+        cfg, nets = self.cfg, self.nets
+        lam = cfg.lambda_cycle
+        with self.autocast():
+            if self.use_identity:
+                idt_b = nets["G_a2b"](self.real_b)  # G_a2b should leave B images as they are
+                idt_a = nets["G_b2a"](self.real_a)
+                self.losses["idt_b"] = masked_l1(idt_b, self.real_b, self.valid_b) * lam * cfg.lambda_identity
+                self.losses["idt_a"] = masked_l1(idt_a, self.real_a, self.valid_a) * lam * cfg.lambda_identity
+            else:
+                self.losses["idt_a"] = self.losses["idt_b"] = torch.zeros((), device=self.device)
+            self.losses["G_a2b"] = self.criterion_gan(nets["D_b"](hide_invalid(self.fake_b, self.valid_a)), True)
+            self.losses["G_b2a"] = self.criterion_gan(nets["D_a"](hide_invalid(self.fake_a, self.valid_b)), True)
+        self.losses["cycle_a"] = masked_l1(self.rec_a, self.real_a, self.valid_a) * lam
+        self.losses["cycle_b"] = masked_l1(self.rec_b, self.real_b, self.valid_b) * lam
+        return sum(self.losses[k] for k in ("G_a2b", "G_b2a", "cycle_a", "cycle_b", "idt_a", "idt_b"))
+
+    def backward_D_basic(self, net: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+        with self.autocast():
+            loss_real = self.criterion_gan(net(real), True)
+            loss_fake = self.criterion_gan(net(fake.detach()), False)
+        return (loss_real + loss_fake) * 0.5
+
+    def backward_D(self) -> torch.Tensor:
+        fake_b = self.pools["b"].query(hide_invalid(self.fake_b, self.valid_a))
+        fake_a = self.pools["a"].query(hide_invalid(self.fake_a, self.valid_b))
+        self.losses["D_b"] = self.backward_D_basic(self.nets["D_b"], self.real_b, fake_b)
+        self.losses["D_a"] = self.backward_D_basic(self.nets["D_a"], self.real_a, fake_a)
+        return self.losses["D_a"] + self.losses["D_b"]
+
+    def optimize_parameters(self) -> None:
+        """One training step: forward, freeze D, step G, unfreeze D, step D (with the history pools)."""
+        discriminators = [self.nets["D_a"], self.nets["D_b"]]
+        self.forward()
+        self.set_requires_grad(discriminators, False)
+        self.optimizers["G"].zero_grad(set_to_none=True)
+        self._step("G", self.backward_G())
+        self.set_requires_grad(discriminators, True)
+        self.optimizers["D"].zero_grad(set_to_none=True)
+        self._step("D", self.backward_D())
+        self._end_step()
+
+    @torch.no_grad()
+    def visuals(self, a: torch.Tensor, b: torch.Tensor) -> dict[str, torch.Tensor]:
+        """real/fake/reconstructed images for a preview, in normalised units on the CPU."""
+        G_a2b, G_b2a = self.nets["G_a2b"], self.nets["G_b2a"]
+        a, b = self._image(a), self._image(b)
+        with self.autocast():
+            fake_b = G_a2b(a)
+            rec_a = G_b2a(fake_b)
+            fake_a = G_b2a(b)
+            rec_b = G_a2b(fake_a)
+        out = {"real_a": a, "fake_b": fake_b, "rec_a": rec_a, "real_b": b, "fake_a": fake_a, "rec_b": rec_b}
+        return {k: v.float().cpu() for k, v in out.items()}
+
+    def local_state(self) -> dict:
+        return {"pools": {k: p.state_dict() for k, p in self.pools.items()}}
+
+    def load_local_state(self, state: dict) -> None:
+        for k, p in self.pools.items():
+            p.load_state_dict(state["pools"][k], self.device)

@@ -1,0 +1,83 @@
+"""Pix2Pix (Isola et al. 2017): paired translation A → B with a conditional PatchGAN.
+
+The discriminator sees the input and an output side by side (the bands of A and B
+concatenated: ``count_a + count_b`` channels) and judges whether the pair is real. The
+generator is pushed by that GAN loss plus λ (100) × an L1 loss to the true B, a masked
+mean over pixels valid in both A and B. The step follows the reference ``optimize_parameters``:
+forward, step D, freeze D, step G.
+"""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import torch
+
+from ..bands import DomainSpec
+from .cyclegan import GanModel, GradSync, hide_invalid
+from .discriminators import NLayerDiscriminator
+from .losses import masked_l1
+from .registry import build_generator
+
+
+class Pix2Pix(GanModel):
+    """Paired translation A → B."""
+
+    generator_names = ("G_a2b",)
+    discriminator_names = ("D",)
+    loss_names = ("G_gan", "G_l1", "D_real", "D_fake")
+
+    def __init__(self, cfg: Any, spec_a: DomainSpec, spec_b: DomainSpec, device: torch.device,
+                 amp_dtype: Optional[torch.dtype] = None, channels_last: bool = False,
+                 grad_sync: Optional[GradSync] = None, seed: int = 0) -> None:
+        super().__init__(cfg, device, amp_dtype, channels_last, grad_sync)
+        ca, cb = spec_a.count, spec_b.count
+        self.nets = {
+            "G_a2b": build_generator(cfg.generator, ca, cb, cfg.ngf, cfg.dropout),
+            "D": NLayerDiscriminator(ca + cb, cfg.ndf, cfg.n_layers_d),
+        }
+        self.use_identity, self.identity_note = False, "off (pix2pix has no identity loss)"
+        self._finish_build()
+
+    def set_input(self, batch: dict) -> None:
+        self.real_a, self.real_b = self._image(batch["a"]), self._image(batch["b"])
+        self.valid = (batch["a_valid"] & batch["b_valid"]).to(self.device)
+
+    def forward(self) -> None:
+        with self.autocast():
+            self.fake_b = self.nets["G_a2b"](self.real_a)
+
+    def backward_D(self) -> torch.Tensor:
+        D = self.nets["D"]
+        fake_b = hide_invalid(self.fake_b, self.valid).detach()
+        real_b = hide_invalid(self.real_b, self.valid)
+        with self.autocast():
+            self.losses["D_fake"] = self.criterion_gan(D(torch.cat([self.real_a, fake_b], 1)), False)
+            self.losses["D_real"] = self.criterion_gan(D(torch.cat([self.real_a, real_b], 1)), True)
+        return (self.losses["D_fake"] + self.losses["D_real"]) * 0.5
+
+    def backward_G(self) -> torch.Tensor:
+        fake_b = hide_invalid(self.fake_b, self.valid)
+        with self.autocast():
+            self.losses["G_gan"] = self.criterion_gan(self.nets["D"](torch.cat([self.real_a, fake_b], 1)), True)
+        self.losses["G_l1"] = masked_l1(self.fake_b, self.real_b, self.valid) * self.cfg.lambda_l1
+        return self.losses["G_gan"] + self.losses["G_l1"]
+
+    def optimize_parameters(self) -> None:
+        """One training step: forward, step D, freeze D, step G."""
+        D = self.nets["D"]
+        self.forward()
+        self.set_requires_grad([D], True)
+        self.optimizers["D"].zero_grad(set_to_none=True)
+        self._step("D", self.backward_D())
+        self.set_requires_grad([D], False)
+        self.optimizers["G"].zero_grad(set_to_none=True)
+        self._step("G", self.backward_G())
+        self.set_requires_grad([D], True)
+        self._end_step()
+
+    @torch.no_grad()
+    def visuals(self, a: torch.Tensor, b: torch.Tensor) -> dict[str, torch.Tensor]:
+        a, b = self._image(a), self._image(b)
+        with self.autocast():
+            fake_b = self.nets["G_a2b"](a)
+        return {k: v.float().cpu() for k, v in {"real_a": a, "fake_b": fake_b, "real_b": b}.items()}
