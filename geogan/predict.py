@@ -1,0 +1,668 @@
+"""Translate a whole scene with a trained generator: overlapping tiles, blending, a streaming writer.
+
+How a scene flows through :func:`translate_raster`::
+
+    reader thread ──batches──▶ main thread (network) ──finished row bands──▶ writer thread
+    (read a strip of          (translate a batch,       (divide Σw·y by Σw, denormalise,
+     rows, mask, normalise,    add w·y and w into        cast once per pixel, nodata where
+     reflect-pad, cut tiles)   a band of S rows)         the input was invalid, write)
+
+Tiles of ``tile_size`` pixels step by ``stride = tile_size - overlap``. The tile grid is
+extended by ``overlap // 2`` pixels of reflect padding beyond every scene edge (and centred),
+so an edge pixel sits as deep inside its tile as a pixel on an interior seam. Overlaps are
+blended in the network's normalised space by a normalised weighted average Σw·y / Σw with
+a 1-D window that is flat in the tile's middle and tapers across the overlap (``hann``:
+sin², ``linear``: a ramp; the two tiles' weights sum to one in every overlap), floored at
+:data:`WEIGHT_FLOOR` so the division is always safe. ``none`` centre-crops: each output pixel
+comes from exactly one tile, the one whose centre region covers it.
+
+Memory is bounded by one strip of tiles and the batch, never by the scene: the output is
+accumulated in bands of ``stride`` rows, each flushed to the writer as soon as the last tile
+touching it has been translated.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import os
+import queue
+import tempfile
+import threading
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional, Sequence, Union
+
+import numpy as np
+
+from . import raster
+from .bands import DomainSpec, denormalize, normalize
+from .errors import (BandMismatchError, Cancelled, ConfigError, DeviceError, ModelFileError, OutputError,
+                     RasterError, describe)
+from .progress import ProgressLike, as_progress
+
+log = logging.getLogger(__name__)
+
+BLENDS = ("hann", "linear", "none")
+COMPRESSIONS = ("deflate", "zstd", "lzw", "none")
+
+#: Smallest blending weight: keeps Σw > 0 at tile corners so Σw·y / Σw never divides by zero.
+WEIGHT_FLOOR = 1e-4
+
+#: Side of the decimated sample read to compare the input's statistics with the training data's.
+SAMPLE_SIDE = 512
+
+_QUEUE_DEPTH = 3
+
+
+@dataclass(frozen=True)
+class PredictionResult(os.PathLike):
+    """What :func:`translate_raster` wrote. Usable as a path (``os.fspath(result)``)."""
+
+    path: Path
+    direction: str
+    width: int
+    height: int
+    count: int
+    dtype: str
+    nodata: Optional[float]
+    tiles: int
+    tiles_translated: int
+    seconds: float
+    device: str
+
+    def __fspath__(self) -> str:
+        return str(self.path)
+
+
+# --------------------------------------------------------------------------- tiling maths (pure)
+
+def tile_origins(length: int, tile_size: int, overlap: int) -> list[int]:
+    """Origins of the tiles covering ``length`` pixels along one axis (may be negative).
+
+    The grid covers ``[-overlap // 2, length + overlap // 2)`` with
+    ``n = ceil((length + 2·(overlap//2) - tile) / stride) + 1`` tiles (one if that span fits in
+    a tile), centred on the scene. Parts outside the scene are read with reflect padding.
+    """
+    stride = tile_size - overlap
+    margin = overlap // 2
+    span = length + 2 * margin
+    n = 1 if span <= tile_size else math.ceil((span - tile_size) / stride) + 1
+    covered = (n - 1) * stride + tile_size
+    start = -margin - (covered - span) // 2
+    return [start + i * stride for i in range(n)]
+
+
+def seam_positions(length: int, tile_size: int, overlap: int) -> list[int]:
+    """Pixel boundaries (inside ``(0, length)``) where the output switches from one tile to the next.
+
+    Boundary ``b`` lies between pixels ``b - 1`` and ``b``: the middle of each overlap, which is
+    where ``blend="none"`` cuts and where the blending windows weigh both tiles equally.
+    """
+    origins = tile_origins(length, tile_size, overlap)
+    return [o + overlap // 2 for o in origins[1:] if 0 < o + overlap // 2 < length]
+
+
+def blend_window(tile_size: int, overlap: int, blend: str, first: bool = False, last: bool = False) -> np.ndarray:
+    """1-D blending weights along one tile axis (float64, length ``tile_size``).
+
+    ``hann``/``linear``: 1 in the middle, tapering across the ``overlap`` pixels at each side that
+    a neighbour shares (no taper on the scene-side of the first/last tile: nothing else covers
+    it). ``none``: 1 on the pixels this tile owns (middle of overlap to middle of overlap), else 0.
+    """
+    if blend not in BLENDS:
+        raise ConfigError(f"unknown blend {blend!r} (expected one of {', '.join(BLENDS)})")
+    w = np.ones(tile_size, np.float64)
+    if blend == "none":
+        lo = 0 if first else overlap // 2
+        hi = tile_size if last else overlap // 2 + tile_size - overlap
+        w[:] = 0.0
+        w[lo:hi] = 1.0
+        return w
+    if overlap > 0:
+        t = (np.arange(overlap) + 0.5) / overlap
+        rise = np.sin(0.5 * np.pi * t) ** 2 if blend == "hann" else t
+        if not first:
+            w[:overlap] = rise
+        if not last:
+            w[-overlap:] = rise[::-1]
+    return w
+
+
+def pad_reflect(a: np.ndarray, pads: Sequence[tuple[int, int]]) -> np.ndarray:
+    """``np.pad(mode="reflect")`` that also copes with pads larger than the data (edge fallback)."""
+    if not any(p for pair in pads for p in pair):
+        return a
+    try:
+        return np.pad(a, pads, mode="reflect")
+    except ValueError:  # an empty or degenerate axis: repeat the edge instead
+        return np.pad(a, pads, mode="edge")
+
+
+def output_nodata(spec: DomainSpec) -> float:
+    """The nodata value written for a target domain.
+
+    The spec's own value if it has one; otherwise NaN for float outputs, 0 for unsigned
+    integers and the dtype's minimum for signed ones (valid pixels are kept off it by
+    :func:`geogan.bands.cast_to_dtype`).
+    """
+    if spec.nodata is not None:
+        return float(spec.nodata)
+    dt = np.dtype(spec.dtype)
+    if dt.kind == "f":
+        return float("nan")
+    if dt.kind == "u":
+        return 0.0
+    return float(np.iinfo(dt).min)
+
+
+def resolve_device(device: Any = "auto"):
+    """``"auto"`` → CUDA when torch sees it, else CPU; ``"cuda"`` without CUDA → :class:`DeviceError`."""
+    import torch
+
+    if isinstance(device, torch.device):
+        name = str(device)
+    else:
+        name = str(device or "auto").strip().lower()
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise DeviceError(f"unknown device {device!r} (expected auto, cpu or cuda)") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise DeviceError("device 'cuda' requested but torch sees no CUDA device (use --device cpu or auto)")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise DeviceError(f"device {name!r} requested but only {torch.cuda.device_count()} CUDA device(s) exist")
+    elif dev.type != "cpu":
+        raise DeviceError(f"unsupported device {device!r} (expected auto, cpu or cuda)")
+    return dev
+
+
+# --------------------------------------------------------------------------- pipeline messages
+
+@dataclass
+class _Batch:
+    tiles: Any                      # (b, C, T, T) float32, numpy or (pinned) torch tensor
+    where: list[tuple[int, int]]    # (tile row, tile column) of each tile
+
+
+@dataclass
+class _RowDone:
+    row: int                        # every tile of this tile row has been sent
+    y0: int                         # first scene row of the strip read for it
+    valid: np.ndarray               # (rows, width) validity of the strip's scene rows
+    skipped: int                    # tiles of the row with no valid pixel (not translated)
+
+
+_END = object()
+
+
+class _Stop(Exception):
+    pass
+
+
+def _put(q: "queue.Queue", item: Any, stop: threading.Event) -> None:
+    while True:
+        if stop.is_set():
+            raise _Stop()
+        try:
+            q.put(item, timeout=0.1)
+            return
+        except queue.Full:
+            continue
+
+
+# --------------------------------------------------------------------------- the public call
+
+def translate_raster(model_or_path: Any, src: Union[str, os.PathLike], dst: Union[str, os.PathLike], *,
+                     direction: str = "a2b", bands: Union[None, str, Sequence[int]] = None,
+                     tile_size: int = 256, overlap: int = 64, batch_size: int = 8, device: Any = "auto",
+                     blend: str = "hann", cog: bool = False, compress: str = "deflate",
+                     overwrite: bool = False, allow_ungeoreferenced: bool = False,
+                     progress: ProgressLike = None) -> PredictionResult:
+    """Translate the raster ``src`` with a trained model and write ``dst`` on the same grid.
+
+    ``model_or_path`` is a :class:`~geogan.modelfile.TranslationModel` or a ``.geogan`` file.
+    The output has ``src``'s width, height, CRS and transform, and the target domain's band
+    count, dtype and nodata (see :func:`output_nodata`); pixels invalid in the input are
+    nodata in the output. ``bands`` picks the input bands (default: those the model was
+    trained on). Progress is reported in tiles; a cancel raises :class:`~geogan.errors.Cancelled`
+    within one batch. Nothing is left at ``dst`` unless the whole scene was written.
+    """
+    from .modelfile import TranslationModel, load_model
+
+    started = time.perf_counter()
+    prog = as_progress(progress)
+    src_p, dst_p = Path(src), Path(dst)
+    blend = str(blend).lower()
+    compress = str(compress or "none").lower()
+    if blend not in BLENDS:
+        raise ConfigError(f"unknown blend {blend!r} (expected one of {', '.join(BLENDS)})")
+    if compress not in COMPRESSIONS:
+        raise ConfigError(f"unknown compression {compress!r} (expected one of {', '.join(COMPRESSIONS)})")
+    if int(batch_size) < 1:
+        raise ConfigError(f"batch size must be at least 1, not {batch_size}")
+    dev = resolve_device(device)
+
+    if isinstance(model_or_path, TranslationModel):
+        model, model_name = model_or_path, "model"
+    else:
+        model, model_name = load_model(model_or_path, "cpu"), describe(model_or_path)
+    if direction not in model.generators:
+        have = ", ".join(model.directions) or "none"
+        raise ModelFileError(f"{model_name}: this model cannot translate {direction!r} (it has: {have})")
+    source, target = model.source(direction), model.target(direction)
+    _check_tiling(int(tile_size), int(overlap), model)
+    tile_size, overlap, batch_size = int(tile_size), int(overlap), int(batch_size)
+
+    ds = raster.open_raster(src_p, require_georeference=False)
+    try:
+        georef = raster.is_georeferenced(ds)
+        if not georef:
+            if not allow_ungeoreferenced:
+                raise RasterError(f"{describe(src_p)}: has no CRS or geotransform (not georeferenced); "
+                                  "use --allow-ungeoreferenced to translate it anyway")
+            log.warning("%s has no CRS or geotransform; the output will not be georeferenced either", describe(src_p))
+        band_list = _choose_bands(bands, ds.count, source, src_p)
+        raster.check_output_path(dst_p, overwrite=overwrite, inputs=[src_p])
+        _warn_if_unlike_training(ds, band_list, source, src_p, georef)
+
+        net = model.generators[direction]
+        model.to(dev)  # a caller's model moves to the chosen device (and stays there)
+        if dev.type == "cuda":
+            import torch
+
+            net.to(memory_format=torch.channels_last)
+        nodata = output_nodata(target)
+        out_spec = dataclasses.replace(target, nodata=nodata)
+        with raster.atomic_output(dst_p) as tmp:
+            if cog:
+                with tempfile.TemporaryDirectory(prefix=f".{dst_p.name}.", dir=dst_p.parent) as tdir:
+                    plain = Path(tdir) / "plain.tif"
+                    stats = _run(ds, band_list, source, out_spec, net, dev, plain, tile_size, overlap,
+                                 batch_size, blend, compress, georef, prog, model_name, direction)
+                    _write_cog(plain, tmp, compress)
+            else:
+                stats = _run(ds, band_list, source, out_spec, net, dev, tmp, tile_size, overlap,
+                             batch_size, blend, compress, georef, prog, model_name, direction)
+        width, height = ds.width, ds.height
+    finally:
+        ds.close()
+    return PredictionResult(path=dst_p, direction=direction, width=width, height=height, count=target.count,
+                            dtype=target.dtype, nodata=nodata, tiles=stats[0], tiles_translated=stats[1],
+                            seconds=time.perf_counter() - started, device=str(dev))
+
+
+# --------------------------------------------------------------------------- checks
+
+def _check_tiling(tile_size: int, overlap: int, model: Any) -> None:
+    mult = model.size_multiple
+    gen = model.architecture.get("generator", "generator")
+    if tile_size <= 0 or tile_size % mult:
+        raise ConfigError(f"tile size {tile_size} is not a positive multiple of {mult} (the {gen} generator needs it)")
+    if overlap < 0 or 2 * overlap >= tile_size:
+        raise ConfigError(f"overlap {overlap} does not fit tile size {tile_size} (need 0 <= overlap < tile size / 2)")
+
+
+def _choose_bands(bands: Union[None, str, Sequence[int]], count: int, spec: DomainSpec, path: Path) -> list[int]:
+    """The input bands to feed the network, in order.
+
+    Default: the bands recorded in the model when training picked a deliberate subset or
+    order that this raster has (e.g. 4,3,2 of a 13-band scene); all bands when the model was
+    trained on all bands of an equally wide raster. Anything else asks for ``--bands``.
+    """
+    listed = ",".join(map(str, spec.bands))
+    expects = f"model expects {spec.count} band(s) ({spec.kind}: bands {listed})"
+    if bands is not None and not (isinstance(bands, str) and not bands.strip()):
+        chosen = raster.parse_bands(bands, count, path)
+        if len(chosen) != spec.count:
+            raise BandMismatchError(f"{expects}; --bands names {len(chosen)} of {describe(path)}")
+        return chosen
+    trivial = tuple(spec.bands) == tuple(range(1, spec.count + 1))
+    if trivial and count == spec.count:
+        return list(spec.bands)
+    if not trivial and max(spec.bands) <= count:
+        log.info("using bands %s of %s, as in training", listed, describe(path))
+        return list(spec.bands)
+    raise BandMismatchError(f"{expects}; {describe(path)} has {count} — use --bands")
+
+
+def _warn_if_unlike_training(ds, band_list: list[int], spec: DomainSpec, path: Path, georef: bool) -> None:
+    """Log warnings (never fail) when the input's resolution or values differ from the training data."""
+    from rasterio.enums import Resampling
+
+    if georef and spec.resolution is not None:
+        rx, ry = raster.resolution(ds)
+        sx, sy = spec.resolution
+        same_units = True
+        if spec.crs:
+            try:
+                from rasterio.crs import CRS
+
+                same_units = CRS.from_user_input(spec.crs).is_geographic == ds.crs.is_geographic
+            except Exception:  # an unparsable CRS in the model: compare the numbers anyway
+                same_units = True
+        if same_units and sx > 0 and sy > 0 and (abs(rx - sx) > 0.1 * sx or abs(ry - sy) > 0.1 * sy):
+            log.warning("%s: pixel size %.4g x %.4g differs by more than 10%% from the training data's "
+                        "%.4g x %.4g; resample the input to the training resolution for best results",
+                        describe(path), rx, ry, sx, sy)
+    scale = max(1, math.ceil(max(ds.width, ds.height) / SAMPLE_SIDE))
+    shape = (len(band_list), max(1, ds.height // scale), max(1, ds.width // scale))
+    data = ds.read(band_list, out_shape=shape, resampling=Resampling.nearest)
+    masks = ds.read_masks(band_list, out_shape=shape, resampling=Resampling.nearest)
+    valid = raster.valid_mask(ds, data, masks, spec.kind)
+    if not valid.any():
+        if spec.kind == "sar" and np.all(masks > 0, axis=0).any():
+            log.warning("%s: no positive values in a sample; the model expects SAR in linear power, not dB",
+                        describe(path))
+        else:
+            log.warning("%s: no valid pixels in a sample of the input; the output will be mostly nodata",
+                        describe(path))
+        return
+    norm = normalize(data, spec, valid)
+    lo, hi = spec.ranges()
+    for i, band in enumerate(band_list):
+        values = norm[i][valid]
+        median = float(np.median(values))
+        far = float(np.mean(np.abs(values) > 3.0))
+        if abs(median) > 2.0 or far > 0.5:
+            unit = " dB" if spec.kind == "sar" else ""
+            log.warning("%s: band %d looks unlike the training data (%.0f%% of a sample lies far outside the "
+                        "training range %.4g..%.4g%s); check the sensor, units and scaling",
+                        describe(path), band, 100 * far, lo[i], hi[i], unit)
+
+
+# --------------------------------------------------------------------------- the pipeline
+
+def _run(ds, band_list: list[int], source: DomainSpec, out_spec: DomainSpec, net: Any, dev: Any, out_path: Path,
+         tile_size: int, overlap: int, batch_size: int, blend: str, compress: str, georef: bool,
+         prog: Any, model_name: str, direction: str) -> tuple[int, int]:
+    """Translate ``ds`` into a new GeoTIFF at ``out_path``; returns (tiles, tiles translated)."""
+    import rasterio
+    from rasterio.errors import NotGeoreferencedWarning
+
+    from . import __version__
+
+    H, W = ds.height, ds.width
+    T, O = tile_size, overlap
+    S = T - O
+    rows = tile_origins(H, T, O)
+    cols = tile_origins(W, T, O)
+    n_rows, n_cols = len(rows), len(cols)
+    total = n_rows * n_cols
+    cuda = dev.type == "cuda"
+
+    windows: dict[tuple[bool, bool, bool, bool], np.ndarray] = {}
+
+    def weight(r: int, c: int) -> np.ndarray:
+        key = (r == 0, r == n_rows - 1, c == 0, c == n_cols - 1)
+        if key not in windows:
+            wy = blend_window(T, O, blend, key[0], key[1])
+            wx = blend_window(T, O, blend, key[2], key[3])
+            w = np.outer(wy, wx)
+            if blend != "none":
+                w = np.maximum(w, WEIGHT_FLOOR)
+            windows[key] = w.astype(np.float32)
+        return windows[key]
+
+    profile = raster.gtiff_profile(width=W, height=H, count=out_spec.count, dtype=out_spec.dtype,
+                                   crs=ds.crs if georef else None, transform=ds.transform,
+                                   nodata=out_spec.nodata, compress=compress)
+    stop = threading.Event()
+    in_q: "queue.Queue" = queue.Queue(maxsize=_QUEUE_DEPTH)
+    out_q: "queue.Queue" = queue.Queue(maxsize=_QUEUE_DEPTH)
+    errors: dict[str, BaseException] = {}
+
+    # ---- reader: strips of rows → normalised, reflect-padded tiles in batches
+    def reader() -> None:
+        try:
+            from rasterio.windows import Window
+
+            pending: list[tuple[np.ndarray, tuple[int, int]]] = []
+            waiting: list[_RowDone] = []
+
+            def send() -> None:
+                tiles = np.stack([t for t, _ in pending])
+                if cuda:
+                    import torch
+
+                    tiles = torch.from_numpy(tiles).pin_memory()
+                _put(in_q, _Batch(tiles, [w for _, w in pending]), stop)
+                pending.clear()
+                for marker in waiting:
+                    _put(in_q, marker, stop)
+                waiting.clear()
+
+            pad_left, pad_right = -cols[0], cols[-1] + T - W
+            for r, a in enumerate(rows):
+                if stop.is_set():
+                    return
+                y0, y1 = max(0, a), min(H, a + T)
+                data, masks = raster.read_window(ds, band_list, Window(0, y0, W, y1 - y0))
+                valid = raster.valid_mask(ds, data, masks, source.kind)
+                norm = normalize(data, source, valid)
+                del data, masks
+                padded = pad_reflect(norm, ((0, 0), (y0 - a, a + T - y1), (pad_left, pad_right)))
+                skipped = 0
+                for j, c in enumerate(cols):
+                    x0, x1 = max(0, c), min(W, c + T)
+                    if not valid[:, x0:x1].any():
+                        skipped += 1
+                        continue
+                    pending.append((padded[:, :, c + pad_left:c + pad_left + T], (r, j)))
+                    if len(pending) == batch_size:
+                        send()
+                marker = _RowDone(r, y0, valid, skipped)
+                if pending:
+                    waiting.append(marker)
+                else:
+                    _put(in_q, marker, stop)
+            if pending:
+                send()
+            for marker in waiting:
+                _put(in_q, marker, stop)
+            _put(in_q, _END, stop)
+        except _Stop:
+            return
+        except BaseException as exc:  # handed to the main thread, which re-raises it
+            errors["reader"] = exc
+            stop.set()
+
+    # ---- writer: finished row bands → divide, denormalise, cast, mask, write block-aligned rows
+    def writer(out) -> None:
+        try:
+            block = profile.get("blockysize", 1) if profile.get("tiled") else 1
+            buf: list[np.ndarray] = []
+            buf_y0, buf_rows = 0, 0
+            next_row = 0
+            while True:
+                if stop.is_set():
+                    return
+                try:
+                    item = out_q.get(timeout=0.1)
+                except queue.Empty:
+                    continue
+                if item is _END:
+                    break
+                y0, acc, wsum, valid = item
+                if y0 != next_row:
+                    raise RuntimeError(f"internal error: rows out of order ({y0} != {next_row})")
+                next_row = y0 + acc.shape[1]
+                ok = wsum > 0
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    y = acc / np.where(ok, wsum, 1.0)
+                pixels = denormalize(y, out_spec)
+                bad = ~(valid & ok)
+                if bad.any():
+                    pixels[:, bad] = np.asarray(out_spec.nodata).astype(pixels.dtype)
+                if not buf:
+                    buf_y0 = y0
+                buf.append(pixels)
+                buf_rows += pixels.shape[1]
+                end = buf_y0 + buf_rows
+                aligned = (end // block) * block
+                if aligned > buf_y0 and (aligned - buf_y0) >= block:
+                    whole = np.concatenate(buf, axis=1) if len(buf) > 1 else buf[0]
+                    k = aligned - buf_y0
+                    out.write(whole[:, :k], window=rasterio.windows.Window(0, buf_y0, W, k))
+                    rest = whole[:, k:]
+                    buf = [rest] if rest.shape[1] else []
+                    buf_y0, buf_rows = aligned, rest.shape[1]
+            if buf:
+                whole = np.concatenate(buf, axis=1) if len(buf) > 1 else buf[0]
+                out.write(whole, window=rasterio.windows.Window(0, buf_y0, W, whole.shape[1]))
+            if next_row != H:
+                raise RuntimeError(f"internal error: wrote {next_row} of {H} rows")
+        except BaseException as exc:
+            errors["writer"] = exc
+            stop.set()
+
+    import torch
+
+    def translate(tiles: Any) -> np.ndarray:
+        x = tiles if isinstance(tiles, torch.Tensor) else torch.from_numpy(tiles)
+        x = x.to(dev, non_blocking=True)
+        if cuda:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode():
+            y = net(x)
+        y = y.float().cpu().numpy()
+        if y.shape != (x.shape[0], out_spec.count, T, T):
+            raise ModelFileError(f"{model_name}: generator {direction} returned shape {tuple(y.shape)}, "
+                                 f"expected {(x.shape[0], out_spec.count, T, T)}")
+        return y
+
+    acc_bands: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    strips: dict[int, _RowDone] = {}
+
+    def band(k: int) -> Optional[tuple[np.ndarray, np.ndarray]]:
+        g0 = rows[0] + k * S
+        if g0 >= H or g0 + S <= 0:
+            return None  # entirely outside the scene: nothing to keep
+        if k not in acc_bands:
+            acc_bands[k] = (np.zeros((out_spec.count, S, W), np.float32), np.zeros((S, W), np.float32))
+        return acc_bands[k]
+
+    def accumulate(y: np.ndarray, r: int, j: int) -> None:
+        c = cols[j]
+        x0, x1 = max(0, c), min(W, c + T)
+        w = weight(r, j)
+        for k, t0, t1 in ((r, 0, S), (r + 1, S, T)):
+            if t1 <= t0:
+                continue
+            b = band(k)
+            if b is None:
+                continue
+            acc, wsum = b
+            ww = w[t0:t1, x0 - c:x1 - c]
+            acc[:, :t1 - t0, x0:x1] += y[:, t0:t1, x0 - c:x1 - c] * ww
+            wsum[:t1 - t0, x0:x1] += ww
+
+    def flush(k: int) -> None:
+        g0 = rows[0] + k * S
+        y0, y1 = max(0, g0), min(H, g0 + S)
+        b = acc_bands.pop(k, None)
+        if y1 <= y0:
+            return
+        strip = strips[min(k, n_rows - 1)]
+        valid = strip.valid[y0 - strip.y0:y1 - strip.y0]
+        if b is None:
+            acc = np.zeros((out_spec.count, y1 - y0, W), np.float32)
+            wsum = np.zeros((y1 - y0, W), np.float32)
+        else:
+            acc, wsum = b[0][:, y0 - g0:y1 - g0], b[1][y0 - g0:y1 - g0]
+        while True:
+            if "writer" in errors:
+                raise errors["writer"]
+            try:
+                out_q.put((y0, acc, wsum, valid), timeout=0.1)
+                break
+            except queue.Full:
+                continue
+        for old in [s for s in strips if s < k]:
+            del strips[old]
+
+    def take() -> Any:
+        while True:
+            for name in ("reader", "writer"):
+                if name in errors:
+                    raise errors[name]
+            try:
+                return in_q.get(timeout=0.1)
+            except queue.Empty:
+                continue
+
+    done = translated = 0
+    prog.update(0, total, "tiles")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        with rasterio.open(out_path, "w", **profile) as out:
+            for i, desc in enumerate(out_spec.band_descriptions[:out_spec.count], start=1):
+                if desc:
+                    out.set_band_description(i, str(desc))
+            out.update_tags(GEOGAN_VERSION=__version__, GEOGAN_DIRECTION=direction)
+            threads = [threading.Thread(target=reader, name="geogan-read", daemon=True),
+                       threading.Thread(target=writer, args=(out,), name="geogan-write", daemon=True)]
+            for t in threads:
+                t.start()
+            try:
+                while True:
+                    item = take()
+                    if item is _END:
+                        break
+                    if isinstance(item, _Batch):
+                        y = translate(item.tiles)
+                        for yt, (r, j) in zip(y, item.where):
+                            accumulate(yt, r, j)
+                        done += len(item.where)
+                        translated += len(item.where)
+                        prog.update(done, total, "tiles")
+                        if prog.cancelled():
+                            raise Cancelled(f"translation of {describe(ds.name)} cancelled")
+                    else:
+                        strips[item.row] = item
+                        done += item.skipped
+                        if item.skipped:
+                            prog.update(done, total, "tiles")
+                        flush(item.row)
+                        if item.row == n_rows - 1:
+                            flush(n_rows)
+                while True:
+                    if "writer" in errors:
+                        raise errors["writer"]
+                    try:
+                        out_q.put(_END, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                threads[1].join()
+                if "writer" in errors:
+                    raise errors["writer"]
+            except BaseException:
+                stop.set()
+                raise
+            finally:
+                for t in threads:
+                    t.join()
+    return total, translated
+
+
+def _write_cog(plain: Path, dst: Path, compress: str) -> None:
+    """Copy a finished GeoTIFF into a Cloud Optimized GeoTIFF (GDAL's COG driver, with overviews)."""
+    import rasterio.shutil
+    from rasterio.errors import RasterioIOError
+
+    options = {"BIGTIFF": "IF_SAFER", "OVERVIEWS": "AUTO", "RESAMPLING": "AVERAGE", "BLOCKSIZE": 512}
+    if compress != "none":
+        options["COMPRESS"] = compress.upper()
+        options["PREDICTOR"] = "YES"
+    else:
+        options["COMPRESS"] = "NONE"
+    try:
+        rasterio.shutil.copy(plain, dst, driver="COG", **options)
+    except RasterioIOError as exc:
+        raise OutputError(f"{describe(dst)}: writing the Cloud Optimized GeoTIFF failed ({str(exc).splitlines()[0]})") from None
