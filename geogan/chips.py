@@ -281,13 +281,18 @@ def load_aoi(aoi: Any, aoi_crs: Any = None) -> AOI:
 
 
 def _looks_literal(text: str) -> bool:
-    head = text.lstrip()[:20].upper()
-    return head.startswith(("{", "POLYGON", "MULTIPOLYGON", "GEOMETRYCOLLECTION", "SRID="))
+    """GeoJSON (``{...}``) or WKT (``WORD (...`` / ``WORD EMPTY``) rather than a file name."""
+    import re
+
+    head = text.lstrip()[:64]
+    return head.startswith("{") or re.match(r"(?i)^(SRID=\d+;)?[A-Z]+(\s+(Z|M|ZM))?\s*(\(|EMPTY\b)", head) is not None
 
 
 def _aoi_label(aoi: Any) -> str:
-    if isinstance(aoi, (str, os.PathLike)):
-        s = str(aoi).strip().replace("\n", " ")
+    if isinstance(aoi, os.PathLike) or (isinstance(aoi, str) and not _looks_literal(aoi)):
+        return describe(aoi)
+    if isinstance(aoi, str):
+        s = " ".join(aoi.split())
         return describe(s if len(s) <= 60 else s[:57] + "...")
     return f"<{type(aoi).__name__}>"
 
@@ -443,6 +448,7 @@ class _Source:
     res: tuple[float, float]
     descriptions: tuple[Optional[str], ...]
     has_mask: bool
+    all_valid: bool
     alpha_index: Optional[int]
 
 
@@ -690,6 +696,7 @@ def _inspect_domain(paths: list[Path], bands: Any, domain: str) -> list[_Source]
                 path=p.resolve(), name=name, bands=chosen, dtype=dtype, nodata=ds.nodata, crs=ds.crs,
                 transform=ds.transform, width=ds.width, height=ds.height, res=resolution(ds),
                 descriptions=tuple(ds.descriptions[i - 1] for i in chosen), has_mask=has_mask,
+                all_valid=all(f == [MaskFlags.all_valid] for f in flags),
                 alpha_index=alpha_idx,
             )
         if out:
@@ -794,7 +801,7 @@ def _run_domain(d: str, sources: list[_Source], plan: list, kind: str, min_valid
         with open_raster(src.path) as ds:
             for w, lab in items:
                 _tick(prog, state, f"{d}: {src.name}")
-                data, masks = read_window(ds, src.bands, w)
+                data, masks = _read(ds, src, w)
                 valid = valid_mask(ds, data, masks, kind)
                 if not _passes(valid, min_valid):
                     skipped["invalid"] += 1
@@ -828,7 +835,7 @@ def _run_paired(a_sources: list[_Source], b_for_a: list[_Source], plan: list, ki
             alpha = sb.alpha_index if sb.alpha_index is not None else vrt.count
             for w, lab in items:
                 _tick(prog, state, f"pair: {sa.name}")
-                data_a, masks_a = read_window(ds_a, sa.bands, w)
+                data_a, masks_a = _read(ds_a, sa, w)
                 valid_a = valid_mask(ds_a, data_a, masks_a, kinds["a"])
                 if not _passes(valid_a, min_valid):
                     skipped["a"]["invalid"] += 1
@@ -854,6 +861,18 @@ def _run_paired(a_sources: list[_Source], b_for_a: list[_Source], plan: list, ki
                 accs["b"].update(data_b, valid_b)
                 counts["a"][lab] += 1
                 counts["b"][lab] += 1
+
+
+def _read(ds, src: _Source, window) -> tuple[np.ndarray, np.ndarray]:
+    """Like :func:`geogan.raster.read_window`, tuned for chips: the data exactly as stored (rasterio
+    1.4's ``fill_value`` would overwrite pixels under an internal mask and read the mask a
+    second time), and no mask read at all when GDAL says every pixel is valid."""
+    data = ds.read(src.bands, window=window)
+    if src.all_valid:
+        masks = np.broadcast_to(np.uint8(255), data.shape)
+    else:
+        masks = ds.read_masks(src.bands, window=window)
+    return data, masks
 
 
 def _passes(valid: np.ndarray, min_valid: float) -> bool:
