@@ -477,9 +477,27 @@ def export_chips(
     :class:`GeoganError` on bad input, :class:`Cancelled` (leaving nothing) if ``progress``
     asks to stop.
     """
+    import warnings
+
+    from rasterio.errors import NodataShadowWarning
+
+    with warnings.catch_warnings():
+        # A 4-band image with nodata *and* an alpha band: GDAL's mask follows nodata, which is
+        # what valid_mask wants; rasterio's warning about it would only be noise here.
+        warnings.simplefilter("ignore", NodataShadowWarning)
+        return _export_chips(a, b, out, bands_a=bands_a, bands_b=bands_b, kind_a=kind_a, kind_b=kind_b,
+                             tile_size=tile_size, stride=stride, min_valid=min_valid, aoi=aoi,
+                             val_fraction=val_fraction, paired=paired, seed=seed, progress=progress,
+                             aoi_crs=aoi_crs)
+
+
+def _export_chips(a: Paths, b: Paths, out: PathLike, *, bands_a, bands_b, kind_a, kind_b, tile_size, stride,
+                  min_valid, aoi, val_fraction, paired, seed, progress, aoi_crs) -> ChipSummary:
     prog = as_progress(progress)
     stride = tile_size if stride is None else stride
     _check_options(tile_size, stride, min_valid, val_fraction, kind_a, kind_b)
+    out_dir = Path(out)
+    _check_out_dir(out_dir)  # fail fast; checked again just before writing
     paths = {"a": _as_paths(a, "a"), "b": _as_paths(b, "b")}
     if paired and len(paths["b"]) not in (1, len(paths["a"])):
         raise ConfigError(
@@ -546,7 +564,6 @@ def export_chips(
         if val_fraction > 0 and "val" not in labels:
             log.warning("domain %s: too few chips for a spatial validation split; no validation chips", d)
 
-    out_dir = Path(out)
     mode = _check_out_dir(out_dir)
     work = _make_work_dir(out_dir)
     try:
