@@ -64,7 +64,7 @@ REGIONS = {
 # Mean SAR backscatter (linear power) per class: (VV, VH). Water is specular and dark, roads
 # smooth and dark, forest volume scattering raises VH, buildings are bright.
 SAR_SIGMA0 = {
-    WATER: (0.002, 0.0004), FOREST: (0.08, 0.02), GRASS: (0.03, 0.006),
+    WATER: (0.002, 0.0004), FOREST: (0.14, 0.035), GRASS: (0.03, 0.006),
     CROP_GREEN: (0.055, 0.013), CROP_RIPE: (0.035, 0.005), PLOUGHED: (0.07, 0.006),
     BARE: (0.022, 0.002), URBAN: (0.10, 0.015), BUILDING: (0.5, 0.05), ROAD: (0.004, 0.0007),
 }
