@@ -573,3 +573,39 @@ def test_read_chips_metadata_validates(make_raster, tmp_path):
     (out / METADATA_NAME).write_text(json.dumps(meta))
     with pytest.raises(InputError, match="out.*newer"):
         read_chips_metadata(out)
+
+
+def test_nan_nodata_float_chips_and_no_sidecar_masks(make_raster, tmp_path):
+    dem = np.random.default_rng(4).normal(300, 50, (1, 64, 64)).astype("float32")
+    dem[0, :20, :20] = np.nan
+    a = make_raster("dem.tif", dem, nodata=float("nan"))
+    mask = np.ones((64, 64), bool)
+    mask[40:, :] = False
+    b = make_raster("img.tif", gradient(3, 64, 64, "uint8"), mask=mask)
+    out = tmp_path / "out"
+    s = export_chips(a, b, out, tile_size=32, val_fraction=0, min_valid=0.5)
+    assert s.domains["a"].kind == "dsm" and math.isnan(s.domains["a"].nodata)
+    meta = read_chips_metadata(out)
+    assert meta["domains"]["a"]["nodata"] == "nan"
+    assert math.isnan(geogan.DomainSpec.from_dict(meta["domains"]["a"]).nodata)
+    with rasterio.open(out / "train_a" / "dem_r000000_c000000.tif") as chip:
+        assert math.isnan(chip.nodata)
+        assert (chip.read_masks(1) == 0).sum() == 400
+    assert s.counts["b"]["train"] == 2 and s.skipped["b"]["invalid"] == 2  # rows 32-63 are 75% masked
+    assert not list(out.rglob("*.msk")) and not list(out.rglob("*.aux.xml"))
+
+
+def test_paired_b_validity_follows_its_footprint_and_mask(make_raster, tmp_path):
+    a = make_raster("a.tif", gradient(3, 64, 96, "uint8"))
+    # B covers only A's left 60 columns (at 5 m), its first 10 rows masked internally
+    mask = np.ones((128, 120), bool)
+    mask[:10] = False
+    b = make_raster("b.tif", gradient(1, 128, 120, "uint16"), res=5.0, mask=mask)
+    out = tmp_path / "out"
+    s = export_chips(a, b, out, paired=True, tile_size=32, val_fraction=0, min_valid=0.0, kind_b="optical")
+    assert s.counts["a"]["train"] == s.counts["b"]["train"] == 4  # columns 0 and 32; column 64 is outside B
+    assert s.skipped["b"]["invalid"] == 2 and s.skipped["a"]["partner_invalid"] == 2
+    with rasterio.open(out / "train_b" / "a_r000000_c000032.tif") as chip:
+        m = chip.read_masks(1) > 0
+        assert m[:5].sum() == 0 and m[5:, :28].all() and not m[:, 28:].any()  # 10 B rows = 5 A rows; B ends at col 60
+        assert chip.dtypes[0] == "uint16" and chip.res == (10.0, 10.0)

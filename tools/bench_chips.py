@@ -11,7 +11,8 @@ written block by block (never whole in memory), then a fresh child process measu
   the raster size (memory bounded by a few tiles).
 
     python tools/bench_chips.py                      # sizes 3000,8000 (~1–2 min on 2 cores)
-    python tools/bench_chips.py --sizes 2000 --compress none,deflate
+    python tools/bench_chips.py --sizes 2000 --compress auto,none,deflate
+    python tools/bench_chips.py --gdal-cachemax default   # RSS then includes GDAL's block cache
 """
 from __future__ import annotations
 
@@ -70,7 +71,7 @@ def measure(src: Path, small_b: Path, out: Path, tile: int, compress: str) -> di
             total += int(ds.read(window=w).size)
         t_read = time.perf_counter() - t0
     rss_read = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    chips.CHIP_COMPRESS = compress
+    chips.CHIP_COMPRESS = None if compress == "auto" else compress
     t0 = time.perf_counter()
     summary = export_chips(src, small_b, out, tile_size=tile, val_fraction=0.1, min_valid=0.95)
     t_export = time.perf_counter() - t0
@@ -91,7 +92,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--bands", type=int, default=4)
     ap.add_argument("--tile", type=int, default=256)
     ap.add_argument("--source-compress", default="none", help="compression of the generated source raster")
-    ap.add_argument("--compress", default="deflate", help="chip compression(s) to compare, e.g. none,deflate")
+    ap.add_argument("--compress", default="auto",
+                    help="chip compression(s) to compare, e.g. auto,none,deflate,zstd (auto: the library's choice)")
+    ap.add_argument("--gdal-cachemax", default="64",
+                    help="GDAL_CACHEMAX (MB) for the measuring process, so peak RSS shows geogan's own memory "
+                         "rather than GDAL's block cache (default 5%% of RAM); 'default' leaves GDAL's")
     ap.add_argument("--workdir", default=None, help="keep generated rasters here (default: a temp dir, removed)")
     ap.add_argument("--_child", nargs=5, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -118,9 +123,12 @@ def main(argv: list[str] | None = None) -> int:
             for compress in args.compress.split(","):
                 out = work / f"chips_{size}_{compress}"
                 shutil.rmtree(out, ignore_errors=True)
+                env = dict(os.environ)
+                if args.gdal_cachemax != "default":
+                    env["GDAL_CACHEMAX"] = args.gdal_cachemax
                 res = subprocess.run(
                     [sys.executable, __file__, "--_child", str(src), str(small_b), str(out), str(args.tile), compress],
-                    check=True, capture_output=True, text=True,
+                    check=True, capture_output=True, text=True, env=env,
                 )
                 r = json.loads(res.stdout.strip().splitlines()[-1])
                 n = r["chips"]["train"] + r["chips"]["val"]
