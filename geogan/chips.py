@@ -61,7 +61,6 @@ from .bands import KINDS, DomainSpec, StatsAccumulator, infer_kind
 from .errors import (
     BandMismatchError,
     ConfigError,
-    GeoganError,
     InputError,
     InputNotFoundError,
     OutputError,
@@ -588,7 +587,7 @@ def _export_chips(a: Paths, b: Paths, out: PathLike, *, bands_a, bands_b, kind_a
                                 counts[d], skipped[d], prog, state)
         for d in ("a", "b"):
             if counts[d]["train"] == 0:
-                raise GeoganError(_why_empty(d, sources[d], counts[d], skipped[d], min_valid, region))
+                raise InputError(_why_empty(d, sources[d], counts[d], skipped[d], min_valid, region))
         specs = {}
         for d in ("a", "b"):
             first = sources[d][0]
