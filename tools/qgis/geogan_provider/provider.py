@@ -1,0 +1,34 @@
+"""The geogan Processing provider: id ``geogan``, so algorithms are ``geogan:chips``,
+``geogan:train`` and ``geogan:translate``."""
+from __future__ import annotations
+
+from qgis.core import QgsProcessingProvider
+
+from .algorithms import ExportChipsAlgorithm, TrainAlgorithm, TranslateRasterAlgorithm
+
+VERSION = "0.1.0"
+
+
+class GeoganProvider(QgsProcessingProvider):
+    def id(self) -> str:
+        return "geogan"
+
+    def name(self) -> str:
+        return "geogan"
+
+    def longName(self) -> str:
+        return "geogan — GAN translation of georeferenced rasters"
+
+    def versionInfo(self) -> str:
+        return VERSION
+
+    def loadAlgorithms(self) -> None:
+        for alg in (ExportChipsAlgorithm(), TrainAlgorithm(), TranslateRasterAlgorithm()):
+            self.addAlgorithm(alg)
+
+    # geogan writes GeoTIFFs only, so a temporary output is a .tif whatever the user's default.
+    def supportedOutputRasterLayerExtensions(self) -> list:
+        return ["tif"]
+
+    def defaultRasterFileExtension(self) -> str:
+        return "tif"
