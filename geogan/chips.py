@@ -15,8 +15,8 @@ training reads back with :func:`read_chips_metadata`). Choices made here, in one
   alpha, finite, SAR > 0), and never when it has no valid pixel at all.
 * **Validation split by spatial blocks** (:func:`spatial_split`): candidate windows (those
   inside the AOI, before pixels are read, so the split is decided once and chips stream
-  through) are grouped into square blocks of ``k * stride`` pixels (``k`` = 4, shrunk to 3,
-  2, 1 until a domain has at least ``max(10, 2 / val_fraction)`` blocks); blocks are drawn
+  through) are grouped into square blocks of ``k * tile_size`` pixels (``k`` = 8, shrunk to
+  6, 4, 3, 2, 1 until a domain has at least ``max(10, 1 / val_fraction)`` blocks); blocks are drawn
   in seeded random order until ``val_fraction`` of the candidates are in validation (a
   block that would overshoot the target by more than leaving it out undershoots is passed
   over; at least one training block always remains). A chip
@@ -125,19 +125,28 @@ def chip_windows(height: int, width: int, tile_size: int, stride: int) -> list:
     return [Window(c, r, tile_size, tile_size) for r in rows for c in cols]
 
 
+#: Validation block sides tried, in tiles, largest first (see :func:`spatial_split`).
+BLOCK_TILES = (8, 6, 4, 3, 2, 1)
+
+
 def spatial_split(candidates: Sequence[tuple[int, int, int]], tile_size: int, stride: int,
-                  val_fraction: float, seed: int) -> tuple[list[str], int]:
+                  val_fraction: float, seed: int, *, min_blocks: Optional[int] = None) -> tuple[list[str], int]:
     """Label candidate windows ``(raster_index, row_off, col_off)`` train / val / val_overlap.
 
     Returns the labels and the block side in pixels (0 when there is no split). See the
-    module docstring for the rule; pure and deterministic for a given ``seed``.
+    module docstring for the rule; pure and deterministic for a given ``seed``. Blocks are
+    the largest of :data:`BLOCK_TILES` tiles that still give ``min_blocks`` blocks (default
+    ``max(10, 1 / val_fraction)``): big blocks keep the ring of dropped overlapping training
+    windows small (measured at stride = tile/2: ~2-4 % of windows on 4000-10000 px rasters,
+    against 9-16 % with blocks of 4 strides), enough blocks keep the fraction close.
     """
     n = len(candidates)
     if val_fraction <= 0 or n == 0:
         return ["train"] * n, 0
-    min_blocks = max(10, math.ceil(2.0 / val_fraction))
-    for k in (4, 3, 2, 1):
-        block = k * stride
+    if min_blocks is None:
+        min_blocks = max(10, math.ceil(1.0 / val_fraction))
+    for k in BLOCK_TILES:
+        block = k * tile_size
         keys = [(ri, r // block, c // block) for ri, r, c in candidates]
         if len(set(keys)) >= min_blocks:
             break
