@@ -1031,7 +1031,9 @@ def _make_work_dir(out: Path) -> Path:
 
 def _swap_in(work: Path, out: Path, mode: str) -> None:
     if mode in ("new", "empty"):
-        os.replace(work, out)  # rename(2) replaces an empty directory
+        if mode == "empty":
+            os.rmdir(out)  # Windows cannot rename onto an existing directory, even an empty one
+        os.replace(work, out)
         return
     old = out.parent / f".{out.name}.geogan-chips-{uuid.uuid4().hex[:8]}.old"
     os.replace(out, old)

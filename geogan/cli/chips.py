@@ -25,7 +25,7 @@ from . import cli
               help="Keep a chip only if at least this fraction of its pixels is valid in every band.")
 @click.option("--aoi", default=None, metavar="FILE|WKT",
               help="Area of interest: GeoJSON or WKT file, or a WKT/GeoJSON string (EPSG:4326 unless stated).")
-@click.option("--aoi-crs", default=None, metavar="CRS", help="CRS of a WKT AOI (default EPSG:4326).")
+@click.option("--aoi-crs", default=None, metavar="CRS", help="CRS of a WKT AOI, or of a GeoJSON without a 'crs' member (default EPSG:4326).")
 @click.option("--val-fraction", default=0.1, show_default=True, type=float,
               help="Fraction of chips set aside for validation, by spatial blocks.")
 @click.option("--paired", is_flag=True, help="Resample B onto A's grid; chip k of A and B cover the same ground.")
