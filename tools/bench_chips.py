@@ -86,6 +86,13 @@ def measure(src: Path, small_b: Path, out: Path, tile: int, compress: str) -> di
     )
 
 
+def _make_in_child(path: Path, size: int, bands: int, dtype: str, compress: str) -> None:
+    # In its own process: Linux carries a process's peak RSS across fork+exec, so a parent
+    # that had built big arrays would inflate every measuring child's ru_maxrss.
+    subprocess.run([sys.executable, __file__, "--_make", str(path), str(size), str(bands), dtype, compress],
+                   check=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="3000,8000", help="comma-separated square raster sizes in pixels")
@@ -99,7 +106,13 @@ def main(argv: list[str] | None = None) -> int:
                          "rather than GDAL's block cache (default 5%% of RAM); 'default' leaves GDAL's")
     ap.add_argument("--workdir", default=None, help="keep generated rasters here (default: a temp dir, removed)")
     ap.add_argument("--_child", nargs=5, help=argparse.SUPPRESS)
+    ap.add_argument("--_make", nargs=5, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+
+    if args._make:
+        path, size, bands, dtype, compress = args._make
+        make_raster(Path(path), int(size), int(bands), dtype, compress)
+        return 0
 
     if args._child:
         src, small_b, out, tile, compress = args._child
@@ -111,14 +124,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         small_b = work / "b_small.tif"
         if not small_b.exists():
-            make_raster(small_b, 512, 3, "uint8", "deflate")
+            _make_in_child(small_b, 512, 3, "uint8", "deflate")
         print(f"{'size':>6} {'chips':>6} {'MB src':>8} {'read MB/s':>10} {'export MB/s':>12} {'ratio':>6} "
               f"{'peak RSS MB':>12} {'chip MB':>8}  compress", flush=True)
         for size in [int(s) for s in args.sizes.split(",")]:
             src = work / f"a_{size}_{args.bands}b_{args.source_compress}.tif"
             if not src.exists():
                 t0 = time.perf_counter()
-                make_raster(src, size, args.bands, "uint16", args.source_compress)
+                _make_in_child(src, size, args.bands, "uint16", args.source_compress)
                 print(f"  (generated {src.name} in {time.perf_counter() - t0:.1f} s)", file=sys.stderr, flush=True)
             for compress in args.compress.split(","):
                 out = work / f"chips_{size}_{compress}"
