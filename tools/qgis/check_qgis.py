@@ -211,21 +211,40 @@ def main() -> int:
 
         # -- train -------------------------------------------------------------------------
         config = workdir / "train.yaml"
-        config.write_text("model: cyclegan\ngenerator: resnet_6blocks\nngf: 32\nepochs: 5\n"
-                          "epochs_decay: 0\ncrop_size: 64\nlog_every: 1\n", encoding="utf-8")
+        # The file sets the small discriminator; the algorithm's fields override ngf, epochs, crop.
+        config.write_text("model: cyclegan\ngenerator: resnet_6blocks\nngf: 32\nndf: 8\nn_layers_d: 2\n"
+                          "epochs: 5\nepochs_decay: 0\ncrop_size: 64\nlog_every: 1\n", encoding="utf-8")
         run_dir = workdir / "run"
         fb = Feedback()
         t0 = time.perf_counter()
         res = processing.run("geogan:train", {
-            "CONFIG": str(config), "DATA": str(chips), "NGF": 8, "EPOCHS": 1, "BATCH_SIZE": 4,
+            "CONFIG": str(config), "DATA": str(chips), "NGF": 8, "EPOCHS": 1, "CROP_SIZE": 32, "BATCH_SIZE": 4,
             "DEVICE": 2,  # cpu
             "OUTPUT": str(run_dir),
         }, feedback=fb)
         model_file = Path(res.get("MODEL_FILE", ""))
         report(model_file.is_file() and max(fb.progress_values, default=0) >= 100,
-               "processing.run('geogan:train') trained a tiny model (ngf 8, 1 epoch, config file + overrides)",
+               "processing.run('geogan:train') trained a tiny model (config file + overrides: ngf 8, 1 epoch, crop 32)",
                f"{model_file.name} in {time.perf_counter() - t0:.1f} s; progress {min(fb.progress_values, default=-1):.0f}% "
-               f"→ {max(fb.progress_values, default=-1):.0f}%; last message: {(fb.infos or fb.texts or [''])[-1]!r}")
+               f"→ {max(fb.progress_values, default=-1):.0f}%; last report: {([m for m in fb.infos + fb.texts if 'epoch' in m] or [''])[-1]!r}")
+
+        # -- cancel mid-training -------------------------------------------------------------
+        cancel_run = workdir / "run_cancelled"
+        fb = Feedback(cancel_above=0.0)  # cancel as soon as the first training step is done
+        raised = ""
+        try:
+            processing.run("geogan:train", {
+                "CONFIG": str(config), "DATA": str(chips), "NGF": 8, "EPOCHS": 1, "CROP_SIZE": 32,
+                "BATCH_SIZE": 4, "DEVICE": 2, "OUTPUT": str(cancel_run),
+            }, feedback=fb)
+        except QgsProcessingException as exc:
+            raised = str(exc)
+        left = sorted(p.name for p in cancel_run.rglob("*")) if cancel_run.exists() else []
+        report("cancel" in raised.lower() and not (cancel_run / "model.geogan").exists()
+               and fb.updates_after_cancel == 0 and not any(".part" in name for name in left),
+               "a cancel mid-training stops after the current step, with no model file and nothing half-written",
+               f"stopped at {max(fb.progress_values, default=0):.0f}% of the epoch, {fb.updates_after_cancel} "
+               f"update(s) after the cancel; error: {raised!r}; left in the run folder: {left or 'nothing'}")
 
         # -- translate ---------------------------------------------------------------------
         out_dir = workdir / "translated"
