@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# geogan end to end on the synthetic sample data: SAR -> RGB with a CycleGAN.
+#
+#   tools/demo.sh [--quick] [--out DIR]
+#
+# 1. makes (or reuses) .venv with a CPU torch and geogan (tools/_env.sh);
+# 2. exports 64-pixel chips from sample_data/sar_train.tif (A, region 1) and
+#    sample_data/rgb_train.tif (B, region 2: a different place, so truly unpaired);
+# 3. trains a small CycleGAN (tools/demo_train.yaml: ~10 min on 2 CPU cores;
+#    tools/demo_train_gpu.yaml, bigger, when torch sees a GPU);
+# 4. translates the held-out SAR scene sample_data/sar_test.tif into a georeferenced RGB
+#    GeoTIFF on the same grid;
+# 5. computes a baseline (tools/demo_baseline.py: histogram matching of the SAR VV dB to the
+#    RGB training bands) on the same grid;
+# 6. evaluates both against the true RGB sample_data/rgb_test_truth.tif (geogan evaluate);
+# 7. writes a preview PNG: SAR (dB) | CycleGAN | baseline | truth.
+#
+# --quick   a ~1 minute smoke run (fewer chips, a tiny network, one short epoch): checks
+#           that every stage works, not that the translation is any good.
+# --out DIR where everything goes (default: demo_out in the checkout).
+# Exits non-zero as soon as any stage fails.
+set -euo pipefail
+
+usage() { sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; }
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+OUT="$ROOT/demo_out"
+QUICK=0
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --quick) QUICK=1; shift ;;
+    --out) [ $# -ge 2 ] || { echo "demo.sh: --out needs a directory" >&2; exit 2; }; OUT="$2"; shift 2 ;;
+    --out=*) OUT="${1#--out=}"; shift ;;
+    -h|--help) usage; exit 0 ;;
+    *) echo "demo.sh: unknown argument '$1' (try --help)" >&2; exit 2 ;;
+  esac
+done
+mkdir -p "$OUT"
+OUT="$(cd "$OUT" && pwd)"
+DATA="$ROOT/sample_data"
+TOOLS="$ROOT/tools"
+
+stage() { printf '\n==> %s\n' "$*"; }
+START=$SECONDS
+declare -A TOOK
+timed() {  # timed NAME command...: run it, remember its wall time
+  local name="$1" t0=$SECONDS
+  shift
+  "$@"
+  TOOK[$name]=$((SECONDS - t0))
+}
+
+stage "environment (tools/_env.sh: .venv with CPU torch + geogan)"
+t0=$SECONDS
+# shellcheck source=tools/_env.sh
+source "$TOOLS/_env.sh"
+TOOK[setup]=$((SECONDS - t0))
+GEOGAN=("$VENV_PY" -m geogan)
+"${GEOGAN[@]}" --version
+
+for f in sar_train.tif rgb_train.tif sar_test.tif rgb_test_truth.tif; do
+  if [ ! -f "$DATA/$f" ]; then
+    stage "sample data missing ($f): regenerating with tools/make_sample_data.py"
+    "$VENV_PY" "$TOOLS/make_sample_data.py" --out "$DATA"
+    break
+  fi
+done
+
+GPU="$("$VENV_PY" -c 'import torch; print(torch.cuda.is_available())')"
+if [ "$QUICK" = 1 ]; then
+  CONFIG="$TOOLS/demo_train_quick.yaml"; STRIDE=64; TILE=128; OVERLAP=32
+elif [ "$GPU" = "True" ]; then
+  CONFIG="$TOOLS/demo_train_gpu.yaml"; STRIDE=16; TILE=256; OVERLAP=64
+else
+  CONFIG="$TOOLS/demo_train.yaml"; STRIDE=32; TILE=128; OVERLAP=32
+fi
+
+stage "chips: sar_train.tif (A) and rgb_train.tif (B) -> $OUT/chips"
+timed chips "${GEOGAN[@]}" chips \
+  --a "$DATA/sar_train.tif" --kind-a sar \
+  --b "$DATA/rgb_train.tif" --kind-b optical \
+  --out "$OUT/chips" --tile-size 64 --stride "$STRIDE" --min-valid 0.95 --val-fraction 0.1 --seed 0
+
+stage "train: CycleGAN with $(basename "$CONFIG") (GPU: $GPU) -> $OUT/run"
+rm -rf "$OUT/run"
+timed train "${GEOGAN[@]}" train "$CONFIG" --data "$OUT/chips" --out "$OUT/run"
+
+stage "predict: sar_test.tif -> $OUT/sar_test_to_rgb.tif"
+timed predict "${GEOGAN[@]}" predict "$OUT/run/model.geogan" "$DATA/sar_test.tif" "$OUT/sar_test_to_rgb.tif" \
+  --direction a2b --tile-size "$TILE" --overlap "$OVERLAP" --overwrite
+
+stage "baseline: histogram matching -> $OUT/baseline_rgb.tif"
+timed baseline "$VENV_PY" "$TOOLS/demo_baseline.py" "$DATA/sar_test.tif" "$DATA/rgb_train.tif" "$OUT/baseline_rgb.tif"
+
+stage "evaluate against rgb_test_truth.tif"
+t0=$SECONDS
+"${GEOGAN[@]}" evaluate "$OUT/sar_test_to_rgb.tif" "$DATA/rgb_test_truth.tif" --json > "$OUT/eval_cyclegan.json"
+"${GEOGAN[@]}" evaluate "$OUT/baseline_rgb.tif" "$DATA/rgb_test_truth.tif" --json > "$OUT/eval_baseline.json"
+TOOK[evaluate]=$((SECONDS - t0))
+
+stage "preview PNG"
+"$VENV_PY" "$TOOLS/demo_preview.py" --sar "$DATA/sar_test.tif" \
+  "$OUT/sar_test_to_rgb.tif" "$OUT/baseline_rgb.tif" "$DATA/rgb_test_truth.tif" \
+  --labels "SAR VV dB (input),CycleGAN (geogan),baseline (histogram match),truth" \
+  --out "$OUT/preview.png"
+
+stage "results"
+"$VENV_PY" "$TOOLS/demo_report.py" "$OUT/eval_cyclegan.json" "$OUT/eval_baseline.json" \
+  --names "CycleGAN,baseline" | tee "$OUT/scores.txt"
+cat <<EOF
+
+model        $OUT/run/model.geogan   (training log: $OUT/run/losses.csv, previews: $OUT/run/previews/)
+prediction   $OUT/sar_test_to_rgb.tif   (same grid as sample_data/sar_test.tif; open both in QGIS)
+baseline     $OUT/baseline_rgb.tif
+scores       $OUT/eval_cyclegan.json  $OUT/eval_baseline.json  $OUT/scores.txt
+preview      $OUT/preview.png   (SAR dB | CycleGAN | baseline | truth)
+time         setup ${TOOK[setup]}s, chips ${TOOK[chips]}s, train ${TOOK[train]}s, predict ${TOOK[predict]}s, baseline ${TOOK[baseline]}s, evaluate ${TOOK[evaluate]}s; total $((SECONDS - START))s
+EOF
