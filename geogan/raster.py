@@ -108,8 +108,12 @@ def read_window(ds, bands: Sequence[int], window=None, *, boundless: bool = Fals
 
     With ``boundless=True`` pixels outside the raster come back with mask 0.
     """
-    data = ds.read(list(bands), window=window, boundless=boundless, out_dtype=out_dtype,
-                   fill_value=ds.nodata if ds.nodata is not None else 0)
+    kwargs = {}
+    if boundless:
+        # Only for pixels outside the raster: on an in-bounds read rasterio 1.4 would also
+        # write the fill value over pixels under an internal mask, changing stored values.
+        kwargs["fill_value"] = ds.nodata if ds.nodata is not None else 0
+    data = ds.read(list(bands), window=window, boundless=boundless, out_dtype=out_dtype, **kwargs)
     masks = ds.read_masks(list(bands), window=window, boundless=boundless)
     return data, masks
 

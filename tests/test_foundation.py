@@ -220,3 +220,20 @@ def test_model_file_refuses_missing_corrupt_foreign_and_newer(tmp_path):
     torch.save(payload, broken)
     with pytest.raises(errors.ModelFileError, match="inconsistent"):
         load_model(broken)
+
+
+def test_read_window_keeps_stored_values_under_an_internal_mask(make_raster):
+    from rasterio.windows import Window
+
+    from geogan.raster import read_window, valid_mask
+
+    data = np.arange(1, 65, dtype=np.uint16).reshape(1, 8, 8)
+    mask = np.ones((8, 8), bool)
+    mask[2:4, 2:4] = False
+    path = make_raster("masked.tif", data, mask=mask)
+    with open_raster(path) as ds:
+        got, masks = read_window(ds, [1], Window(0, 0, 8, 8))
+        np.testing.assert_array_equal(got, data)  # values under the mask are not overwritten
+        np.testing.assert_array_equal(valid_mask(ds, got, masks, "optical"), mask)
+        outside, outside_masks = read_window(ds, [1], Window(-2, -2, 4, 4), boundless=True)
+        assert (outside_masks[0, :2, :] == 0).all() and outside[0, 2, 2] == data[0, 0, 0]
