@@ -55,6 +55,8 @@ WEIGHT_FLOOR = 1e-4
 SAMPLE_SIDE = 512
 
 _QUEUE_DEPTH = 3
+#: Rows normalised / denormalised at a time (bounds the float temporaries of a strip).
+_CHUNK_ROWS = 32
 
 
 @dataclass(frozen=True)
@@ -284,11 +286,11 @@ def translate_raster(model_or_path: Any, src: Union[str, os.PathLike], dst: Unio
                 with tempfile.TemporaryDirectory(prefix=f".{dst_p.name}.", dir=dst_p.parent) as tdir:
                     plain = Path(tdir) / "plain.tif"
                     stats = _run(ds, band_list, source, out_spec, net, dev, plain, tile_size, overlap,
-                                 batch_size, blend, compress, georef, prog, model_name, direction)
+                                 batch_size, blend, compress, georef, prog, model_name, direction, dst_p)
                     _write_cog(plain, tmp, compress)
             else:
                 stats = _run(ds, band_list, source, out_spec, net, dev, tmp, tile_size, overlap,
-                             batch_size, blend, compress, georef, prog, model_name, direction)
+                             batch_size, blend, compress, georef, prog, model_name, direction, dst_p)
         width, height = ds.width, ds.height
     finally:
         ds.close()
@@ -380,12 +382,16 @@ def _warn_if_unlike_training(ds, band_list: list[int], spec: DomainSpec, path: P
 
 def _run(ds, band_list: list[int], source: DomainSpec, out_spec: DomainSpec, net: Any, dev: Any, out_path: Path,
          tile_size: int, overlap: int, batch_size: int, blend: str, compress: str, georef: bool,
-         prog: Any, model_name: str, direction: str) -> tuple[int, int]:
-    """Translate ``ds`` into a new GeoTIFF at ``out_path``; returns (tiles, tiles translated)."""
+         prog: Any, model_name: str, direction: str, dst_name: Path) -> tuple[int, int]:
+    """Translate ``ds`` into a new GeoTIFF at ``out_path`` (a temporary file for ``dst_name``).
+
+    Returns (tiles, tiles translated).
+    """
     import rasterio
-    from rasterio.errors import NotGeoreferencedWarning
+    from rasterio.errors import NotGeoreferencedWarning, RasterioError
 
     from . import __version__
+    from .errors import GeoganError
 
     H, W = ds.height, ds.width
     T, O = tile_size, overlap
@@ -414,7 +420,7 @@ def _run(ds, band_list: list[int], source: DomainSpec, out_spec: DomainSpec, net
                                    nodata=out_spec.nodata, compress=compress)
     stop = threading.Event()
     in_q: "queue.Queue" = queue.Queue(maxsize=_QUEUE_DEPTH)
-    out_q: "queue.Queue" = queue.Queue(maxsize=_QUEUE_DEPTH)
+    out_q: "queue.Queue" = queue.Queue(maxsize=1)
     errors: dict[str, BaseException] = {}
 
     # ---- reader: strips of rows → normalised, reflect-padded tiles in batches
@@ -444,7 +450,10 @@ def _run(ds, band_list: list[int], source: DomainSpec, out_spec: DomainSpec, net
                 y0, y1 = max(0, a), min(H, a + T)
                 data, masks = raster.read_window(ds, band_list, Window(0, y0, W, y1 - y0))
                 valid = raster.valid_mask(ds, data, masks, source.kind)
-                norm = normalize(data, source, valid)
+                norm = np.empty(data.shape, np.float32)
+                for c0 in range(0, data.shape[1], _CHUNK_ROWS):  # row chunks keep temporaries small
+                    c1 = c0 + _CHUNK_ROWS
+                    norm[:, c0:c1] = normalize(data[:, c0:c1], source, valid[c0:c1])
                 del data, masks
                 padded = pad_reflect(norm, ((0, 0), (y0 - a, a + T - y1), (pad_left, pad_right)))
                 skipped = 0
@@ -469,6 +478,9 @@ def _run(ds, band_list: list[int], source: DomainSpec, out_spec: DomainSpec, net
         except _Stop:
             return
         except BaseException as exc:  # handed to the main thread, which re-raises it
+            if isinstance(exc, (RasterioError, OSError)) and not isinstance(exc, GeoganError):
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                exc = RasterError(f"{describe(ds.name)}: reading failed ({first})")
             errors["reader"] = exc
             stop.set()
 
@@ -492,13 +504,19 @@ def _run(ds, band_list: list[int], source: DomainSpec, out_spec: DomainSpec, net
                 if y0 != next_row:
                     raise RuntimeError(f"internal error: rows out of order ({y0} != {next_row})")
                 next_row = y0 + acc.shape[1]
-                ok = wsum > 0
-                with np.errstate(invalid="ignore", divide="ignore"):
-                    y = acc / np.where(ok, wsum, 1.0)
-                pixels = denormalize(y, out_spec)
-                bad = ~(valid & ok)
-                if bad.any():
-                    pixels[:, bad] = np.asarray(out_spec.nodata).astype(pixels.dtype)
+                pixels = np.empty(acc.shape, np.dtype(out_spec.dtype))
+                fill = np.asarray(out_spec.nodata).astype(pixels.dtype)
+                for c0 in range(0, acc.shape[1], _CHUNK_ROWS):  # row chunks keep float64 temporaries small
+                    c1 = c0 + _CHUNK_ROWS
+                    ok = wsum[c0:c1] > 0
+                    with np.errstate(invalid="ignore", divide="ignore"):
+                        y = acc[:, c0:c1] / np.where(ok, wsum[c0:c1], 1.0)
+                    part = denormalize(y, out_spec)
+                    bad = ~(valid[c0:c1] & ok)
+                    if bad.any():
+                        part[:, bad] = fill
+                    pixels[:, c0:c1] = part
+                del acc, wsum, item
                 if not buf:
                     buf_y0 = y0
                 buf.append(pixels)
@@ -518,6 +536,9 @@ def _run(ds, band_list: list[int], source: DomainSpec, out_spec: DomainSpec, net
             if next_row != H:
                 raise RuntimeError(f"internal error: wrote {next_row} of {H} rows")
         except BaseException as exc:
+            if isinstance(exc, (RasterioError, OSError)) and not isinstance(exc, GeoganError):
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                exc = OutputError(f"{describe(dst_name)}: writing failed ({first})")
             errors["writer"] = exc
             stop.set()
 

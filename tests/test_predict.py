@@ -520,3 +520,21 @@ def test_model_file_path_round_trip(tmp_path):
     np.testing.assert_array_equal(read(r1)[0], read(r2)[0])
     back = translate_raster(path, r1, tmp_path / "c.tif", direction="b2a", tile_size=32, overlap=8)
     assert read(back)[0].shape == (2, 40, 44)
+
+
+def test_write_failure_is_an_output_error_and_leaves_nothing(tmp_path, monkeypatch):
+    import geogan.predict as gp
+
+    real, calls = gp.denormalize, []
+
+    def disk_full(y, spec):
+        calls.append(1)
+        if len(calls) > 1:
+            raise OSError(28, "No space left on device")
+        return real(y, spec)
+
+    monkeypatch.setattr(gp, "denormalize", disk_full)
+    src = write_raster(tmp_path / "in.tif", scene((120, 60)))
+    with pytest.raises(errors.OutputError, match="out.tif'.*writing failed.*No space left"):
+        translate_raster(identity_model(make_spec()), src, tmp_path / "out.tif", tile_size=32, overlap=8)
+    assert leftovers(tmp_path, {"in.tif"}) == []
