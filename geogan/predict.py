@@ -335,8 +335,6 @@ def _choose_bands(bands: Union[None, str, Sequence[int]], count: int, spec: Doma
 
 def _warn_if_unlike_training(ds, band_list: list[int], spec: DomainSpec, path: Path, georef: bool) -> None:
     """Log warnings (never fail) when the input's resolution or values differ from the training data."""
-    from rasterio.enums import Resampling
-
     if georef and spec.resolution is not None:
         rx, ry = raster.resolution(ds)
         sx, sy = spec.resolution
@@ -352,10 +350,7 @@ def _warn_if_unlike_training(ds, band_list: list[int], spec: DomainSpec, path: P
             log.warning("%s: pixel size %.4g x %.4g differs by more than 10%% from the training data's "
                         "%.4g x %.4g; resample the input to the training resolution for best results",
                         describe(path), rx, ry, sx, sy)
-    scale = max(1, math.ceil(max(ds.width, ds.height) / SAMPLE_SIDE))
-    shape = (len(band_list), max(1, ds.height // scale), max(1, ds.width // scale))
-    data = ds.read(band_list, out_shape=shape, resampling=Resampling.nearest)
-    masks = ds.read_masks(band_list, out_shape=shape, resampling=Resampling.nearest)
+    data, masks = _sample(ds, band_list)
     valid = raster.valid_mask(ds, data, masks, spec.kind)
     if not valid.any():
         if spec.kind == "sar" and np.all(masks > 0, axis=0).any():
@@ -376,6 +371,31 @@ def _warn_if_unlike_training(ds, band_list: list[int], spec: DomainSpec, path: P
             log.warning("%s: band %d looks unlike the training data (%.0f%% of a sample lies far outside the "
                         "training range %.4g..%.4g%s); check the sensor, units and scaling",
                         describe(path), band, 100 * far, lo[i], hi[i], unit)
+
+
+def _sample(ds, band_list: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """A cheap sample of the scene: a decimated read from overviews when the file has them,
+    else a 4×4 grid of small windows (a decimated read without overviews decodes every block)."""
+    from rasterio.enums import Resampling
+    from rasterio.windows import Window
+
+    if ds.overviews(band_list[0]) or max(ds.width, ds.height) <= SAMPLE_SIDE:
+        scale = max(1, math.ceil(max(ds.width, ds.height) / SAMPLE_SIDE))
+        shape = (len(band_list), max(1, ds.height // scale), max(1, ds.width // scale))
+        return (ds.read(band_list, out_shape=shape, resampling=Resampling.nearest),
+                ds.read_masks(band_list, out_shape=shape, resampling=Resampling.nearest))
+    side = SAMPLE_SIDE // 4
+    parts, mparts = [], []
+    for fy in (0.125, 0.375, 0.625, 0.875):
+        for fx in (0.125, 0.375, 0.625, 0.875):
+            w = min(side, ds.width)
+            h = min(side, ds.height)
+            x0 = min(max(0, int(fx * ds.width) - w // 2), ds.width - w)
+            y0 = min(max(0, int(fy * ds.height) - h // 2), ds.height - h)
+            d, m = raster.read_window(ds, band_list, Window(x0, y0, w, h))
+            parts.append(d)
+            mparts.append(m)
+    return np.concatenate(parts, axis=2), np.concatenate(mparts, axis=2)
 
 
 # --------------------------------------------------------------------------- the pipeline
