@@ -18,7 +18,7 @@ cd "$ROOT"
 QGIS_PY=/usr/bin/python3
 VENV="${GEOGAN_QGIS_VENV:-$ROOT/.venv-qgis}"
 export QT_QPA_PLATFORM=offscreen PIP_DISABLE_PIP_VERSION_CHECK=1
-export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-$(mktemp -d)}"
+export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-$(mktemp -d -t geogan-xdg-XXXXXX)}"
 log() { printf '== %s\n' "$*"; }
 
 # -- 1. QGIS --------------------------------------------------------------------------------
