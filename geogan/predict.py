@@ -55,6 +55,8 @@ WEIGHT_FLOOR = 1e-4
 SAMPLE_SIDE = 512
 
 _QUEUE_DEPTH = 3
+#: Most threads reading and normalising strips ahead of the network (half the cores, up to this).
+_MAX_READ_WORKERS = 4
 #: Rows normalised / denormalised at a time (bounds the float temporaries of a strip).
 _CHUNK_ROWS = 32
 
@@ -421,6 +423,7 @@ def _run(ds, band_list: list[int], source: DomainSpec, out_spec: DomainSpec, net
     n_rows, n_cols = len(rows), len(cols)
     total = n_rows * n_cols
     cuda = dev.type == "cuda"
+    read_workers = max(1, min(_MAX_READ_WORKERS, (os.cpu_count() or 2) // 2))
 
     windows: dict[tuple[bool, bool, bool, bool], np.ndarray] = {}
 
@@ -438,16 +441,48 @@ def _run(ds, band_list: list[int], source: DomainSpec, out_spec: DomainSpec, net
     profile = raster.gtiff_profile(width=W, height=H, count=out_spec.count, dtype=out_spec.dtype,
                                    crs=ds.crs if georef else None, transform=ds.transform,
                                    nodata=out_spec.nodata, compress=compress)
+    if compress != "none":
+        profile["NUM_THREADS"] = "ALL_CPUS"  # GDAL compresses finished blocks in parallel
     stop = threading.Event()
     in_q: "queue.Queue" = queue.Queue(maxsize=_QUEUE_DEPTH)
     out_q: "queue.Queue" = queue.Queue(maxsize=1)
     errors: dict[str, BaseException] = {}
 
     # ---- reader: strips of rows → normalised, reflect-padded tiles in batches
-    def reader() -> None:
-        try:
-            from rasterio.windows import Window
+    local = threading.local()
+    handles: list[Any] = []
+    handles_lock = threading.Lock()
+    pad_left, pad_right = -cols[0], cols[-1] + T - W
 
+    def prepare(r: int) -> Optional[tuple[int, np.ndarray, np.ndarray]]:
+        """Read tile row ``r``'s strip, mask it, normalise it and reflect-pad it to the tile grid."""
+        from rasterio.windows import Window
+
+        if stop.is_set():
+            return None
+        src = getattr(local, "ds", None)
+        if src is None:  # one dataset handle per worker thread: GDAL handles are not thread-safe
+            src = local.ds = rasterio.open(ds.name)
+            with handles_lock:
+                handles.append(src)
+        a = rows[r]
+        y0, y1 = max(0, a), min(H, a + T)
+        data, masks = raster.read_window(src, band_list, Window(0, y0, W, y1 - y0))
+        valid = raster.valid_mask(src, data, masks, source.kind)
+        norm = np.empty(data.shape, np.float32)
+        for c0 in range(0, data.shape[1], _CHUNK_ROWS):  # row chunks keep temporaries small
+            c1 = c0 + _CHUNK_ROWS
+            norm[:, c0:c1] = normalize(data[:, c0:c1], source, valid[c0:c1])
+        del data, masks
+        return y0, valid, pad_reflect(norm, ((0, 0), (y0 - a, a + T - y1), (pad_left, pad_right)))
+
+    # ---- reader: strips prepared by a few workers (in order) → tiles → batches, across strips
+    def reader() -> None:
+        from collections import deque
+        from concurrent.futures import ThreadPoolExecutor
+
+        pool = ThreadPoolExecutor(max_workers=read_workers, thread_name_prefix="geogan-read")
+        try:
             pending: list[tuple[np.ndarray, tuple[int, int]]] = []
             waiting: list[_RowDone] = []
 
@@ -463,19 +498,16 @@ def _run(ds, band_list: list[int], source: DomainSpec, out_spec: DomainSpec, net
                     _put(in_q, marker, stop)
                 waiting.clear()
 
-            pad_left, pad_right = -cols[0], cols[-1] + T - W
-            for r, a in enumerate(rows):
-                if stop.is_set():
+            ahead: deque = deque()
+            submitted = 0
+            for r in range(n_rows):
+                while submitted < n_rows and len(ahead) < read_workers + 1:  # bounded read-ahead
+                    ahead.append(pool.submit(prepare, submitted))
+                    submitted += 1
+                prepared = ahead.popleft().result()
+                if prepared is None or stop.is_set():
                     return
-                y0, y1 = max(0, a), min(H, a + T)
-                data, masks = raster.read_window(ds, band_list, Window(0, y0, W, y1 - y0))
-                valid = raster.valid_mask(ds, data, masks, source.kind)
-                norm = np.empty(data.shape, np.float32)
-                for c0 in range(0, data.shape[1], _CHUNK_ROWS):  # row chunks keep temporaries small
-                    c1 = c0 + _CHUNK_ROWS
-                    norm[:, c0:c1] = normalize(data[:, c0:c1], source, valid[c0:c1])
-                del data, masks
-                padded = pad_reflect(norm, ((0, 0), (y0 - a, a + T - y1), (pad_left, pad_right)))
+                y0, valid, padded = prepared
                 skipped = 0
                 for j, c in enumerate(cols):
                     x0, x1 = max(0, c), min(W, c + T)
@@ -503,6 +535,10 @@ def _run(ds, band_list: list[int], source: DomainSpec, out_spec: DomainSpec, net
                 exc = RasterError(f"{describe(ds.name)}: reading failed ({first})")
             errors["reader"] = exc
             stop.set()
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+            for h in handles:
+                h.close()
 
     # ---- writer: finished row bands → divide, denormalise, cast, mask, write block-aligned rows
     def writer(out) -> None:

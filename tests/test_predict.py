@@ -538,3 +538,19 @@ def test_write_failure_is_an_output_error_and_leaves_nothing(tmp_path, monkeypat
     with pytest.raises(errors.OutputError, match="out.tif'.*writing failed.*No space left"):
         translate_raster(identity_model(make_spec()), src, tmp_path / "out.tif", tile_size=32, overlap=8)
     assert leftovers(tmp_path, {"in.tif"}) == []
+
+
+@pytest.mark.parametrize("blend", ["hann", "none"])
+def test_several_read_workers_keep_strips_in_order(tmp_path, monkeypatch, blend):
+    import geogan.predict as gp
+
+    monkeypatch.setattr(gp.os, "cpu_count", lambda: 8)  # 4 strip readers
+    spec = make_spec("sar", 2)
+    data = (10 ** (scene((333, 97), lo=-20, hi=0) / 10)).astype(np.float32)
+    data[:, 100:140, 20:30] = 0.0
+    src = write_raster(tmp_path / "in.tif", data, nodata=0.0)
+    out, _, _ = read(translate_raster(identity_model(spec), src, tmp_path / "o.tif", tile_size=32, overlap=8,
+                                      batch_size=5, blend=blend))
+    valid = (data > 0).all(axis=0)
+    np.testing.assert_allclose(out[:, valid], data[:, valid], rtol=1e-5)
+    assert np.isnan(out[:, ~valid]).all()
