@@ -122,6 +122,9 @@ class TrainConfig:
     epochs_decay: int = 100
     batch_size: int = 1
     crop_size: int = 256
+    #: all = random crop, flips and 90° rotations; flips = no rotations (e.g. to keep SAR look
+    #: direction or sun azimuth consistent); crop = random crop only. Never any resampling.
+    augment: Literal["all", "flips", "crop"] = "all"
     device: Literal["auto", "cpu", "cuda"] = "auto"
     #: auto = bf16 autocast on CUDA where supported, else fp16 with a GradScaler; off on the CPU.
     #: YAML ``true``/``false`` mean auto/off.

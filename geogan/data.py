@@ -143,14 +143,18 @@ class Augmentation:
     rot90: int = 0
 
     @classmethod
-    def draw(cls, rng: np.random.Generator, shape: tuple[int, int], size: int, augment: bool) -> "Augmentation":
+    def draw(cls, rng: np.random.Generator, shape: tuple[int, int], size: int, augment: str) -> "Augmentation":
+        """``augment``: ``all`` (crop, flips, rotations), ``flips``, ``crop``, or ``none`` (centre crop)."""
         h, w = shape
-        if not augment:
+        if augment == "none":
             return cls((h - size) // 2, (w - size) // 2, size)
         top = int(rng.integers(0, h - size + 1))
         left = int(rng.integers(0, w - size + 1))
         flips = rng.integers(0, 2, size=2)
-        return cls(top, left, size, bool(flips[0]), bool(flips[1]), int(rng.integers(0, 4)))
+        rot = int(rng.integers(0, 4))
+        if augment == "crop":
+            return cls(top, left, size)
+        return cls(top, left, size, bool(flips[0]), bool(flips[1]), rot if augment == "all" else 0)
 
     def apply(self, x: np.ndarray) -> np.ndarray:
         """Apply to (band, row, col) or (row, col); the crop is square, so rotations keep its shape."""
@@ -172,7 +176,7 @@ class ChipDataset:
     for paired data the B chip with the same name. Call :meth:`set_epoch` before each epoch.
     """
 
-    def __init__(self, export: ChipsExport, crop_size: int, *, split: str = "train", augment: bool = True,
+    def __init__(self, export: ChipsExport, crop_size: int, *, split: str = "train", augment: str = "all",
                  seed: int = 0) -> None:
         self.export = export
         self.files_a = export.files[f"{split}_a"]
@@ -211,7 +215,7 @@ class ChipDataset:
 def preview_pair(export: ChipsExport, crop_size: int) -> dict:
     """The first validation pair (or training pair when there is no validation split), centre-cropped."""
     split = "val" if export.files["val_a"] and export.files["val_b"] else "train"
-    ds = ChipDataset(export, crop_size, split=split, augment=False)
+    ds = ChipDataset(export, crop_size, split=split, augment="none")
     if not export.paired:
         ds.paired = True  # show chip 0 of each side; they need not match
         ds.files_b = ds.files_b[:1]

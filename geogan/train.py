@@ -193,7 +193,7 @@ def _set_threads(device, dist: _Dist) -> None:
     """On the CPU split the cores between processes unless the user set OMP_NUM_THREADS."""
     import torch
 
-    if device.type != "cpu" or "OMP_NUM_THREADS" in os.environ:
+    if device.type != "cpu" or dist.world == 1 or "OMP_NUM_THREADS" in os.environ:
         return
     try:
         cores = len(os.sched_getaffinity(0))
@@ -493,7 +493,7 @@ class _Run:
         from .data import ChipDataset
 
         cfg, model, dist = self.cfg, self.model, self.dist
-        dataset = ChipDataset(self.export, cfg.crop_size, seed=cfg.seed)
+        dataset = ChipDataset(self.export, cfg.crop_size, augment=cfg.augment, seed=cfg.seed)
         total_epochs = cfg.epochs + cfg.epochs_decay
         self.last_losses: dict[str, float] = {}
         start = time.perf_counter() - self.seconds

@@ -1,4 +1,72 @@
-"""CLI command(s) for the train step (owned by its issue; filled in as the step lands)."""
+"""``geogan train``: options → :func:`geogan.train.train`, with a tqdm bar per epoch."""
 from __future__ import annotations
 
-from . import cli  # noqa: F401
+from typing import Optional
+
+import click
+
+from . import cli
+
+
+class EpochBars:
+    """A tqdm bar per epoch: a new bar starts whenever the step count goes back to the start."""
+
+    def __init__(self) -> None:
+        self._bar = None
+        self._done = 0
+
+    def update(self, done: int, total: int, message: str = "") -> None:
+        from tqdm.auto import tqdm
+
+        if self._bar is None or done < self._done or total != self._bar.total:
+            self.close()
+            desc = message.split("  ", 1)[0] if message else "training"
+            self._bar = tqdm(total=total, desc=desc, unit="step", dynamic_ncols=True, leave=True)
+        if message and "  " in message:
+            self._bar.set_postfix_str(message.split("  ", 1)[1], refresh=False)
+        self._bar.update(done - self._bar.n)
+        self._done = done
+
+    def cancelled(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+
+@cli.command("train")
+@click.argument("config", required=False, type=click.Path(dir_okay=False))
+@click.option("--data", type=click.Path(), help="Chips directory written by 'geogan chips' (overrides 'data:').")
+@click.option("--out", type=click.Path(), help="Output directory for the model, checkpoints and logs (overrides 'out:').")
+@click.option("--model", type=click.Choice(["cyclegan", "pix2pix"]), help="cyclegan (unpaired) or pix2pix (paired).")
+@click.option("--epochs", type=int, help="Epochs at the initial learning rate.")
+@click.option("--epochs-decay", type=int, help="Further epochs with the learning rate decaying linearly to 0.")
+@click.option("--batch-size", type=int, help="Chips per step (per process).")
+@click.option("--crop-size", type=int, help="Training crop in pixels (at most the chip size).")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), help="Compute device (default: CUDA when present).")
+@click.option("--resume", is_flag=True, help="Continue exactly from OUT/checkpoint.pt.")
+def train_command(config: Optional[str], data: Optional[str], out: Optional[str], model: Optional[str],
+                  epochs: Optional[int], epochs_decay: Optional[int], batch_size: Optional[int],
+                  crop_size: Optional[int], device: Optional[str], resume: bool) -> None:
+    """Train a GAN on a chips export and write OUT/model.geogan.
+
+    CONFIG is an optional YAML file of training settings (see tools/train_example.yaml);
+    without it the papers' defaults are used. Several GPUs:
+    torchrun --nproc_per_node=N -m geogan train CONFIG.yaml
+    """
+    from ..train import load_train_config, train
+
+    overrides = {"data": data, "out": out, "model": model, "epochs": epochs, "epochs_decay": epochs_decay,
+                 "batch_size": batch_size, "crop_size": crop_size, "device": device}
+    cfg = load_train_config(config, overrides)
+    bars = EpochBars()
+    try:
+        path = train(cfg, progress=bars, resume=resume)
+    finally:
+        bars.close()
+    import os
+
+    if os.environ.get("RANK", "0") == "0":
+        click.echo(f"wrote {path}")
