@@ -42,19 +42,18 @@ TOOLS="$ROOT/tools"
 
 stage() { printf '\n==> %s\n' "$*"; }
 START=$SECONDS
-declare -A TOOK
-timed() {  # timed NAME command...: run it, remember its wall time
+timed() {  # timed NAME command...: run it, remember its wall time in T_NAME (bash 3 safe)
   local name="$1" t0=$SECONDS
   shift
   "$@"
-  TOOK[$name]=$((SECONDS - t0))
+  eval "T_$name=$((SECONDS - t0))"
 }
 
 stage "environment (tools/_env.sh: .venv with CPU torch + geogan)"
 t0=$SECONDS
 # shellcheck source=tools/_env.sh
 source "$TOOLS/_env.sh"
-TOOK[setup]=$((SECONDS - t0))
+T_setup=$((SECONDS - t0))
 GEOGAN=("$VENV_PY" -m geogan)
 "${GEOGAN[@]}" --version
 
@@ -96,7 +95,7 @@ stage "evaluate against rgb_test_truth.tif"
 t0=$SECONDS
 "${GEOGAN[@]}" evaluate "$OUT/sar_test_to_rgb.tif" "$DATA/rgb_test_truth.tif" --json > "$OUT/eval_cyclegan.json"
 "${GEOGAN[@]}" evaluate "$OUT/baseline_rgb.tif" "$DATA/rgb_test_truth.tif" --json > "$OUT/eval_baseline.json"
-TOOK[evaluate]=$((SECONDS - t0))
+T_evaluate=$((SECONDS - t0))
 
 stage "preview PNG"
 "$VENV_PY" "$TOOLS/demo_preview.py" --sar "$DATA/sar_test.tif" \
@@ -114,5 +113,5 @@ prediction   $OUT/sar_test_to_rgb.tif   (same grid as sample_data/sar_test.tif; 
 baseline     $OUT/baseline_rgb.tif
 scores       $OUT/eval_cyclegan.json  $OUT/eval_baseline.json  $OUT/scores.txt
 preview      $OUT/preview.png   (SAR dB | CycleGAN | baseline | truth)
-time         setup ${TOOK[setup]}s, chips ${TOOK[chips]}s, train ${TOOK[train]}s, predict ${TOOK[predict]}s, baseline ${TOOK[baseline]}s, evaluate ${TOOK[evaluate]}s; total $((SECONDS - START))s
+time         setup ${T_setup}s, chips ${T_chips}s, train ${T_train}s, predict ${T_predict}s, baseline ${T_baseline}s, evaluate ${T_evaluate}s; total $((SECONDS - START))s
 EOF

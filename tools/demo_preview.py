@@ -89,6 +89,16 @@ def rgb_panel(path: Path, shape: tuple[int, int]) -> np.ndarray:
     return np.stack([stretch(b.astype(np.float32), valid) for b in x])
 
 
+def downscale(img: np.ndarray, factor: int) -> np.ndarray:
+    """Block-mean ``img`` (band, row, col) by an integer ``factor`` (for a lighter PNG)."""
+    if factor <= 1:
+        return img
+    b, h, w = img.shape
+    h2, w2 = h // factor, w // factor
+    x = img[:, :h2 * factor, :w2 * factor].astype(np.float32)
+    return np.round(x.reshape(b, h2, factor, w2, factor).mean(axis=(2, 4))).astype(np.uint8)
+
+
 def compose(panels: list[np.ndarray], labels: list[str], gap: int = 8, header: int = 24) -> np.ndarray:
     h = max(p.shape[1] for p in panels)
     w = sum(p.shape[2] for p in panels) + gap * (len(panels) + 1)
@@ -122,11 +132,13 @@ def main(argv=None) -> int:
     ap.add_argument("panels", type=Path, nargs="+", help="RGB rasters on the SAR's grid, left to right")
     ap.add_argument("--labels", default="", help="comma-separated labels: SAR first, then one per panel")
     ap.add_argument("--out", type=Path, required=True, help="PNG to write")
+    ap.add_argument("--scale", type=int, default=1, help="shrink panels by this integer factor (default 1: full size)")
     args = ap.parse_args(argv)
     labels = [s.strip() for s in args.labels.split(",")] if args.labels else []
     labels += [""] * (1 + len(args.panels) - len(labels))
     first = sar_panel(args.sar)
     panels = [first] + [rgb_panel(p, first.shape[1:]) for p in args.panels]
+    panels = [downscale(p, args.scale) for p in panels]
     write_png(compose(panels, labels), args.out)
     print(f"preview: {args.out}")
     return 0

@@ -21,6 +21,7 @@ held-out test region is rendered in every domain, so its true SAR→RGB pair is 
 
     python tools/make_sample_data.py            # writes sample_data/
     python tools/make_sample_data.py --out DIR --seed 0
+    python tools/make_sample_data.py --check     # regenerate in a temp dir, compare pixels
 
 Running it twice gives byte-identical files (seeded generator, fixed GeoTIFF options, no
 timestamps) on the same numpy/GDAL versions.
@@ -451,15 +452,48 @@ def bounds(region) -> tuple[float, float, float, float]:
     return left, top - h * RES, left + w * RES, top
 
 
-def main(argv=None) -> None:
+def check(existing: Path, seed: int) -> int:
+    """Regenerate into a temp dir and compare every raster's grid and pixels with ``existing``.
+
+    Pixels, not bytes: another zlib/GDAL build compresses the same pixels differently.
+    """
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        generate(Path(tmp), seed, quiet=True)
+        bad = 0
+        for fresh in sorted(Path(tmp).glob("*.tif")):
+            old = existing / fresh.name
+            if not old.exists():
+                print(f"{old}: missing")
+                bad += 1
+                continue
+            with rasterio.open(fresh) as a, rasterio.open(old) as b:
+                same = (a.crs == b.crs and a.transform.almost_equals(b.transform) and a.shape == b.shape
+                        and a.count == b.count and a.dtypes == b.dtypes and a.nodata == b.nodata
+                        and np.array_equal(a.read(), b.read(), equal_nan=True))
+            print(f"{old}: {'same' if same else 'DIFFERS'}")
+            bad += not same
+    return 1 if bad else 0
+
+
+def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", default=str(Path(__file__).resolve().parent.parent / "sample_data"))
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--check", action="store_true",
+                    help="do not write: regenerate in a temp dir and compare with --out pixel by pixel")
     args = ap.parse_args(argv)
-    out = Path(args.out)
+    if args.check:
+        return check(Path(args.out), args.seed)
+    generate(Path(args.out), args.seed)
+    return 0
+
+
+def generate(out: Path, seed: int, quiet: bool = False) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    world = World(args.seed)
-    s = args.seed * 100
+    world = World(seed)
+    s = seed * 100
     sar_desc = ("VV", "VH")
     sar_tags = dict(UNITS="linear backscatter power (sigma0)", SPECKLE="4-look gamma", LOOK_DIRECTION="east")
     rgb_ci = [ColorInterp.red, ColorInterp.green, ColorInterp.blue]
@@ -498,6 +532,8 @@ def main(argv=None) -> None:
           descriptions=("land cover class",),
           tags={f"CLASS_{k}": v for k, v in CLASSES.items()})
 
+    if quiet:
+        return
     total = 0
     for p in sorted(out.glob("*.tif")):
         size = p.stat().st_size
@@ -510,4 +546,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())
