@@ -11,6 +11,7 @@ from . import cli
 
 _BLENDS = ("hann", "linear", "none")
 _COMPRESSIONS = ("deflate", "zstd", "lzw", "none")
+_CLI_GDAL_CACHEMAX_MB = 256
 
 
 @cli.command("predict")
@@ -45,14 +46,28 @@ def predict_command(model: str, src: str, dst: str, direction: str, bands: Optio
 
     bar = TqdmProgress(desc="predict", unit="tile", disable=None, leave=False)
     try:
-        result = translate_raster(model, src, dst, direction=direction, bands=bands, tile_size=tile_size,
-                                  overlap=overlap, batch_size=batch_size, device=device, blend=blend, cog=cog,
-                                  compress=compress, overwrite=overwrite,
-                                  allow_ungeoreferenced=allow_ungeoreferenced, progress=bar)
+        with _bounded_gdal_cache():
+            result = translate_raster(model, src, dst, direction=direction, bands=bands, tile_size=tile_size,
+                                      overlap=overlap, batch_size=batch_size, device=device, blend=blend,
+                                      cog=cog, compress=compress, overwrite=overwrite,
+                                      allow_ungeoreferenced=allow_ungeoreferenced, progress=bar)
     finally:
         bar.close()
     click.echo(f"wrote {result.path}: {result.width}x{result.height}, {result.count} band(s) {result.dtype}, "
                f"nodata {result.nodata}; {result.tiles} tile(s) on {result.device} in {result.seconds:.1f} s")
+
+
+def _bounded_gdal_cache():
+    """GDAL's block cache keeps what it read up to 5 % of RAM, so a scene's blocks would pile up
+    in the process; the predictor needs about one strip of blocks. The CLI owns its process, so it
+    caps the cache (unless GDAL_CACHEMAX is set); the library leaves a caller's GDAL alone."""
+    import os
+
+    import rasterio
+
+    if os.environ.get("GDAL_CACHEMAX"):
+        return rasterio.Env()
+    return rasterio.Env(GDAL_CACHEMAX=_CLI_GDAL_CACHEMAX_MB)
 
 
 @cli.command("evaluate")
