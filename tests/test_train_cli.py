@@ -1,0 +1,62 @@
+"""``geogan train`` on the command line (click's CliRunner): options, config files, one-line errors."""
+from __future__ import annotations
+
+import pytest
+import yaml
+
+torch = pytest.importorskip("torch")
+from click.testing import CliRunner  # noqa: E402
+
+from test_train import make_chips  # noqa: E402
+
+from geogan.cli import cli  # noqa: E402
+
+TINY_YAML = dict(ngf=8, ndf=8, n_layers_d=2, generator="resnet_6blocks", crop_size=32, epochs=1, epochs_decay=0,
+                 batch_size=2, pool_size=2, device="cpu", amp=False)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def test_train_command_with_config_and_overrides(tmp_path):
+    chips = make_chips(tmp_path / "chips", n_train=2)
+    config = tmp_path / "train.yaml"
+    config.write_text(yaml.safe_dump(dict(TINY_YAML, epochs=5)))
+    out = tmp_path / "run"
+    result = CliRunner().invoke(cli, ["train", str(config), "--data", str(chips), "--out", str(out), "--epochs", "1"])
+    assert result.exit_code == 0, result.output
+    assert "wrote" in result.output and (out / "model.geogan").exists()
+    saved = yaml.safe_load((out / "config.yaml").read_text())
+    assert saved["epochs"] == 1 and saved["data"] == str(chips) and saved["amp"] == "off"
+    assert saved["generator"] == "resnet_6blocks"
+
+
+def test_train_command_errors_are_one_line(tmp_path):
+    chips = make_chips(tmp_path / "chips", n_train=2, paired=True)
+    config = tmp_path / "bad.yaml"
+    config.write_text("ngff: 3\n")
+    runner = CliRunner()
+    result = runner.invoke(cli, ["train", str(config), "--data", str(chips), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 1 and "ngff" in result.output and "Traceback" not in result.output
+    # Pix2Pix defaults to unet_256, which cannot take 32-pixel crops: the error says so.
+    result = runner.invoke(cli, ["train", "--data", str(chips), "--out", str(tmp_path / "o"), "--model", "pix2pix",
+                                 "--crop-size", "32"])
+    assert result.exit_code == 1 and "multiple of 256" in result.output
+    result = runner.invoke(cli, ["train", "--data", str(tmp_path), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 1 and "chips" in result.output
+    result = runner.invoke(cli, ["train", "--data", str(chips), "--out", str(tmp_path / "o2"), "--crop-size", "32",
+                                 "--resume"])
+    assert result.exit_code == 1 and "no checkpoint" in result.output
+    assert len([l for l in result.output.splitlines() if l.startswith("geogan: error")]) == 1
+
+
+def test_train_command_help_lists_the_options():
+    result = CliRunner().invoke(cli, ["train", "--help"])
+    assert result.exit_code == 0
+    for option in ("--data", "--out", "--epochs", "--batch-size", "--device", "--resume", "torchrun"):
+        assert option in result.output
