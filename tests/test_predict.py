@@ -554,3 +554,11 @@ def test_several_read_workers_keep_strips_in_order(tmp_path, monkeypatch, blend)
     valid = (data > 0).all(axis=0)
     np.testing.assert_allclose(out[:, valid], data[:, valid], rtol=1e-5)
     assert np.isnan(out[:, ~valid]).all()
+
+
+def test_output_gets_ordinary_file_permissions(tmp_path):
+    src = write_raster(tmp_path / "in.tif", scene((20, 20)))
+    out = translate_raster(identity_model(make_spec()), src, tmp_path / "o.tif", tile_size=16, overlap=4)
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (os.stat(out).st_mode & 0o777) == (0o666 & ~mask)
