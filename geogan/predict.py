@@ -664,8 +664,7 @@ def _run(ds, band_list: list[int], source: DomainSpec, out_spec: DomainSpec, net
         else:
             acc, wsum = b[0][:, y0 - g0:y1 - g0], b[1][y0 - g0:y1 - g0]
         while True:
-            if "writer" in errors:
-                raise errors["writer"]
+            failed()
             try:
                 out_q.put((y0, acc, wsum, valid), timeout=0.1)
                 break
@@ -674,11 +673,15 @@ def _run(ds, band_list: list[int], source: DomainSpec, out_spec: DomainSpec, net
         for old in [s for s in strips if s < k]:
             del strips[old]
 
+    def failed() -> None:
+        """Re-raise a reader's or writer's failure in the main thread."""
+        for name in ("reader", "writer"):
+            if name in errors:
+                raise errors[name]
+
     def take() -> Any:
         while True:
-            for name in ("reader", "writer"):
-                if name in errors:
-                    raise errors[name]
+            failed()
             try:
                 return in_q.get(timeout=0.1)
             except queue.Empty:
@@ -720,16 +723,14 @@ def _run(ds, band_list: list[int], source: DomainSpec, out_spec: DomainSpec, net
                         if item.row == n_rows - 1:
                             flush(n_rows)
                 while True:
-                    if "writer" in errors:
-                        raise errors["writer"]
+                    failed()
                     try:
                         out_q.put(_END, timeout=0.1)
                         break
                     except queue.Full:
                         continue
                 threads[1].join()
-                if "writer" in errors:
-                    raise errors["writer"]
+                failed()
             except BaseException:
                 stop.set()
                 raise

@@ -562,3 +562,21 @@ def test_output_gets_ordinary_file_permissions(tmp_path):
     mask = os.umask(0)
     os.umask(mask)
     assert (os.stat(out).st_mode & 0o777) == (0o666 & ~mask)
+
+
+def test_read_failure_is_a_raster_error_and_leaves_nothing(tmp_path, monkeypatch):
+    import geogan.predict as gp
+
+    real, calls = gp.normalize, []
+
+    def flaky(data, spec, valid=None):
+        calls.append(1)
+        if len(calls) > 3:
+            raise OSError(5, "Input/output error")
+        return real(data, spec, valid)
+
+    monkeypatch.setattr(gp, "normalize", flaky)
+    src = write_raster(tmp_path / "in.tif", scene((300, 40)))
+    with pytest.raises(errors.RasterError, match="in.tif'.*reading failed.*Input/output error"):
+        translate_raster(identity_model(make_spec()), src, tmp_path / "out.tif", tile_size=32, overlap=8)
+    assert leftovers(tmp_path, {"in.tif"}) == []
