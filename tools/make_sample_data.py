@@ -56,7 +56,7 @@ N_CLASSES = 11
 # Regions (row, col, height, width) of the world map. Training regions do not overlap each
 # other or the test region; the test region is not a multiple of a 256 or 128 tile.
 REGIONS = {
-    "r1": (64, 64, 512, 512),  # SAR training
+    "r1": (640, 128, 512, 512),  # SAR training
     "r2": (256, 1280, 512, 512),  # RGB training (and the DSM paired with it)
     "r3": (1280, 0, 512, 512),  # multispectral training
     "test": (1280, 1216, 480, 640),  # held-out test region, every domain
