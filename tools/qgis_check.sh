@@ -9,7 +9,10 @@
 #     for chips / a tiny train / translate on sample_data/, output layer CRS/extent, progress
 #     0→100, cancel leaves nothing, errors as QgsProcessingException;
 #  4. installs the plugin into a throw-away QGIS profile and runs it through qgis_process.bin
-#     (the QGIS binary, where QGIS's GDAL is loaded before rasterio's): list + translate.
+#     (the QGIS binary, where QGIS's GDAL is loaded before rasterio's): list + translate;
+#  5. starts the QGIS desktop app under Xvfb with that profile (tools/qgis/check_qgis_desktop.py):
+#     the plugin loads via classFactory/initGui and runAndLoadResults adds the translated layer
+#     (with the xcb platform: the desktop app crashes in QgsClipboard on "offscreen").
 # Prints PASS/FAIL lines; exits non-zero on any failure. A second run skips apt and reuses the venv.
 #   GEOGAN_TORCH   pip arguments for torch (default: torch==2.13.0, the CPU build)
 set -euo pipefail
@@ -22,7 +25,7 @@ export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-$(mktemp -d -t geogan-xdg-XXXXXX)}"
 log() { printf '== %s\n' "$*"; }
 
 # -- 1. QGIS --------------------------------------------------------------------------------
-PKGS=(python3-qgis qgis-providers qgis python3-venv)
+PKGS=(python3-qgis qgis-providers qgis python3-venv xvfb xauth)  # xvfb: the desktop app check
 if ! dpkg -s "${PKGS[@]}" >/dev/null 2>&1 || ! "$QGIS_PY" -c "import qgis.core" >/dev/null 2>&1; then
   log "installing QGIS from Debian packages: ${PKGS[*]}"
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
@@ -103,6 +106,23 @@ EOF
     tail -20 "$WORK/qp.log"
     fail "qgis_process.bin run geogan:translate"
   fi
+fi
+
+# -- 5. the QGIS desktop app, as a user runs it ---------------------------------------------------
+if [ -f "$MODEL" ] && [ -d "${PLUGINS:-}" ] && command -v xvfb-run >/dev/null 2>&1; then
+  RESULT="$WORK/desktop_result.txt"
+  GEOGAN_VENV="$VENV" GEOGAN_DESKTOP_RESULT="$RESULT" GEOGAN_DESKTOP_MODEL="$MODEL" GEOGAN_DESKTOP_INPUT="$TEST" \
+    QT_QPA_PLATFORM=xcb timeout 300 xvfb-run -a qgis --nologo --noversioncheck --code "$ROOT/tools/qgis/check_qgis_desktop.py" \
+    >"$WORK/desktop.log" 2>&1 || true
+  if [ -s "$RESULT" ]; then
+    cat "$RESULT"
+    grep -q '^FAIL' "$RESULT" && status=1
+  else
+    tail -20 "$WORK/desktop.log"
+    fail "QGIS desktop app did not run the check script (see the log above)"
+  fi
+else
+  fail "QGIS desktop check not run (needs xvfb-run, the profile and the model from the steps above)"
 fi
 if [ "$status" -eq 0 ]; then log "QGIS check: all passed"; else log "QGIS check: FAILED"; fi
 exit "$status"

@@ -1,0 +1,38 @@
+"""Run inside the QGIS desktop application (``qgis --code``): the plugin as a user gets it.
+
+Started by ``tools/qgis_check.sh`` under Xvfb with the plugin installed and enabled in a
+throw-away profile. Checks that QGIS loaded the plugin through ``classFactory``/``initGui``,
+that the toolbox has the three algorithms, and that ``processing.runAndLoadResults`` of
+Translate raster adds a valid layer on the input's CRS and extent. Writes PASS/FAIL lines to
+``$GEOGAN_DESKTOP_RESULT`` and quits QGIS without any save dialog.
+    env: GEOGAN_DESKTOP_RESULT, GEOGAN_DESKTOP_MODEL, GEOGAN_DESKTOP_INPUT
+"""
+import os
+import traceback
+
+lines = []
+try:
+    import processing
+    from qgis.core import QgsApplication, QgsProject, QgsRasterLayer
+    from qgis.utils import active_plugins
+
+    provider = QgsApplication.processingRegistry().providerById("geogan")
+    ids = sorted(a.id() for a in provider.algorithms()) if provider else []
+    ok = "geogan_provider" in active_plugins and ids == ["geogan:chips", "geogan:train", "geogan:translate"]
+    lines.append(f"{'PASS' if ok else 'FAIL'}: QGIS desktop loaded the plugin and its toolbox algorithms — {', '.join(ids) or 'none'}")
+    src = os.environ["GEOGAN_DESKTOP_INPUT"]
+    processing.runAndLoadResults("geogan:translate", {
+        "MODEL": os.environ["GEOGAN_DESKTOP_MODEL"], "INPUT": src, "TILE_SIZE": 64, "OVERLAP": 16,
+        "OUTPUT": "TEMPORARY_OUTPUT"})
+    layers = [lyr for lyr in QgsProject.instance().mapLayers().values() if lyr.name() == "Translated raster"]
+    ref = QgsRasterLayer(src, "input", "gdal")
+    ok = (len(layers) == 1 and layers[0].isValid() and layers[0].crs() == ref.crs()
+          and layers[0].extent() == ref.extent())
+    detail = (f"{layers[0].name()}: {layers[0].crs().authid()} {layers[0].extent().toString(1)}" if layers
+              else "no layer added")
+    lines.append(f"{'PASS' if ok else 'FAIL'}: QGIS desktop runAndLoadResults('geogan:translate') added the layer on the input's CRS/extent — {detail}")
+except Exception:
+    lines.append("FAIL: QGIS desktop check raised: " + traceback.format_exc().replace("\n", " | "))
+with open(os.environ["GEOGAN_DESKTOP_RESULT"], "w", encoding="utf-8") as fh:
+    fh.write("\n".join(lines) + "\n")
+os._exit(0)  # quit at once: no "save project?" dialog, no teardown of the offscreen GUI
