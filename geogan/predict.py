@@ -293,23 +293,12 @@ def translate_raster(model_or_path: Any, src: Union[str, os.PathLike], dst: Unio
             else:
                 stats = _run(ds, band_list, source, out_spec, net, dev, tmp, tile_size, overlap,
                              batch_size, blend, compress, georef, prog, model_name, direction, dst_p)
-            _default_permissions(tmp)
         width, height = ds.width, ds.height
     finally:
         ds.close()
     return PredictionResult(path=dst_p, direction=direction, width=width, height=height, count=target.count,
                             dtype=target.dtype, nodata=nodata, tiles=stats[0], tiles_translated=stats[1],
                             seconds=time.perf_counter() - started, device=str(dev))
-
-
-def _default_permissions(path: Path) -> None:
-    """Give the finished file the mode a plain ``open()`` would (the temp file starts private, 0600)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    try:
-        os.chmod(path, 0o666 & ~mask)
-    except OSError:
-        pass
 
 
 # --------------------------------------------------------------------------- checks

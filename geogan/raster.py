@@ -188,6 +188,9 @@ def atomic_output(dst: PathLike, suffix: Optional[str] = None) -> Iterator[Path]
     tmp = Path(tmp_name)
     try:
         yield tmp
+        if tmp.exists():
+            # mkstemp makes a private (0600) file; give the result the usual umask permissions.
+            os.chmod(tmp, 0o666 & ~_current_umask())
         os.replace(tmp, d)
     except BaseException:
         for leftover in (tmp, Path(str(tmp) + ".aux.xml"), Path(str(tmp) + ".ovr")):
@@ -197,6 +200,12 @@ def atomic_output(dst: PathLike, suffix: Optional[str] = None) -> Iterator[Path]
     else:
         with contextlib.suppress(OSError):
             Path(str(tmp) + ".aux.xml").unlink()
+
+
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write_bytes(dst: PathLike, payload: bytes) -> None:

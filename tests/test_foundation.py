@@ -107,6 +107,9 @@ def test_atomic_output_leaves_nothing_on_failure(tmp_path):
     with atomic_output(dst) as tmp:
         tmp.write_bytes(b"whole")
     assert dst.read_bytes() == b"whole" and list(tmp_path.iterdir()) == [dst]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert dst.stat().st_mode & 0o777 == 0o666 & ~umask  # not mkstemp's private 0600
 
 
 def test_check_output_path(tmp_path):
