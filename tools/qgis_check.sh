@@ -21,7 +21,10 @@ cd "$ROOT"
 QGIS_PY=/usr/bin/python3
 VENV="${GEOGAN_QGIS_VENV:-$ROOT/.venv-qgis}"
 export QT_QPA_PLATFORM=offscreen PIP_DISABLE_PIP_VERSION_CHECK=1
-export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-$(mktemp -d -t geogan-xdg-XXXXXX)}"
+WORK="$(mktemp -d -t geogan-qgis-XXXXXX)"
+trap 'rm -rf "$WORK"' EXIT
+export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-$WORK/xdg}"
+mkdir -p -m 700 "$XDG_RUNTIME_DIR"
 log() { printf '== %s\n' "$*"; }
 
 # -- 1. QGIS --------------------------------------------------------------------------------
@@ -60,8 +63,6 @@ fi
 log "$("$PY" -c 'import torch, rasterio, numpy, pyproj, shapely; from osgeo import gdal; print(f"torch {torch.__version__}, numpy {numpy.__version__}, rasterio {rasterio.__version__} (GDAL {rasterio.__gdal_version__}), QGIS GDAL {gdal.__version__}, pyproj {pyproj.__version__}, shapely {shapely.__version__}")')"
 
 # -- 3. the headless Processing check -------------------------------------------------------------
-WORK="$(mktemp -d -t geogan-qgis-XXXXXX)"
-trap 'rm -rf "$WORK"' EXIT
 status=0
 "$PY" tools/qgis/check_qgis.py --workdir "$WORK/check" || status=1
 
