@@ -19,7 +19,7 @@ sys.path.insert(0, str(ROOT / "tools" / "qgis"))
 
 import geogan  # noqa: E402
 from geogan_provider import environment  # noqa: E402
-from geogan_provider.feedback import FeedbackProgress, forward_logging  # noqa: E402
+from geogan_provider.feedback import FeedbackProgress, TrainingProgress, forward_logging  # noqa: E402
 from geogan_provider.glue import band_list, import_geogan, run_with_feedback, train_settings  # noqa: E402
 
 
@@ -117,6 +117,35 @@ def test_changing_messages_are_logged_at_most_every_interval_and_at_phase_end():
     assert fb.of("info")[-1] == "epoch 1/2 loss 0.091"  # the end of a phase is always shown
     p.update(10, 10, "epoch 1/2 loss 0.091")
     assert len(fb.of("info")) == 2  # and never twice
+
+
+def test_training_progress_spans_the_whole_run_and_logs_each_epoch_end():
+    fb = FakeFeedback()
+    p = TrainingProgress(fb, clock=FakeClock())
+    for epoch in (1, 2, 3):
+        for step in range(1, 5):
+            p.update(step, 4, f"epoch {epoch}/3  G {epoch * 10 + step}")
+    assert fb.progress == sorted(fb.progress)  # one sweep, not one per epoch
+    assert fb.progress[0] == 25.0 / 3 and fb.progress[-1] == 100.0
+    assert fb.of("text") == ["epoch 1/3  G 11"]
+    assert fb.of("info") == ["epoch 1/3  G 14", "epoch 2/3  G 24", "epoch 3/3  G 34"]
+    p.update(1, 2, "writing the model")  # anything else passes through as its own phase
+    assert fb.progress[-1] == 50.0 and fb.of("text")[-1] == "writing the model"
+
+
+def test_training_progress_through_a_real_tiny_training(make_raster, tmp_path):
+    rng = np.random.default_rng(1)
+    a = make_raster("a.tif", (rng.random((1, 64, 64)) + 0.1).astype("float32"))
+    b = make_raster("b.tif", rng.integers(1, 255, (3, 64, 64)).astype("uint8"))
+    geogan.export_chips([a], [b], tmp_path / "chips", tile_size=32, val_fraction=0.0, min_valid=0.5)
+    fb = FakeFeedback()
+    cfg = {"data": str(tmp_path / "chips"), "out": str(tmp_path / "run"), "generator": "resnet_6blocks",
+           "ngf": 4, "ndf": 4, "n_layers_d": 1, "epochs": 2, "epochs_decay": 0, "crop_size": 16,
+           "batch_size": 2, "device": "cpu", "checkpoint_every": 0}
+    model_path, _ = run_with_feedback(geogan.train, fb, ToolError, cfg, progress_cls=TrainingProgress)
+    assert model_path.is_file()
+    assert fb.progress == sorted(fb.progress) and fb.progress[-1] == 100.0
+    assert [m.split()[1] for m in fb.of("info") if m.startswith("epoch")][-2:] == ["1/2", "2/2"]
 
 
 def test_cancelled_follows_the_cancel_button():

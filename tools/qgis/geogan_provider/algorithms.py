@@ -32,6 +32,7 @@ from qgis.core import (
     QgsProviderRegistry,
 )
 
+from .feedback import TrainingProgress
 from .glue import band_list, import_geogan, run_with_feedback, train_settings
 
 GROUP_ID = "geogan"
@@ -290,6 +291,7 @@ class TrainAlgorithm(GeoganAlgorithm):
         feedback.pushInfo(f"Training a {cfg.model} ({cfg.generator}, ngf {cfg.ngf}) on {cfg.data} for "
                           f"{cfg.epochs}+{cfg.epochs_decay} epochs into {cfg.out}")
         model_path, _ = run_with_feedback(geogan.train, feedback, QgsProcessingException, cfg,
+                                          progress_cls=TrainingProgress,
                                           resume=self.parameterAsBoolean(parameters, self.RESUME, context))
         feedback.pushInfo(f"Model written to {model_path}")
         return {self.MODEL_FILE: str(model_path), self.OUTPUT: str(cfg.out)}

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import threading
 import time
 from typing import Any, Callable, Iterator, Optional
@@ -38,6 +39,9 @@ class FeedbackProgress:
         self.max_percent = 0.0  # the highest percent reported, for callers that check completion
 
     def update(self, done: int, total: int, message: str = "") -> None:
+        self._report(done, total, message, milestone=False)
+
+    def _report(self, done: int, total: int, message: str, milestone: bool) -> None:
         percent = 100.0 * done / total if total else 100.0
         percent = max(0.0, min(100.0, percent))
         new_phase = total != self._total
@@ -55,13 +59,34 @@ class FeedbackProgress:
         if not message or message == self._last_message:
             return
         now = self._clock()
-        if (total and done >= total) or now - self._last_info >= self._info_every_s:
+        if milestone or (total and done >= total) or now - self._last_info >= self._info_every_s:
             self._feedback.pushInfo(message)
             self._last_message = message
             self._last_info = now
 
     def cancelled(self) -> bool:
         return bool(self._feedback.isCanceled())
+
+
+class TrainingProgress(FeedbackProgress):
+    """Shows a whole training run on one bar.
+
+    ``geogan.train`` reports ``update(step, steps_per_epoch, "epoch e/E  losses")``, which would
+    sweep QGIS's bar from 0 to 100 once per epoch; this maps it onto the run,
+    ``((e - 1) * steps + step) / (E * steps)``, and logs each epoch's last message. A message
+    without ``epoch e/E`` is passed through unchanged.
+    """
+
+    _EPOCH = re.compile(r"\bepoch (\d+)/(\d+)\b")
+
+    def update(self, done: int, total: int, message: str = "") -> None:
+        match = self._EPOCH.search(message or "")
+        if match and total > 0:
+            epoch, epochs = int(match.group(1)), int(match.group(2))
+            if 1 <= epoch <= epochs:
+                self._report((epoch - 1) * total + done, epochs * total, message, milestone=done >= total)
+                return
+        self._report(done, total, message, milestone=False)
 
 
 class _FeedbackLogHandler(logging.Handler):

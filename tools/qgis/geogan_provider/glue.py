@@ -52,16 +52,17 @@ def import_geogan(error_cls: type) -> Any:
 
 
 def run_with_feedback(func: Callable[..., Any], feedback: Any, error_cls: type, *args: Any,
-                      **kwargs: Any) -> tuple[Any, FeedbackProgress]:
+                      progress_cls: type = FeedbackProgress, **kwargs: Any) -> tuple[Any, FeedbackProgress]:
     """Call a geogan API function with a progress adapter around ``feedback``.
 
     Every geogan error (a bad input, a cancel) is re-raised as ``error_cls`` (in QGIS:
-    ``QgsProcessingException``) with geogan's one-line message; a missing torch becomes the
+    ``QgsProcessingException``) with geogan's one-line message (``progress_cls`` picks the
+    adapter, e.g. :class:`TrainingProgress`); a missing torch becomes the
     same kind of error with an install hint. Anything else is a bug and propagates as is,
     so QGIS shows its traceback.
     """
     geogan = import_geogan(error_cls)
-    progress = FeedbackProgress(feedback)
+    progress = progress_cls(feedback)
     try:
         with forward_logging(feedback):
             result = func(*args, progress=progress, **kwargs)
