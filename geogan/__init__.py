@@ -7,6 +7,7 @@ modules load on first use of the name that needs them.
 from __future__ import annotations
 
 import importlib
+import logging
 from typing import Any
 
 from .errors import (
@@ -25,6 +26,10 @@ from .errors import (
 from .progress import CallbackProgress, NullProgress, Progress, QgisFeedbackProgress, TqdmProgress
 
 __version__ = "0.1.0"
+
+# A library logs and lets the application decide where logs go; without this handler Python's
+# last-resort handler would write geogan's warnings to stderr inside QGIS.
+logging.getLogger("geogan").addHandler(logging.NullHandler())
 
 # name -> module that defines it, imported on first access (PEP 562).
 _LAZY = {

@@ -89,16 +89,25 @@ class QgisFeedbackProgress:
     ``isCanceled()`` is the cancel button.
     """
 
+    #: Seconds between two progress texts: each one is a new line in the Processing log.
+    TEXT_INTERVAL = 2.0
+
     def __init__(self, feedback: Any) -> None:
         self._feedback = feedback
         self._last_message = ""
+        self._last_text_time = float("-inf")
 
     def update(self, done: int, total: int, message: str = "") -> None:
+        import time
+
         percent = 100.0 * done / total if total else 100.0
         self._feedback.setProgress(max(0.0, min(100.0, percent)))
-        if message and message != self._last_message:
+        now = time.monotonic()
+        finished = total and done >= total
+        if message and message != self._last_message and (finished or now - self._last_text_time >= self.TEXT_INTERVAL):
             self._feedback.setProgressText(message)
             self._last_message = message
+            self._last_text_time = now
 
     def cancelled(self) -> bool:
         return bool(self._feedback.isCanceled())

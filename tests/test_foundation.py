@@ -65,8 +65,10 @@ def test_progress_adapters():
     fb = Feedback()
     q = QgisFeedbackProgress(fb)
     q.update(0, 4, "start")
+    q.update(1, 4, "tile 1")  # within TEXT_INTERVAL of the last text: not another log line
     q.update(4, 4, "start")
-    assert fb.progress == [0.0, 100.0] and fb.text == ["start"]
+    q.update(4, 4, "done")  # the last message always shows
+    assert fb.progress == [0.0, 25.0, 100.0, 100.0] and fb.text == ["start", "done"]
     fb.stop = True
     with pytest.raises(errors.Cancelled):
         check_cancelled(q, "translation")
