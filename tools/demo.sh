@@ -71,7 +71,7 @@ if [ "$QUICK" = 1 ]; then
 elif [ "$GPU" = "True" ]; then
   CONFIG="$TOOLS/demo_train_gpu.yaml"; STRIDE=16; TILE=256; OVERLAP=64
 else
-  CONFIG="$TOOLS/demo_train.yaml"; STRIDE=32; TILE=128; OVERLAP=32
+  CONFIG="$TOOLS/demo_train.yaml"; STRIDE=32; TILE=256; OVERLAP=64
 fi
 
 stage "chips: sar_train.tif (A) and rgb_train.tif (B) -> $OUT/chips"
