@@ -6,7 +6,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from test_train import make_chips  # noqa: E402
+from test_train import _one_thread, make_chips  # noqa: E402,F401  (_one_thread: autouse fixture)
 
 from geogan.data import Augmentation, ChipDataset, open_chips  # noqa: E402
 
@@ -99,3 +99,24 @@ def test_preview_display_bands():
     assert _display_bands(ms) == [0, 1, 2]
     img = to_display(np.zeros((2, 4, 4), np.float32), spec("sar", 2), np.eye(4, dtype=bool))
     assert img.shape == (3, 4, 4) and img.dtype == np.uint8 and img[0, 0, 0] == 127 and img[0, 0, 1] == 0
+
+
+def test_example_config_documents_the_defaults():
+    from pathlib import Path
+
+    from geogan.config import TrainConfig
+    from geogan.train import load_train_config
+
+    example = Path(__file__).resolve().parents[1] / "tools" / "train_example.yaml"
+    assert load_train_config(example, {"data": "d", "out": "o"}) == TrainConfig(data="d", out="o")
+
+
+def test_loader_workers_give_the_same_batches(tmp_path):
+    from geogan.train import train
+    from test_train import TINY
+    from geogan.modelfile import read_payload
+
+    chips = make_chips(tmp_path / "chips", n_train=4)
+    a = read_payload(train(dict(TINY, data=str(chips), out=str(tmp_path / "w0"), num_workers=0)))["generators"]
+    b = read_payload(train(dict(TINY, data=str(chips), out=str(tmp_path / "w2"), num_workers=2)))["generators"]
+    assert all(torch.equal(a["a2b"][k], b["a2b"][k]) for k in a["a2b"])
