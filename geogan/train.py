@@ -34,8 +34,8 @@ from typing import Any, Callable, Mapping, Optional, Union
 import numpy as np
 
 from .config import TrainConfig, from_mapping, load_yaml, to_dict
-from .errors import CheckpointError, ConfigError, DeviceError, OutputError, describe
-from .progress import ProgressLike, as_progress, check_cancelled
+from .errors import Cancelled, CheckpointError, ConfigError, DeviceError, OutputError, describe
+from .progress import ProgressLike, as_progress
 
 log = logging.getLogger(__name__)
 
@@ -495,7 +495,7 @@ class _Run:
         cfg, model, dist = self.cfg, self.model, self.dist
         dataset = ChipDataset(self.export, cfg.crop_size, augment=cfg.augment, seed=cfg.seed)
         total_epochs = cfg.epochs + cfg.epochs_decay
-        self.last_losses: dict[str, float] = {}
+        self.last_losses: dict[str, float] = dict(self.checkpoint["losses"]) if self.checkpoint else {}
         start = time.perf_counter() - self.seconds
         while self.epoch < total_epochs:
             dataset.set_epoch(self.epoch)
@@ -504,13 +504,10 @@ class _Run:
             loader = DataLoader(dataset, batch_sampler=batches[self.batch_in_epoch:], num_workers=cfg.num_workers,
                                 pin_memory=self.device.type == "cuda", generator=torch.Generator())
             for batch in loader:
-                if dist.main:
-                    try:
-                        check_cancelled(self.progress, "training")
-                    except Exception:
-                        self.seconds = time.perf_counter() - start
-                        self.save(epoch_end=False)
-                        raise
+                if self.cancel_requested():
+                    self.seconds = time.perf_counter() - start
+                    self.save(epoch_end=False)
+                    raise Cancelled("training cancelled; continue it with --resume (resume=True)")
                 model.set_input(batch)
                 model.optimize_parameters()
                 self.iteration += 1
@@ -534,6 +531,18 @@ class _Run:
             if dist.main:
                 self.preview()
             self.emit("epoch", {"epoch": self.epoch, "iteration": self.iteration, "losses": dict(self.last_losses)})
+
+    def cancel_requested(self) -> bool:
+        """Rank 0 asks the progress object; under data-parallel training every process gets its answer."""
+        flag = self.dist.main and self.progress.cancelled()
+        if not self.dist.active:
+            return flag
+        import torch
+        import torch.distributed as dist
+
+        t = torch.tensor([1.0 if flag else 0.0], device=self.device)
+        dist.broadcast(t, src=0)
+        return bool(t.item())
 
     def message(self, total_epochs: int) -> str:
         losses = " ".join(f"{k} {v:.3f}" for k, v in self.last_losses.items())
