@@ -581,3 +581,24 @@ def test_full_disk_keeps_previous_checkpoint(tmp_path, monkeypatch):
     assert "previous checkpoint is kept" in str(info.value)
     assert ckpt.read_bytes() == before
     assert not [p for p in ckpt.parent.iterdir() if ".part" in p.name]
+
+
+def test_trains_on_a_real_chips_export(tmp_path):
+    """End to end with the chips step: SAR (linear, with a nodata hole) and RGB rasters → chips → model."""
+    from geogan import export_chips
+    from geogan.modelfile import load_model
+    from geogan.train import train
+
+    rng = np.random.default_rng(0)
+    x = _smooth(rng, 2, 96)
+    sar = _encode(x, "sar", "float32")
+    sar[:, :10, :10] = 0.0
+    rgb = _encode(_smooth(rng, 3, 96), "optical", "uint8")
+    a = write_raster(tmp_path / "sar.tif", sar, nodata=0.0)
+    b = write_raster(tmp_path / "rgb.tif", rgb)
+    export_chips(a, b, tmp_path / "chips", kind_a="sar", kind_b="optical", tile_size=32, stride=16, min_valid=0.5,
+                 val_fraction=0.2)
+    path = train(dict(TINY, data=str(tmp_path / "chips"), out=str(tmp_path / "run"), log_every=5))
+    model = load_model(path)
+    assert model.source("a2b").kind == "sar" and model.target("a2b").count == 3
+    assert np.isfinite([float(v) for r in _losses(tmp_path / "run") for k, v in r.items() if k != "lr"]).all()
