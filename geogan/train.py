@@ -216,7 +216,8 @@ def _rng_state() -> dict:
         "torch": torch.get_rng_state(),
         "numpy": [str(np_state[0]), np_state[1].tolist(), int(np_state[2]), int(np_state[3]), float(np_state[4])],
         "python": [version, list(internal), gauss],
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        # Only when CUDA is in use: asking would otherwise start a CUDA context on a CPU run.
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else [],
     }
     return state
 
