@@ -23,11 +23,11 @@ import copy
 import csv
 import io
 import logging
-import math
 import os
 import random
+import sys
 import time
-from dataclasses import replace
+import types
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Union
 
@@ -625,3 +625,15 @@ class _Run:
                           "generators": {d: {k: v.clone() for k, v in g.state_dict().items()}
                                          for d, g in generators.items()}})
         return self.model_path
+
+
+class _CallableModule(types.ModuleType):
+    """``geogan.train`` is both this module and the public function: importing the module
+    (``import geogan.train``) rebinds the package attribute to the module, so the module
+    forwards calls to :func:`train` and ``geogan.train(config)`` works either way."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Path:
+        return train(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

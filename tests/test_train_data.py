@@ -120,3 +120,13 @@ def test_loader_workers_give_the_same_batches(tmp_path):
     a = read_payload(train(dict(TINY, data=str(chips), out=str(tmp_path / "w0"), num_workers=0)))["generators"]
     b = read_payload(train(dict(TINY, data=str(chips), out=str(tmp_path / "w2"), num_workers=2)))["generators"]
     assert all(torch.equal(a["a2b"][k], b["a2b"][k]) for k in a["a2b"])
+
+
+def test_geogan_train_is_callable_even_after_importing_the_module():
+    import geogan
+    import geogan.train  # rebinds the package attribute to the module
+    from geogan.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="data"):
+        geogan.train({"out": "x"})
+    assert geogan.load_train_config is geogan.train.load_train_config
