@@ -427,6 +427,9 @@ def write(path: Path, data: np.ndarray, *, transform, crs=UTM, nodata=None, desc
             ds.update_tags(SOURCE="geogan synthetic sample data (tools/make_sample_data.py); not a real scene",
                            **(tags or {}))
     tmp.replace(path)
+    # A GDAL side-car left by whatever opened the previous version caches its statistics
+    # and histograms: stale now, and QGIS would stretch the new pixels by them.
+    path.with_name(path.name + ".aux.xml").unlink(missing_ok=True)
 
 
 def write_wgs84(path: Path, data: np.ndarray, src_transform, region_bounds, *, nodata, descriptions,
