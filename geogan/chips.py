@@ -206,7 +206,6 @@ class AOI:
         """The AOI reprojected to ``dst_crs`` (clipped first to ``bounds`` given in ``dst_crs``)."""
         import shapely
         from pyproj import CRS, Transformer
-        from shapely.ops import transform as shp_transform
 
         dst = CRS.from_user_input(dst_crs.to_wkt() if hasattr(dst_crs, "to_wkt") else dst_crs)
         geom = self.geometry
@@ -228,7 +227,8 @@ class AOI:
         if seg > 0:
             geom = shapely.segmentize(geom, seg)
         fwd = Transformer.from_crs(self.crs, dst, always_xy=True)
-        out = shp_transform(fwd.transform, geom)
+        # Vectorised over all vertices at once (shapely.ops.transform is deprecated in shapely 2.1).
+        out = shapely.transform(geom, lambda xy: np.column_stack(fwd.transform(xy[:, 0], xy[:, 1])))
         if not out.is_valid:
             out = shapely.make_valid(out)
         return out
