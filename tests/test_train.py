@@ -174,7 +174,7 @@ COMBOS = {
 @pytest.mark.parametrize("name", sorted(COMBOS))
 def test_band_combinations_train(tmp_path, name):
     from geogan.modelfile import load_model, read_payload
-    from geogan.train import train
+    from geogan.trainer import train
 
     combo = COMBOS[name]
     chips = make_chips(tmp_path / "chips", n_train=3, **combo)
@@ -210,7 +210,7 @@ def test_band_combinations_train(tmp_path, name):
 def test_preview_is_a_png_grid(tmp_path):
     import rasterio
 
-    from geogan.train import train
+    from geogan.trainer import train
 
     chips = make_chips(tmp_path / "chips", n_train=2)
     train(dict(TINY, data=str(chips), out=str(tmp_path / "run")))
@@ -232,7 +232,7 @@ LEARN = dict(TINY, batch_size=1, lr=1e-3, augment="crop", dropout=False)
 @pytest.mark.slow
 def test_cyclegan_learns_affine_mapping(tmp_path):
     """B = per-band affine(A) on unpaired chips: the A→B error falls well below where it started."""
-    from geogan.train import train
+    from geogan.trainer import train
 
     chips = make_chips(tmp_path / "chips", a=(3, "optical", "uint8"), b=(3, "optical", "uint16"),
                        relation=AFFINE_UP, n_train=8)
@@ -244,7 +244,7 @@ def test_cyclegan_learns_affine_mapping(tmp_path):
 
 @pytest.mark.slow
 def test_pix2pix_learns_affine_mapping(tmp_path):
-    from geogan.train import train
+    from geogan.trainer import train
 
     chips = make_chips(tmp_path / "chips", a=(3, "optical", "uint8"), b=(3, "optical", "uint16"),
                        relation=AFFINE_FLIP, paired=True, n_train=8)
@@ -259,7 +259,7 @@ def test_pix2pix_learns_affine_mapping(tmp_path):
 
 def test_pix2pix_unet_trains_on_its_tile_size(tmp_path):
     from geogan.modelfile import load_model
-    from geogan.train import train
+    from geogan.trainer import train
 
     chips = make_chips(tmp_path / "chips", a=(1, "dsm", "float32"), b=(3, "optical", "uint8"),
                        relation=lambda x: np.repeat(x, 3, axis=0), paired=True, n_train=1, size=128)
@@ -275,7 +275,7 @@ def test_pix2pix_unet_trains_on_its_tile_size(tmp_path):
 # --------------------------------------------------------------------------------------------
 KILL_SCRIPT = """
 import os, signal, sys
-from geogan.train import train
+from geogan.trainer import train
 
 def hook(name, info):
     if name == "checkpoint" and info["epoch_end"] and info["epoch"] == 1:
@@ -286,7 +286,7 @@ train(sys.argv[1], on_event=hook)
 
 
 def _all_weights(run: Path) -> dict:
-    from geogan.train import load_checkpoint
+    from geogan.trainer import load_checkpoint
 
     ck = load_checkpoint(run / "checkpoint.pt")
     return {f"{net}.{k}": v for net, sd in ck["model"]["nets"].items() for k, v in sd.items()}
@@ -296,7 +296,7 @@ def test_resume_after_kill_is_bit_identical(tmp_path):
     import signal
 
     from geogan.modelfile import read_payload
-    from geogan.train import train
+    from geogan.trainer import train
 
     chips = make_chips(tmp_path / "chips", n_train=4, holes=True)
     cfg = dict(TINY, data=str(chips), batch_size=1, epochs=1, epochs_decay=1, pool_size=2, dropout=True)
@@ -323,7 +323,7 @@ def test_resume_after_kill_is_bit_identical(tmp_path):
 
 
 def test_resume_mid_epoch_is_bit_identical(tmp_path):
-    from geogan.train import train
+    from geogan.trainer import train
 
     chips = make_chips(tmp_path / "chips", n_train=5)
     cfg = dict(TINY, data=str(chips), batch_size=1, epochs=2, pool_size=2, checkpoint_every=3)
@@ -344,7 +344,7 @@ def test_resume_mid_epoch_is_bit_identical(tmp_path):
 
 
 def test_checkpoint_loads_weights_only_and_holds_everything(tmp_path):
-    from geogan.train import train
+    from geogan.trainer import train
 
     chips = make_chips(tmp_path / "chips", n_train=2)
     train(dict(TINY, data=str(chips), out=str(tmp_path / "run")))
@@ -358,7 +358,7 @@ def test_checkpoint_loads_weights_only_and_holds_everything(tmp_path):
 
 def test_cancel_writes_a_checkpoint_to_resume_from(tmp_path):
     from geogan import Cancelled, CallbackProgress
-    from geogan.train import load_checkpoint, train
+    from geogan.trainer import load_checkpoint, train
 
     chips = make_chips(tmp_path / "chips", n_train=4)
     seen = []
@@ -388,7 +388,7 @@ def recording_atomic_output(dst, *args, **kwargs):
         yield tmp
 
 raster.atomic_output = recording_atomic_output
-from geogan.train import train
+from geogan.trainer import train
 
 def hook(name, info):
     if name == "end":
@@ -441,7 +441,7 @@ def test_ddp_two_gloo_processes(tmp_path):
 # --------------------------------------------------------------------------------------------
 def test_model_file_round_trip_and_summary(tmp_path):
     from geogan.modelfile import load_model, save_model
-    from geogan.train import train
+    from geogan.trainer import train
 
     chips = make_chips(tmp_path / "chips", n_train=2, holes=True)
     path = train(dict(TINY, data=str(chips), out=str(tmp_path / "run")))
@@ -473,7 +473,7 @@ class _Evil:
 def test_model_file_with_embedded_code_is_refused(tmp_path):
     from geogan.errors import CheckpointError, ModelFileError
     from geogan.modelfile import load_model
-    from geogan.train import load_checkpoint
+    from geogan.trainer import load_checkpoint
 
     marker = tmp_path / "pwned"
     bad = tmp_path / "evil.geogan"
@@ -505,7 +505,7 @@ def test_model_file_newer_or_corrupt_fails_clearly(tmp_path):
 # bad input: one-line errors, nothing written
 # --------------------------------------------------------------------------------------------
 def _expect(exc_type, cfg: dict, match: str, **kwargs):
-    from geogan.train import train
+    from geogan.trainer import train
 
     with pytest.raises(exc_type, match=match) as info:
         train(cfg, **kwargs)
@@ -539,7 +539,7 @@ def test_bad_data_directories(tmp_path):
 
 def test_device_and_resume_errors(tmp_path):
     from geogan.errors import CheckpointError, DeviceError, OutputError
-    from geogan.train import train
+    from geogan.trainer import train
 
     chips = make_chips(tmp_path / "chips", n_train=2)
     out = str(tmp_path / "run")
@@ -562,7 +562,7 @@ def test_full_disk_keeps_previous_checkpoint(tmp_path, monkeypatch):
 
     chips = make_chips(tmp_path / "chips", n_train=2)
     cfg = dict(TINY, data=str(chips), out=str(tmp_path / "run"), batch_size=1)
-    from geogan.train import train
+    from geogan.trainer import train
 
     train(cfg)
     ckpt = tmp_path / "run" / "checkpoint.pt"
@@ -587,7 +587,7 @@ def test_trains_on_a_real_chips_export(tmp_path):
     """End to end with the chips step: SAR (linear, with a nodata hole) and RGB rasters → chips → model."""
     from geogan import export_chips
     from geogan.modelfile import load_model
-    from geogan.train import train
+    from geogan.trainer import train
 
     rng = np.random.default_rng(0)
     x = _smooth(rng, 2, 96)

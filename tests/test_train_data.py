@@ -63,7 +63,7 @@ def test_invalid_pixels_are_masked_not_black(tmp_path):
 
 def test_load_train_config_sources_and_overrides(tmp_path):
     from geogan.errors import ConfigError
-    from geogan.train import load_train_config
+    from geogan.trainer import load_train_config
 
     path = tmp_path / "c.yaml"
     path.write_text("model: pix2pix\namp: false\nngf: 16\n")
@@ -87,7 +87,7 @@ def test_preview_display_bands():
     from test_models import spec
 
     from geogan.bands import DomainSpec
-    from geogan.train import _display_bands, to_display
+    from geogan.trainer import _display_bands, to_display
 
     assert _display_bands(spec("sar", 2)) == [0]
     assert _display_bands(spec("dsm", 1)) == [0]
@@ -105,14 +105,14 @@ def test_example_config_documents_the_defaults():
     from pathlib import Path
 
     from geogan.config import TrainConfig
-    from geogan.train import load_train_config
+    from geogan.trainer import load_train_config
 
     example = Path(__file__).resolve().parents[1] / "tools" / "train_example.yaml"
     assert load_train_config(example, {"data": "d", "out": "o"}) == TrainConfig(data="d", out="o")
 
 
 def test_loader_workers_give_the_same_batches(tmp_path):
-    from geogan.train import train
+    from geogan.trainer import train
     from test_train import TINY
     from geogan.modelfile import read_payload
 
@@ -122,11 +122,12 @@ def test_loader_workers_give_the_same_batches(tmp_path):
     assert all(torch.equal(a["a2b"][k], b["a2b"][k]) for k in a["a2b"])
 
 
-def test_geogan_train_is_callable_even_after_importing_the_module():
+def test_geogan_train_is_the_function_even_after_importing_the_module():
     import geogan
-    import geogan.train  # rebinds the package attribute to the module
+    import geogan.trainer  # the module has its own name: it cannot shadow geogan.train
     from geogan.errors import ConfigError
 
     with pytest.raises(ConfigError, match="data"):
         geogan.train({"out": "x"})
-    assert geogan.load_train_config is geogan.train.load_train_config
+    assert geogan.train is geogan.trainer.train
+    assert geogan.load_train_config is geogan.trainer.load_train_config

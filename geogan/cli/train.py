@@ -1,4 +1,4 @@
-"""``geogan train``: options → :func:`geogan.train.train`, with a tqdm bar per epoch."""
+"""``geogan train``: options → :func:`geogan.trainer.train`, with a tqdm bar per epoch."""
 from __future__ import annotations
 
 from typing import Optional
@@ -56,7 +56,7 @@ def train_command(config: Optional[str], data: Optional[str], out: Optional[str]
     without it the papers' defaults are used. Several GPUs:
     torchrun --nproc_per_node=N -m geogan train CONFIG.yaml
     """
-    from ..train import load_train_config, train
+    from ..trainer import load_train_config, train
 
     overrides = {"data": data, "out": out, "model": model, "epochs": epochs, "epochs_decay": epochs_decay,
                  "batch_size": batch_size, "crop_size": crop_size, "device": device}

@@ -25,9 +25,7 @@ import io
 import logging
 import os
 import random
-import sys
 import time
-import types
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Union
 
@@ -352,8 +350,6 @@ def train(config: Union[TrainConfig, Mapping[str, Any], str, os.PathLike], progr
     there). ``on_event(name, info)`` is called with ``"checkpoint"``, ``"epoch"`` and ``"end"``
     (``info["generators"]`` holds the final weights on every process): a hook for tests and tools.
     """
-    import torch
-
     cfg = config if isinstance(config, TrainConfig) else load_train_config(config)
     if not cfg.data:
         raise ConfigError("config: data: no chips directory given (--data DIR or 'data:' in the config)")
@@ -580,8 +576,6 @@ class _Run:
     def preview(self) -> None:
         from .data import preview_pair
 
-        import torch
-
         size = min(self.cfg.crop_size, *self.export.chip_size)
         item = preview_pair(self.export, size)
         for net in self.model.nets.values():
@@ -625,15 +619,3 @@ class _Run:
                           "generators": {d: {k: v.clone() for k, v in g.state_dict().items()}
                                          for d, g in generators.items()}})
         return self.model_path
-
-
-class _CallableModule(types.ModuleType):
-    """``geogan.train`` is both this module and the public function: importing the module
-    (``import geogan.train``) rebinds the package attribute to the module, so the module
-    forwards calls to :func:`train` and ``geogan.train(config)`` works either way."""
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Path:
-        return train(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
