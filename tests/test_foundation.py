@@ -29,9 +29,13 @@ def test_all_lists_exactly_the_public_names():
 
 
 def test_import_is_cheap_and_silent():
-    code = "import sys, geogan; print(sorted(m for m in ('torch','rasterio','numpy') if m in sys.modules))"
+    code = ("import logging, sys; root = list(logging.getLogger().handlers); import geogan; "
+            "print(sorted(m for m in ('torch','rasterio','numpy') if m in sys.modules), "
+            "logging.getLogger().handlers == root, "
+            "[type(h).__name__ for h in logging.getLogger('geogan').handlers])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]" and out.stderr == ""
+    # Nothing heavy, nothing printed, and logging left to the application (a NullHandler only).
+    assert out.stdout.strip() == "[] True ['NullHandler']" and out.stderr == ""
 
 
 def test_errors_are_also_builtins_under_one_root():
