@@ -13,7 +13,6 @@ and whatever the number of loader workers.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Union
@@ -21,43 +20,15 @@ from typing import Union
 import numpy as np
 
 from .bands import DomainSpec, normalize
-from .errors import BandMismatchError, ConfigError, InputError, InputNotFoundError, describe
+from .chips import METADATA_NAME, read_chips_metadata
+from .errors import BandMismatchError, ConfigError, InputError, describe
 
-METADATA_NAME = "geogan_chips.json"
 SPLITS = ("train_a", "train_b", "val_a", "val_b")
 
 
 def read_metadata(root: Union[str, Path]) -> dict:
-    """The validated chips metadata of ``root`` (``geogan.chips.read_chips_metadata`` when available)."""
-    try:
-        from .chips import read_chips_metadata  # the chips step owns the contract
-    except ImportError:
-        read_chips_metadata = None
-    if read_chips_metadata is not None:
-        return read_chips_metadata(root)
-    return _read_metadata_fallback(Path(root))
-
-
-def _read_metadata_fallback(root: Path) -> dict:
-    if not root.exists():
-        raise InputNotFoundError(f"{describe(root)}: no such chips directory")
-    if not root.is_dir():
-        raise InputError(f"{describe(root)}: is not a directory (expected a chips export from 'geogan chips')")
-    meta_path = root / METADATA_NAME
-    if not meta_path.is_file():
-        raise InputError(f"{describe(root)}: not a chips export (no {METADATA_NAME}; create one with 'geogan chips')")
-    try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise InputError(f"{describe(meta_path)}: unreadable chips metadata ({type(exc).__name__})") from None
-    if not isinstance(meta, dict) or meta.get("format") != "geogan-chips":
-        raise InputError(f"{describe(meta_path)}: not geogan chips metadata")
-    if not isinstance(meta.get("format_version"), int) or meta["format_version"] > 1:
-        raise InputError(f"{describe(meta_path)}: chips format {meta.get('format_version')!r} is newer than this geogan reads (1)")
-    domains = meta.get("domains")
-    if not isinstance(domains, dict) or not {"a", "b"} <= set(domains):
-        raise InputError(f"{describe(meta_path)}: metadata lacks the domains 'a' and 'b'")
-    return meta
+    """The validated chips metadata of ``root``: the chips step owns that contract."""
+    return read_chips_metadata(root)
 
 
 @dataclass
