@@ -156,19 +156,27 @@ def normalize(data: np.ndarray, spec: DomainSpec, valid: Optional[np.ndarray] = 
     """Raw (band, row, col) pixels of a domain → float32 scaled so [lo, hi] maps to [-1, 1].
 
     Invalid pixels (``valid`` False, or non-finite) are set to 0, the middle of the range,
-    so they never pull a neighbour's statistics; losses must exclude them anyway.
+    so they never pull a neighbour's statistics; losses must exclude them anyway. Works in
+    place on one float32 copy: it runs once per tile on the predictor's hot path.
     """
     if data.shape[0] != spec.count:
         raise BandMismatchError(f"expected {spec.count} band(s) for a {spec.kind} domain, got {data.shape[0]}")
     lo, hi = spec.ranges()
     shape = (-1,) + (1,) * (data.ndim - 1)
-    x = to_working_units(data, spec.kind)
-    y = (x - lo.reshape(shape).astype(np.float32)) * (2.0 / (hi - lo)).reshape(shape).astype(np.float32) - 1.0
+    y = data.astype(np.float32, copy=True)
+    if spec.kind == "sar":
+        np.maximum(y, SAR_LINEAR_FLOOR, out=y)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            np.log10(y, out=y)
+        y *= 10.0
+    y -= lo.astype(np.float32).reshape(shape)
+    y *= (2.0 / (hi - lo)).astype(np.float32).reshape(shape)
+    y -= 1.0
     bad = ~np.isfinite(y)
     if valid is not None:
         bad |= ~np.broadcast_to(valid, y.shape)
     y[bad] = 0.0
-    return y.astype(np.float32, copy=False)
+    return y
 
 
 def denormalize(y: np.ndarray, spec: DomainSpec, *, channel_axis: int = 0) -> np.ndarray:
@@ -176,14 +184,19 @@ def denormalize(y: np.ndarray, spec: DomainSpec, *, channel_axis: int = 0) -> np
 
     Integer outputs are rounded and clipped to the dtype's range; where the domain has an
     integer nodata value at the edge of that range (0 for most uint8 imagery), valid pixels
-    are kept one step away from it so they are never read back as nodata.
+    are kept one step away from it so they are never read back as nodata. float32 is exact
+    enough here (uint16's whole range is exactly representable) and halves memory traffic.
     """
     lo, hi = spec.ranges()
     shape = [1] * y.ndim
     shape[channel_axis] = -1
-    x = (y.astype(np.float64) + 1.0) * ((hi - lo) / 2.0).reshape(shape) + lo.reshape(shape)
+    x = y.astype(np.float32, copy=True)
+    x += 1.0
+    x *= ((hi - lo) / 2.0).astype(np.float32).reshape(shape)
+    x += lo.astype(np.float32).reshape(shape)
     if spec.kind == "sar":
-        x = np.power(10.0, x / 10.0)
+        x *= np.float32(np.log(10.0) / 10.0)  # 10 ** (dB / 10) = exp(dB · ln10 / 10)
+        np.exp(x, out=x)
     return cast_to_dtype(x, spec.dtype, spec.nodata)
 
 
@@ -198,7 +211,9 @@ def cast_to_dtype(x: np.ndarray, dtype: str, nodata: Optional[float] = None) -> 
                 lo += 1
             elif nodata == hi:
                 hi -= 1
-        return np.clip(np.rint(x), lo, hi).astype(dt)
+        r = np.rint(x)
+        np.clip(r, lo, hi, out=r)
+        return r.astype(dt)
     out = x.astype(dt)
     if nodata is not None and np.isfinite(nodata):
         hit = out == dt.type(nodata)
