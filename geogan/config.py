@@ -111,6 +111,9 @@ class TrainConfig:
     n_layers_d: int = 3
     #: None = the paper default: dropout in the U-Net for Pix2Pix, none for CycleGAN.
     dropout: Optional[bool] = None
+    #: Generator upsampling: the papers' transposed convolutions, or resize-convolution
+    #: (nearest ×2 + conv), which avoids checkerboard artefacts in short trainings.
+    upsample: Literal["transpose", "resize"] = "transpose"
     gan_mode: Literal["lsgan", "vanilla"] = "lsgan"
     lambda_cycle: float = 10.0
     lambda_identity: float = 0.5

@@ -167,7 +167,8 @@ def load_model(path: Union[str, os.PathLike], device: Any = "cpu") -> Translatio
         for direction, state in payload["generators"].items():
             src, dst = DIRECTIONS[direction]
             net = build_generator(arch["generator"], domains[src].count, domains[dst].count,
-                                  ngf=arch.get("ngf", 64), dropout=arch.get("dropout", False))
+                                  ngf=arch.get("ngf", 64), dropout=arch.get("dropout", False),
+                                  upsample=arch.get("upsample", "transpose"))
             net.load_state_dict(state)
             generators[direction] = net
     except ModelFileError:

@@ -42,7 +42,7 @@ CHECKPOINT_VERSION = 1
 CHECKPOINT_NAME = "checkpoint.pt"
 MODEL_NAME = "model.geogan"
 #: Keys that must match between a checkpoint and the run resuming it.
-ARCHITECTURE_KEYS = ("model", "generator", "ngf", "ndf", "n_layers_d", "dropout", "gan_mode")
+ARCHITECTURE_KEYS = ("model", "generator", "ngf", "ndf", "n_layers_d", "dropout", "upsample", "gan_mode")
 
 EventHook = Callable[[str, dict], None]
 
@@ -76,7 +76,8 @@ def load_train_config(source: Union[None, str, os.PathLike, Mapping[str, Any], T
 def _architecture(cfg: TrainConfig, size_multiple: int) -> dict:
     return {
         "model": cfg.model, "generator": cfg.generator, "ngf": cfg.ngf, "ndf": cfg.ndf,
-        "n_layers_d": cfg.n_layers_d, "dropout": bool(cfg.dropout), "gan_mode": cfg.gan_mode,
+        "n_layers_d": cfg.n_layers_d, "dropout": bool(cfg.dropout), "upsample": cfg.upsample,
+        "gan_mode": cfg.gan_mode,
         "size_multiple": size_multiple, "tile_size": cfg.crop_size,
     }
 

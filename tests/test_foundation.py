@@ -246,3 +246,22 @@ def test_read_window_keeps_stored_values_under_an_internal_mask(make_raster):
         np.testing.assert_array_equal(valid_mask(ds, got, masks, "optical"), mask)
         outside, outside_masks = read_window(ds, [1], Window(-2, -2, 4, 4), boundless=True)
         assert (outside_masks[0, :2, :] == 0).all() and outside[0, 2, 2] == data[0, 0, 0]
+
+
+@pytest.mark.parametrize("name,size", [("resnet_6blocks", 32), ("unet_128", 128)])
+def test_resize_upsampling_generators_keep_shapes_and_round_trip(tmp_path, name, size):
+    import torch
+    from geogan.modelfile import TranslationModel, load_model, save_model
+    from geogan.models.registry import build_generator
+
+    torch.manual_seed(0)
+    net = build_generator(name, 2, 3, ngf=4, upsample="resize")
+    assert not any(isinstance(m, torch.nn.ConvTranspose2d) for m in net.modules())
+    assert net(torch.zeros(1, 2, size, size)).shape == (1, 3, size, size)
+    base = _tiny_model()
+    model = TranslationModel(base.domains, {"a2b": net}, {**base.architecture, "generator": name, "upsample": "resize"})
+    again = load_model(save_model(model, tmp_path / "resize.geogan"))
+    x = np.random.default_rng(0).gamma(2, 0.05, (2, size, size)).astype(np.float32)
+    np.testing.assert_array_equal(again.translate(x, "a2b"), model.translate(x, "a2b"))
+    with pytest.raises(errors.ConfigError, match="upsampling"):
+        build_generator(name, 2, 3, upsample="bicubic")

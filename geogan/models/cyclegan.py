@@ -235,8 +235,8 @@ class CycleGAN(GanModel):
         super().__init__(cfg, device, amp_dtype, channels_last, grad_sync)
         ca, cb = spec_a.count, spec_b.count
         self.nets = {
-            "G_a2b": build_generator(cfg.generator, ca, cb, cfg.ngf, cfg.dropout),
-            "G_b2a": build_generator(cfg.generator, cb, ca, cfg.ngf, cfg.dropout),
+            "G_a2b": build_generator(cfg.generator, ca, cb, cfg.ngf, cfg.dropout, cfg.upsample),
+            "G_b2a": build_generator(cfg.generator, cb, ca, cfg.ngf, cfg.dropout, cfg.upsample),
             "D_a": NLayerDiscriminator(ca, cfg.ndf, cfg.n_layers_d),
             "D_b": NLayerDiscriminator(cb, cfg.ndf, cfg.n_layers_d),
         }

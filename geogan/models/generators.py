@@ -10,8 +10,27 @@ import torch
 from torch import nn
 
 
+UPSAMPLES = ("transpose", "resize")
+
+
 def _norm(channels: int) -> nn.Module:
     return nn.InstanceNorm2d(channels, affine=False, track_running_stats=False)
+
+
+def _upsample(in_ch: int, out_ch: int, kind: str, kernel: int, bias: bool = True) -> list[nn.Module]:
+    """Double the resolution: the papers' transposed convolution, or resize-convolution.
+
+    ``resize`` (nearest-neighbour ×2, then a 3×3 convolution) cannot produce the checkerboard
+    patterns that a stride-2 transposed convolution makes while it is undertrained (Odena et
+    al. 2016, "Deconvolution and Checkerboard Artifacts"): useful for short CPU trainings.
+    """
+    if kind == "resize":
+        return [nn.Upsample(scale_factor=2, mode="nearest"), nn.ReflectionPad2d(1), nn.Conv2d(in_ch, out_ch, 3, bias=bias)]
+    if kind != "transpose":
+        raise ValueError(f"unknown upsampling {kind!r} (expected one of {', '.join(UPSAMPLES)})")
+    if kernel == 3:
+        return [nn.ConvTranspose2d(in_ch, out_ch, 3, stride=2, padding=1, output_padding=1, bias=bias)]
+    return [nn.ConvTranspose2d(in_ch, out_ch, 4, stride=2, padding=1, bias=bias)]
 
 
 class ResnetBlock(nn.Module):
@@ -40,7 +59,7 @@ class ResnetGenerator(nn.Module):
     size_multiple = 4
 
     def __init__(self, in_channels: int, out_channels: int, ngf: int = 64, n_blocks: int = 9,
-                 dropout: bool = False) -> None:
+                 dropout: bool = False, upsample: str = "transpose") -> None:
         super().__init__()
         layers: list[nn.Module] = [
             nn.ReflectionPad2d(3), nn.Conv2d(in_channels, ngf, 7, bias=True), _norm(ngf), nn.ReLU(True),
@@ -51,10 +70,7 @@ class ResnetGenerator(nn.Module):
             ch *= 2
         layers += [ResnetBlock(ch, dropout) for _ in range(n_blocks)]
         for _ in range(2):
-            layers += [
-                nn.ConvTranspose2d(ch, ch // 2, 3, stride=2, padding=1, output_padding=1, bias=True),
-                _norm(ch // 2), nn.ReLU(True),
-            ]
+            layers += [*_upsample(ch, ch // 2, upsample, kernel=3), _norm(ch // 2), nn.ReLU(True)]
             ch //= 2
         layers += [nn.ReflectionPad2d(3), nn.Conv2d(ch, out_channels, 7), nn.Tanh()]
         self.model = nn.Sequential(*layers)
@@ -68,20 +84,20 @@ class UnetSkipBlock(nn.Module):
 
     def __init__(self, outer: int, inner: int, in_channels: int | None = None,
                  submodule: nn.Module | None = None, outermost: bool = False,
-                 innermost: bool = False, dropout: bool = False) -> None:
+                 innermost: bool = False, dropout: bool = False, upsample: str = "transpose") -> None:
         super().__init__()
         self.outermost = outermost
         in_channels = outer if in_channels is None else in_channels
         down = nn.Conv2d(in_channels, inner, 4, stride=2, padding=1, bias=True)
         if outermost:
-            up = nn.ConvTranspose2d(inner * 2, outer, 4, stride=2, padding=1)
-            layers = [down, submodule, nn.ReLU(True), up, nn.Tanh()]
+            up = _upsample(inner * 2, outer, upsample, kernel=4)
+            layers = [down, submodule, nn.ReLU(True), *up, nn.Tanh()]
         elif innermost:
-            up = nn.ConvTranspose2d(inner, outer, 4, stride=2, padding=1, bias=True)
-            layers = [nn.LeakyReLU(0.2, True), down, nn.ReLU(True), up, _norm(outer)]
+            up = _upsample(inner, outer, upsample, kernel=4)
+            layers = [nn.LeakyReLU(0.2, True), down, nn.ReLU(True), *up, _norm(outer)]
         else:
-            up = nn.ConvTranspose2d(inner * 2, outer, 4, stride=2, padding=1, bias=True)
-            layers = [nn.LeakyReLU(0.2, True), down, _norm(inner), submodule, nn.ReLU(True), up, _norm(outer)]
+            up = _upsample(inner * 2, outer, upsample, kernel=4)
+            layers = [nn.LeakyReLU(0.2, True), down, _norm(inner), submodule, nn.ReLU(True), *up, _norm(outer)]
             if dropout:
                 layers.append(nn.Dropout(0.5))
         self.model = nn.Sequential(*layers)
@@ -99,18 +115,19 @@ class UnetGenerator(nn.Module):
     """
 
     def __init__(self, in_channels: int, out_channels: int, num_downs: int = 8, ngf: int = 64,
-                 dropout: bool = False) -> None:
+                 dropout: bool = False, upsample: str = "transpose") -> None:
         super().__init__()
         if num_downs < 5:
             raise ValueError("a U-Net generator needs at least 5 levels")
         self.size_multiple = 2 ** num_downs
-        block = UnetSkipBlock(ngf * 8, ngf * 8, innermost=True)
+        up = {"upsample": upsample}
+        block = UnetSkipBlock(ngf * 8, ngf * 8, innermost=True, **up)
         for _ in range(num_downs - 5):
-            block = UnetSkipBlock(ngf * 8, ngf * 8, submodule=block, dropout=dropout)
-        block = UnetSkipBlock(ngf * 4, ngf * 8, submodule=block)
-        block = UnetSkipBlock(ngf * 2, ngf * 4, submodule=block)
-        block = UnetSkipBlock(ngf, ngf * 2, submodule=block)
-        self.model = UnetSkipBlock(out_channels, ngf, in_channels=in_channels, submodule=block, outermost=True)
+            block = UnetSkipBlock(ngf * 8, ngf * 8, submodule=block, dropout=dropout, **up)
+        block = UnetSkipBlock(ngf * 4, ngf * 8, submodule=block, **up)
+        block = UnetSkipBlock(ngf * 2, ngf * 4, submodule=block, **up)
+        block = UnetSkipBlock(ngf, ngf * 2, submodule=block, **up)
+        self.model = UnetSkipBlock(out_channels, ngf, in_channels=in_channels, submodule=block, outermost=True, **up)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)

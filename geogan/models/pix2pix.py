@@ -32,7 +32,7 @@ class Pix2Pix(GanModel):
         super().__init__(cfg, device, amp_dtype, channels_last, grad_sync)
         ca, cb = spec_a.count, spec_b.count
         self.nets = {
-            "G_a2b": build_generator(cfg.generator, ca, cb, cfg.ngf, cfg.dropout),
+            "G_a2b": build_generator(cfg.generator, ca, cb, cfg.ngf, cfg.dropout, cfg.upsample),
             "D": NLayerDiscriminator(ca + cb, cfg.ndf, cfg.n_layers_d),
         }
         self.use_identity, self.identity_note = False, "off (pix2pix has no identity loss)"

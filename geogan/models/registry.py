@@ -6,15 +6,15 @@ from typing import Callable
 from torch import nn
 
 from ..errors import ConfigError
-from .generators import ResnetGenerator, UnetGenerator
+from .generators import UPSAMPLES, ResnetGenerator, UnetGenerator
 
 GeneratorFactory = Callable[..., nn.Module]
 
 GENERATORS: dict[str, GeneratorFactory] = {
-    "resnet_9blocks": lambda i, o, ngf, dropout: ResnetGenerator(i, o, ngf=ngf, n_blocks=9, dropout=dropout),
-    "resnet_6blocks": lambda i, o, ngf, dropout: ResnetGenerator(i, o, ngf=ngf, n_blocks=6, dropout=dropout),
-    "unet_256": lambda i, o, ngf, dropout: UnetGenerator(i, o, num_downs=8, ngf=ngf, dropout=dropout),
-    "unet_128": lambda i, o, ngf, dropout: UnetGenerator(i, o, num_downs=7, ngf=ngf, dropout=dropout),
+    "resnet_9blocks": lambda i, o, ngf, dropout, up: ResnetGenerator(i, o, ngf=ngf, n_blocks=9, dropout=dropout, upsample=up),
+    "resnet_6blocks": lambda i, o, ngf, dropout, up: ResnetGenerator(i, o, ngf=ngf, n_blocks=6, dropout=dropout, upsample=up),
+    "unet_256": lambda i, o, ngf, dropout, up: UnetGenerator(i, o, num_downs=8, ngf=ngf, dropout=dropout, upsample=up),
+    "unet_128": lambda i, o, ngf, dropout, up: UnetGenerator(i, o, num_downs=7, ngf=ngf, dropout=dropout, upsample=up),
 }
 
 #: Height/width of a generator's input must be a multiple of this.
@@ -22,10 +22,16 @@ SIZE_MULTIPLE: dict[str, int] = {"resnet_9blocks": 4, "resnet_6blocks": 4, "unet
 
 
 def build_generator(name: str, in_channels: int, out_channels: int, ngf: int = 64,
-                    dropout: bool = False) -> nn.Module:
-    """Build a generator by registry name with the given band counts."""
+                    dropout: bool = False, upsample: str = "transpose") -> nn.Module:
+    """Build a generator by registry name with the given band counts.
+
+    ``upsample`` is ``"transpose"`` (the papers' transposed convolutions) or ``"resize"``
+    (nearest-neighbour upsampling + convolution: no checkerboard artefacts).
+    """
     try:
         factory = GENERATORS[name]
     except KeyError:
         raise ConfigError(f"unknown generator {name!r} (expected one of {', '.join(GENERATORS)})") from None
-    return factory(int(in_channels), int(out_channels), int(ngf), bool(dropout))
+    if upsample not in UPSAMPLES:
+        raise ConfigError(f"unknown upsampling {upsample!r} (expected one of {', '.join(UPSAMPLES)})")
+    return factory(int(in_channels), int(out_channels), int(ngf), bool(dropout), upsample)
