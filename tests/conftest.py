@@ -44,13 +44,13 @@ def make_raster(tmp_path: Path) -> Callable[..., Path]:
     return _make
 
 
-@pytest.fixture(autouse=True)
-def _deterministic_torch():
-    """Seed torch (when it is imported) and keep it to few threads on small CI machines."""
-    import sys
+@pytest.fixture
+def one_torch_thread():
+    """One intra-op torch thread: deterministic sums, and fast on a small shared CI machine
+    (two threads fighting other processes for two cores made tiny training steps 40× slower)."""
+    import torch
 
-    if "torch" in sys.modules:
-        import torch
-
-        torch.manual_seed(0)
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
     yield
+    torch.set_num_threads(n)

@@ -2,11 +2,8 @@
 from __future__ import annotations
 
 import os
-import pickle
 import subprocess
 import sys
-import zipfile
-from pathlib import Path
 
 import numpy as np
 import pytest

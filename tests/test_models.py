@@ -19,12 +19,7 @@ def spec(kind: str, n: int, dtype: str = "float32") -> DomainSpec:
                             for i in range(n)))
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 TINY = TrainConfig(ngf=8, ndf=8, n_layers_d=2, generator="resnet_6blocks", pool_size=2, crop_size=32)

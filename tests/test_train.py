@@ -112,13 +112,7 @@ def make_chips(root: Path, *, a=(2, "sar", "float32"), b=(3, "optical", "uint8")
 # --------------------------------------------------------------------------------------------
 # helpers
 # --------------------------------------------------------------------------------------------
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: deterministic, and fast on a small shared CI machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _env() -> dict:

@@ -15,12 +15,7 @@ TINY_YAML = dict(ngf=8, ndf=8, n_layers_d=2, generator="resnet_6blocks", crop_si
                  batch_size=2, pool_size=2, device="cpu", amp=False)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_train_command_with_config_and_overrides(tmp_path):

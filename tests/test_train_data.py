@@ -6,9 +6,11 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from test_train import _one_thread, make_chips  # noqa: E402,F401  (_one_thread: autouse fixture)
+from test_train import make_chips  # noqa: E402
 
 from geogan.data import Augmentation, ChipDataset, open_chips  # noqa: E402
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_augmentation_crops_inside_without_resampling():
