@@ -45,6 +45,7 @@ training reads back with :func:`read_chips_metadata`). Choices made here, in one
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import math
@@ -90,7 +91,6 @@ MIN_TILE_SIZE = 16
 #: DEFLATE). Measured on 256×256×4 uint16 chips (tools/bench_chips.py): zstd-1 writes as
 #: fast as no compression (less to write) at the size of deflate, which is 3× slower.
 CHIP_COMPRESS: Optional[str] = None
-_ZSTD_OK: Optional[bool] = None
 
 PathLike = Union[str, "os.PathLike[str]"]
 Paths = Union[PathLike, Sequence[PathLike]]
@@ -931,25 +931,22 @@ def _write_chip(path: Path, data: np.ndarray, mask: Optional[np.ndarray], nodata
                     dst.set_band_description(i, desc)
 
 
+@functools.lru_cache(maxsize=None)
 def _zstd_available() -> bool:
-    """True when this GDAL writes ZSTD-compressed GeoTIFFs (checked once, in memory)."""
-    global _ZSTD_OK
-    if _ZSTD_OK is None:
-        import rasterio
-        from rasterio.io import MemoryFile
+    """True when this GDAL writes ZSTD-compressed GeoTIFFs (probed once, in memory)."""
+    import rasterio
+    from rasterio.io import MemoryFile
+    from rasterio.transform import from_origin
 
-        try:
-            with MemoryFile() as mem:
-                from rasterio.transform import from_origin
-
-                with mem.open(driver="GTiff", width=16, height=16, count=1, dtype="uint8", compress="zstd",
-                              crs="EPSG:4326", transform=from_origin(0, 1, 0.1, 0.1)) as ds:
-                    ds.write(np.zeros((1, 16, 16), np.uint8))
-                with mem.open() as ds:
-                    _ZSTD_OK = (ds.compression is not None and ds.compression.name.lower() == "zstd")
-        except rasterio.errors.RasterioError:
-            _ZSTD_OK = False
-    return _ZSTD_OK
+    try:
+        with MemoryFile() as mem:
+            with mem.open(driver="GTiff", width=16, height=16, count=1, dtype="uint8", compress="zstd",
+                          crs="EPSG:4326", transform=from_origin(0, 1, 0.1, 0.1)) as ds:
+                ds.write(np.zeros((1, 16, 16), np.uint8))
+            with mem.open() as ds:
+                return ds.compression is not None and ds.compression.name.lower() == "zstd"
+    except rasterio.errors.RasterioError:
+        return False
 
 
 def _why_empty(d: str, sources: list[_Source], counts: dict, skipped: dict, min_valid: float,
