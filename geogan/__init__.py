@@ -12,6 +12,7 @@ from typing import Any
 
 from .errors import (
     BandMismatchError,
+    BusyError,
     Cancelled,
     CheckpointError,
     ConfigError,
@@ -46,11 +47,13 @@ _LAZY = {
     "evaluate_rasters": "geogan.evaluate",
     "DomainSpec": "geogan.bands",
     "BandStats": "geogan.bands",
+    "Scene": "geogan.scenes",
+    "expand_scenes": "geogan.scenes",
 }
 
 __all__ = [
     "__version__",
-    "GeoganError", "InputError", "InputNotFoundError", "RasterError", "OutputError", "ConfigError",
+    "GeoganError", "InputError", "InputNotFoundError", "RasterError", "OutputError", "BusyError", "ConfigError",
     "BandMismatchError", "ModelFileError", "CheckpointError", "DeviceError", "Cancelled",
     "Progress", "NullProgress", "CallbackProgress", "TqdmProgress", "QgisFeedbackProgress",
     *_LAZY,

@@ -30,6 +30,10 @@ class OutputError(GeoganError, OSError):
     """An output cannot be written (exists, unwritable directory, same as the input, disk full)."""
 
 
+class BusyError(OutputError):
+    """An output is being written by another live geogan process (its lock is held)."""
+
+
 class ConfigError(GeoganError, ValueError):
     """A configuration key or option value is invalid."""
 
@@ -55,5 +59,14 @@ class Cancelled(GeoganError):
 
 
 def describe(path: object) -> str:
-    """Render a path for an error message (quoted, so spaces stay visible)."""
-    return f"'{path}'"
+    """Render a path for an error message: quoted (so spaces stay visible) and printable.
+
+    A file name that is not valid UTF-8 reaches Python as lone surrogates, which no terminal can
+    print; such bytes are shown as ``\\xNN`` escapes instead of raising while reporting an error.
+    """
+    text = str(path)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return f"'{text}'"

@@ -1,56 +1,121 @@
-"""Raster I/O: every rasterio call that opens, validates, masks or writes a raster.
+"""Raster I/O: every rasterio call that opens, stacks, validates, masks, reads or writes a raster.
 
-Arrays are always (band, row, col), as rasterio reads them. Bands are 1-based, as GDAL
-numbers them. Outputs are written to a temporary file beside the destination and moved
-into place only when complete, so an interrupted write never leaves a partial file.
+Arrays are always (band, row, col), as rasterio reads them. Bands are 1-based, as GDAL numbers
+them. What can be opened (see :mod:`geogan.scenes`): a file, any GDAL path (``/vsizip/``,
+``/vsicurl/``, ``/vsis3/``, a VRT, ``DRIVER:`` strings, handed to GDAL unchanged), or a scene of
+several files whose bands are stacked in order onto the finest of their grids — what
+``gdalbuildvrt -separate`` plus a warp would make, as an in-memory VRT.
+
+Writes go through :mod:`geogan.outputs` (temporary file, fsync, verify, rename). GDAL does not
+raise on every write error (libtiff's "No space left on device" while flushing blocks at close
+is only printed), so every written GeoTIFF is checked with :func:`verify_raster` before it is
+renamed into place.
 """
 from __future__ import annotations
 
-import contextlib
+import logging
+import math
 import os
-import tempfile
 import warnings
 from pathlib import Path
-from typing import Iterator, Optional, Sequence, Union
+from typing import Any, Optional, Sequence, Union
+from xml.sax.saxutils import escape, quoteattr
 
 import numpy as np
 
-from .errors import InputNotFoundError, OutputError, RasterError, BandMismatchError, describe
+from .errors import BandMismatchError, InputNotFoundError, OutputError, RasterError, describe
+from .outputs import atomic_output, atomic_write_bytes, check_writable_dir  # noqa: F401  (re-exported)
+from .scenes import Scene, SceneLike, as_scene, is_gdal_path
+
+log = logging.getLogger(__name__)
 
 PathLike = Union[str, "os.PathLike[str]"]
 
 #: GDAL names of the dtypes geogan reads and writes.
 SUPPORTED_DTYPES = ("uint8", "uint16", "int16", "uint32", "int32", "float32", "float64")
+_GDAL_TYPES = {"uint8": "Byte", "int8": "Int8", "uint16": "UInt16", "int16": "Int16", "uint32": "UInt32",
+               "int32": "Int32", "float32": "Float32", "float64": "Float64"}
+RESAMPLINGS = ("nearest", "bilinear", "cubic", "average")
 
 
-def open_raster(path: PathLike, *, require_georeference: bool = True):
-    """Open a raster for reading, or raise a one-line :class:`RasterError` naming the file.
+# ------------------------------------------------------------------------------------ opening
 
-    Use as a context manager: ``with open_raster(p) as ds: ...``.
+def open_raster(src: SceneLike, *, require_georeference: bool = True, resampling: str = "bilinear"):
+    """Open a raster or a multi-file scene for reading, or raise a one-line error naming it.
+
+    ``src`` is a path, a GDAL path, a comma-joined scene string, a list of paths or a
+    :class:`~geogan.scenes.Scene`. Several files are stacked band after band onto the finest
+    grid among them (``resampling`` for the coarser ones: ``bilinear`` for continuous data,
+    ``nearest`` for class maps); they must share a CRS and overlap. Use as a context manager:
+    ``with open_raster(p) as ds: ...``; :func:`dataset_label` names it in messages.
     """
-    import rasterio
-    from rasterio.errors import RasterioIOError
+    scene = as_scene(src)
+    if scene.is_multi:
+        return _open_stack(scene, require_georeference, resampling)
+    return _open_one(scene.parts[0], require_georeference)
 
-    p = Path(path)
-    if not p.exists():
-        raise InputNotFoundError(f"{describe(p)}: no such file")
-    if p.is_dir():
-        raise RasterError(f"{describe(p)}: is a directory, not a raster")
+
+def _open_one(name: str, require_georeference: bool):
+    import rasterio
+    from rasterio.errors import NotGeoreferencedWarning, RasterioError
+
+    _check_encodable(name, "read")
+    if not is_gdal_path(name):
+        p = Path(name)
+        if not p.exists():
+            raise InputNotFoundError(f"{describe(name)}: no such file")
+        if p.is_dir():
+            raise RasterError(f"{describe(name)}: is a directory, not a raster")
     try:
         with warnings.catch_warnings():
             # An ungeoreferenced raster is reported below as one clear error (or allowed).
-            warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
-            ds = rasterio.open(p)
-    except RasterioIOError as exc:
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else "unreadable"
-        raise RasterError(f"{describe(p)}: not a readable raster ({first_line})") from None
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            ds = rasterio.open(name)
+    except RasterioError as exc:
+        reason = first_line(exc, "unreadable")
+        if "No such file" in reason or "does not exist in the file system" in reason:
+            raise InputNotFoundError(f"{describe(name)}: no such file (GDAL: {reason})") from None
+        raise RasterError(f"{describe(name)}: not a readable raster ({reason})") from None
     if ds.count < 1:
         ds.close()
-        raise RasterError(f"{describe(p)}: has no bands")
+        raise RasterError(f"{describe(name)}: has no bands")
     if require_georeference and not is_georeferenced(ds):
         ds.close()
-        raise RasterError(f"{describe(p)}: has no CRS or geotransform (not georeferenced)")
+        raise RasterError(f"{describe(name)}: has no CRS or geotransform (not georeferenced)")
     return ds
+
+
+def _check_encodable(name: str, action: str) -> None:
+    """GDAL takes UTF-8 names: a file name that is not valid UTF-8 is refused in one line."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise RasterError(f"{describe(name)}: the file name is not valid UTF-8, so GDAL cannot {action} it; "
+                          "rename the file") from None
+
+
+def first_line(exc: BaseException, default: str = "") -> str:
+    """The first line of an exception's message (GDAL's are sometimes several lines long)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else (default or type(exc).__name__)
+
+
+def dataset_label(ds: Any) -> str:
+    """How messages name an open dataset: its path, or the comma-joined files of a stacked scene."""
+    name = str(getattr(ds, "name", ds))
+    if name.lstrip().startswith("<VRTDataset"):
+        import re
+
+        files = re.findall(r"<SourceFilename[^>]*>([^<]*)</SourceFilename>", name)
+        unique = list(dict.fromkeys(_unescape(f) for f in files))
+        return ",".join(unique) if unique else "in-memory VRT"
+    return name
+
+
+def _unescape(text: str) -> str:
+    from xml.sax.saxutils import unescape
+
+    return unescape(text)
 
 
 def is_georeferenced(ds) -> bool:
@@ -59,6 +124,135 @@ def is_georeferenced(ds) -> bool:
 
     return ds.crs is not None and ds.transform != Affine.identity()
 
+
+# ------------------------------------------------------------------- multi-file scenes (VRT)
+
+class _Part:
+    """What stacking needs to know of one file of a scene."""
+
+    def __init__(self, name: str, ds) -> None:
+        from rasterio.enums import MaskFlags
+
+        self.name = name
+        self.crs = ds.crs
+        self.transform = ds.transform
+        self.width, self.height, self.count = ds.width, ds.height, ds.count
+        self.dtypes = list(ds.dtypes)
+        self.nodata = ds.nodata
+        self.descriptions = list(ds.descriptions)
+        self.per_dataset_mask = [MaskFlags.per_dataset in f and MaskFlags.nodata not in f
+                                 for f in ds.mask_flag_enums]
+        self.bounds = tuple(ds.bounds)
+
+    @property
+    def pixel_area(self) -> float:
+        return abs(self.transform.a * self.transform.e)
+
+
+def _open_stack(scene: Scene, require_georeference: bool, resampling: str):
+    import rasterio
+
+    if resampling not in RESAMPLINGS:
+        raise RasterError(f"unknown resampling {resampling!r} (expected one of {', '.join(RESAMPLINGS)})")
+    parts = []
+    for name in scene.parts:
+        with _open_one(name, require_georeference=True) as ds:
+            parts.append(_Part(name, ds))
+    label = describe(scene.label)
+    first = parts[0]
+    for p in parts[1:]:
+        if p.crs != first.crs:
+            raise RasterError(f"{label}: its files have different CRSs ({_crs_name(first.crs)} in {describe(first.name)}, "
+                              f"{_crs_name(p.crs)} in {describe(p.name)}); reproject them onto one CRS first")
+    for p in parts:
+        t = p.transform
+        if t.b != 0 or t.d != 0:
+            raise RasterError(f"{label}: {describe(p.name)} has a rotated geotransform, which a multi-file scene "
+                              "cannot stack; warp it to a north-up grid first")
+    finest = min(parts, key=lambda p: p.pixel_area)
+    grid = _stack_grid(parts, finest, label)
+    xml = _stack_vrt(parts, grid, resampling)
+    ds = rasterio.open(xml)
+    if grid["clipped"]:
+        log.info("%s: its files cover different areas; stacked over their common area (%d x %d pixels)",
+                 label, grid["width"], grid["height"])
+    return ds
+
+
+def _crs_name(crs: Any) -> str:
+    try:
+        return crs.to_string()
+    except Exception:  # an odd CRS that cannot be written compactly
+        return "an unnamed CRS"
+
+
+def _stack_grid(parts: list[_Part], finest: _Part, label: str) -> dict:
+    """The finest file's pixel grid, cut to the area every file covers."""
+    left = max(p.bounds[0] for p in parts)
+    bottom = max(p.bounds[1] for p in parts)
+    right = min(p.bounds[2] for p in parts)
+    top = min(p.bounds[3] for p in parts)
+    if right <= left or top <= bottom:
+        raise RasterError(f"{label}: its files do not overlap, so they cannot be stacked into one scene")
+    t = finest.transform
+    res_x, res_y = t.a, -t.e
+    eps = 1e-6
+    c0 = math.ceil((left - t.c) / res_x - eps)
+    c1 = math.floor((right - t.c) / res_x + eps)
+    r0 = math.ceil((t.f - top) / res_y - eps)
+    r1 = math.floor((t.f - bottom) / res_y + eps)
+    if c1 <= c0 or r1 <= r0:
+        raise RasterError(f"{label}: its files overlap by less than one pixel of {describe(finest.name)}")
+    clipped = any(abs(a - b) > eps * max(res_x, res_y) for p in parts for a, b in zip(p.bounds, (left, bottom, right, top)))
+    return {"x0": t.c + c0 * res_x, "y0": t.f - r0 * res_y, "res_x": res_x, "res_y": res_y,
+            "width": c1 - c0, "height": r1 - r0, "crs": finest.crs, "clipped": clipped}
+
+
+def _stack_vrt(parts: list[_Part], grid: dict, resampling: str) -> str:
+    """An in-memory VRT that stacks every band of every part, in order, on ``grid``."""
+    dtype = np.result_type(*[np.dtype(d) for p in parts for d in p.dtypes]).name
+    gdal_type = _GDAL_TYPES.get(dtype, "Float64")
+    rx, ry = grid["res_x"], grid["res_y"]
+    out = [f'<VRTDataset rasterXSize="{grid["width"]}" rasterYSize="{grid["height"]}">',
+           f"<SRS>{escape(grid['crs'].to_wkt())}</SRS>",
+           f"<GeoTransform>{grid['x0']!r}, {rx!r}, 0, {grid['y0']!r}, 0, {-ry!r}</GeoTransform>"]
+    k = 0
+    for p in parts:
+        t = p.transform
+        dst = (f'<DstRect xOff="{(t.c - grid["x0"]) / rx!r}" yOff="{(grid["y0"] - t.f) / ry!r}" '
+               f'xSize="{p.width * t.a / rx!r}" ySize="{p.height * -t.e / ry!r}"/>')
+        src_rect = f'<SrcRect xOff="0" yOff="0" xSize="{p.width}" ySize="{p.height}"/>'
+        source_file = f'<SourceFilename relativeToVRT="0">{escape(_absolute(p.name))}</SourceFilename>'
+        for b in range(1, p.count + 1):
+            k += 1
+            nodata = "" if p.nodata is None else _nodata_text(p.nodata)
+            desc = p.descriptions[b - 1] or (Scene((p.name,)).name if p.count == 1 else f"{Scene((p.name,)).name}:{b}")
+            band = [f'<VRTRasterBand dataType="{gdal_type}" band="{k}">',
+                    f"<Description>{escape(desc)}</Description>"]
+            if nodata:
+                band.append(f"<NoDataValue>{nodata}</NoDataValue>")
+            band.append(f"<ComplexSource resampling={quoteattr(resampling)}>{source_file}"
+                        f"<SourceBand>{b}</SourceBand>{src_rect}{dst}"
+                        + (f"<NODATA>{nodata}</NODATA>" if nodata else "") + "</ComplexSource>")
+            if p.per_dataset_mask[b - 1]:
+                band.append('<MaskBand><VRTRasterBand dataType="Byte"><SimpleSource resampling="nearest">'
+                            f"{source_file}<SourceBand>mask,{b}</SourceBand>{src_rect}{dst}"
+                            "</SimpleSource></VRTRasterBand></MaskBand>")
+            band.append("</VRTRasterBand>")
+            out.append("".join(band))
+    out.append("</VRTDataset>")
+    return "".join(out)
+
+
+def _absolute(name: str) -> str:
+    return name if is_gdal_path(name) else os.path.abspath(name)
+
+
+def _nodata_text(value: float) -> str:
+    return "nan" if isinstance(value, float) and math.isnan(value) else repr(float(value))
+
+
+# ----------------------------------------------------------------------------- band choice
 
 def parse_bands(spec: Union[None, str, Sequence[int]], count: int, path: PathLike) -> list[int]:
     """Turn ``"3,2,1"`` / ``[3, 2, 1]`` / ``None`` (all bands) into a checked 1-based band list."""
@@ -85,38 +279,68 @@ def parse_bands(spec: Union[None, str, Sequence[int]], count: int, path: PathLik
     return bands
 
 
-def valid_mask(ds, data: np.ndarray, masks: np.ndarray, kind: str) -> np.ndarray:
+# --------------------------------------------------------------------------------- reading
+
+def valid_mask(ds, data: np.ndarray, masks: np.ndarray, kind: str, units: Optional[str] = None) -> np.ndarray:
     """Per-pixel validity (rows, cols) over all chosen bands.
 
     A pixel is valid only where it is valid in *every* band: GDAL's mask (nodata value,
     internal mask or alpha band) says so, the value is finite, and, for SAR backscatter in
-    linear power, the value is positive (zero or negative power is no measurement).
+    linear power or amplitude (``units`` ``linear``/``amplitude``/None), the value is positive:
+    zero or negative power is no measurement. SAR in dB may be negative; any finite dB is valid.
     ``data`` and ``masks`` are what :func:`read_window` returns.
     """
     valid = np.all(masks > 0, axis=0)
     if np.issubdtype(data.dtype, np.floating):
         valid &= np.all(np.isfinite(data), axis=0)
-    if kind == "sar":
+    if kind == "sar" and units != "db":
         with np.errstate(invalid="ignore"):
             valid &= np.all(data > 0, axis=0)
     return valid
 
 
 def read_window(ds, bands: Sequence[int], window=None, *, boundless: bool = False,
-                out_dtype: Optional[str] = None):
+                out_dtype: Optional[str] = None, masks: bool = True):
     """Read ``bands`` in ``window`` and their GDAL masks: returns ``(data, masks)``, both (band, row, col).
 
-    With ``boundless=True`` pixels outside the raster come back with mask 0.
+    With ``boundless=True`` pixels outside the raster come back with mask 0. With
+    ``masks=False`` the mask is not read (all valid), for rasters whose bands are all valid.
+    A read failure (a truncated or damaged file) is one :class:`RasterError` naming the file and
+    the window.
     """
+    from rasterio.errors import RasterioError
+
     kwargs = {}
     if boundless:
         # Only for pixels outside the raster: on an in-bounds read rasterio 1.4 would also
         # write the fill value over pixels under an internal mask, changing stored values.
         kwargs["fill_value"] = ds.nodata if ds.nodata is not None else 0
-    data = ds.read(list(bands), window=window, boundless=boundless, out_dtype=out_dtype, **kwargs)
-    masks = ds.read_masks(list(bands), window=window, boundless=boundless)
-    return data, masks
+    try:
+        data = ds.read(list(bands), window=window, boundless=boundless, out_dtype=out_dtype, **kwargs)
+        if masks:
+            mask = ds.read_masks(list(bands), window=window, boundless=boundless)
+        else:
+            mask = np.broadcast_to(np.uint8(255), data.shape)
+    except RasterioError as exc:
+        raise RasterError(f"{describe(dataset_label(ds))}: reading {describe_window(window)} failed "
+                          f"({first_line(exc, 'read error')}); the file may be truncated or damaged") from None
+    return data, mask
 
+
+def describe_window(window: Any) -> str:
+    """``rows 0-255, cols 512-767`` for a window, ``the whole raster`` for None."""
+    if window is None:
+        return "the whole raster"
+    r0, c0 = int(window.row_off), int(window.col_off)
+    return f"rows {r0}-{r0 + int(window.height) - 1}, cols {c0}-{c0 + int(window.width) - 1}"
+
+
+def resolution(ds) -> tuple[float, float]:
+    """Pixel size (x, y) in CRS units, both positive."""
+    return (abs(ds.transform.a), abs(ds.transform.e))
+
+
+# --------------------------------------------------------------------------------- writing
 
 def gtiff_profile(*, width: int, height: int, count: int, dtype: str, crs, transform,
                   nodata: Optional[float] = None, compress: str = "deflate",
@@ -152,16 +376,21 @@ def _pow2_floor(n: int) -> int:
 
 
 def check_output_path(dst: PathLike, *, overwrite: bool = False,
-                      inputs: Sequence[PathLike] = ()) -> Path:
-    """Refuse an output that exists (unless ``overwrite``), equals an input, or sits in an unwritable directory."""
+                      inputs: Sequence[Any] = ()) -> Path:
+    """Refuse an output that exists (unless ``overwrite``), equals an input (also through a
+    link), has a name GDAL cannot write, or sits in a directory we cannot create files in."""
     d = Path(dst)
+    _check_encodable(str(d), "write")
     for src in inputs:
-        try:
-            same = Path(src).resolve() == d.resolve()
-        except OSError:
-            same = False
-        if same:
-            raise OutputError(f"{describe(d)}: output path is the same as the input")
+        for part in as_scene(src).parts:
+            if is_gdal_path(part):
+                continue
+            try:
+                same = Path(part).resolve() == d.resolve()
+            except OSError:
+                same = False
+            if same:
+                raise OutputError(f"{describe(d)}: output path is the same as the input")
     if d.is_dir():
         raise OutputError(f"{describe(d)}: is a directory; give an output file name")
     if d.exists() and not overwrite:
@@ -169,54 +398,75 @@ def check_output_path(dst: PathLike, *, overwrite: bool = False,
     parent = d.parent if str(d.parent) else Path(".")
     if not parent.exists():
         raise OutputError(f"{describe(d)}: directory {describe(parent)} does not exist")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise OutputError(f"{describe(d)}: directory {describe(parent)} is not writable")
+    check_writable_dir(parent, d)
     return d
 
 
-@contextlib.contextmanager
-def atomic_output(dst: PathLike, suffix: Optional[str] = None) -> Iterator[Path]:
-    """Yield a temporary path beside ``dst``; move it onto ``dst`` only if the block succeeds.
+def verify_raster(path: PathLike, *, width: int, height: int, count: int, dtype: str,
+                  label: Optional[PathLike] = None) -> None:
+    """Re-open a finished GeoTIFF and check that every block it promises is really on disk.
 
-    On any exception (a crash, a cancel, a full disk) the temporary file is removed and
-    ``dst`` is left as it was.
+    GDAL does not raise on every write failure: when libtiff cannot flush a block (a full
+    disk, an I/O error) at close, GDAL only prints a message, and the file is left with a
+    directory pointing nowhere or with blocks missing, which readers take for empty. So a file
+    is accepted only if it opens with the expected size, bands and dtype, each block's offset
+    and byte count lie inside the file, and its first and last blocks decode. Raises a one-line
+    :class:`OutputError` naming ``label`` (the destination) or ``path``; costs a few µs per block.
     """
-    d = Path(dst)
-    suffix = suffix if suffix is not None else d.suffix
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{d.name}.", suffix=f".part{suffix}", dir=d.parent or ".")
-    os.close(fd)
-    tmp = Path(tmp_name)
+    import rasterio
+    from rasterio.errors import NotGeoreferencedWarning, RasterioError
+    from rasterio.windows import Window
+
+    name = label if label is not None else path
     try:
-        yield tmp
-        if tmp.exists():
-            # mkstemp makes a private (0600) file; give the result the usual umask permissions.
-            os.chmod(tmp, 0o666 & ~_current_umask())
-        os.replace(tmp, d)
-    except BaseException:
-        for leftover in (tmp, Path(str(tmp) + ".aux.xml"), Path(str(tmp) + ".ovr")):
-            with contextlib.suppress(OSError):
-                leftover.unlink()
-        raise
-    else:
-        with contextlib.suppress(OSError):
-            Path(str(tmp) + ".aux.xml").unlink()
+        size = os.path.getsize(path)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            with rasterio.open(path) as ds:
+                if (ds.width, ds.height, ds.count, ds.dtypes[0]) != (width, height, count, dtype):
+                    raise OutputError(f"{describe(name)}: the written file is {ds.width}x{ds.height}x{ds.count} "
+                                      f"{ds.dtypes[0]}, expected {width}x{height}x{count} {dtype}")
+                if ds.driver == "GTiff":
+                    _check_blocks(ds, size, name)
+                bh, bw = ds.block_shapes[0]
+                for r, c in {(0, 0), (max(0, height - bh), max(0, width - bw))}:
+                    ds.read(window=Window(c, r, min(bw, width - c), min(bh, height - r)))
+    except RasterioError as exc:
+        raise OutputError(f"{describe(name)}: the written file does not read back ({first_line(exc)}); "
+                          f"{disk_hint(path)}") from None
+    except OSError as exc:
+        raise OutputError(f"{describe(name)}: the written file cannot be checked ({exc.strerror or exc})") from None
 
 
-def _current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+def _check_blocks(ds, size: int, name: PathLike) -> None:
+    bh, bw = ds.block_shapes[0]
+    rows, cols = -(-ds.height // bh), -(-ds.width // bw)
+    interleave = getattr(ds.interleaving, "name", "PIXEL") if ds.interleaving is not None else "PIXEL"
+    bands = range(1, ds.count + 1) if interleave == "BAND" else (1,)
+    for band in bands:
+        for i in range(rows):
+            for j in range(cols):
+                offset = ds.get_tag_item(f"BLOCK_OFFSET_{j}_{i}", "TIFF", bidx=band)
+                nbytes = ds.get_tag_item(f"BLOCK_SIZE_{j}_{i}", "TIFF", bidx=band)
+                if not offset or not nbytes or int(offset) <= 0 or int(nbytes) <= 0 \
+                        or int(offset) + int(nbytes) > size:
+                    raise OutputError(f"{describe(name)}: the written file is incomplete (block {i},{j} of band "
+                                      f"{band} is missing); {disk_hint(ds.name)}")
 
 
-def atomic_write_bytes(dst: PathLike, payload: bytes) -> None:
-    """Write a small file (metadata, config) atomically."""
-    with atomic_output(dst) as tmp:
-        with open(tmp, "wb") as fh:
-            fh.write(payload)
-            fh.flush()
-            os.fsync(fh.fileno())
+def disk_hint(path: PathLike) -> str:
+    """'the disk is full (0.1 MB free)' when it is, else a generic hint: for write-failure messages."""
+    import shutil
+
+    try:
+        free = shutil.disk_usage(Path(path).parent if str(Path(path).parent) else ".").free
+    except OSError:
+        return "the disk may be full or failing"
+    if free < 64 * 1024 * 1024:
+        return f"the disk is full ({free / 1e6:.1f} MB free)"
+    return "the disk may have been full or failing while it was written"
 
 
-def resolution(ds) -> tuple[float, float]:
-    """Pixel size (x, y) in CRS units, both positive."""
-    return (abs(ds.transform.a), abs(ds.transform.e))
+def write_failed(dst: PathLike, exc: BaseException) -> OutputError:
+    """The one-line error for a failed raster write, saying whether the disk is full."""
+    return OutputError(f"{describe(dst)}: writing failed ({first_line(exc, 'write error')}); {disk_hint(dst)}")

@@ -244,11 +244,7 @@ def save_checkpoint(path: Path, payload: dict) -> None:
 
     buf = io.BytesIO()
     torch.save(payload, buf)
-    try:
-        atomic_write_bytes(path, buf.getvalue())
-    except OSError as exc:
-        reason = exc.strerror or type(exc).__name__
-        raise OutputError(f"{describe(path)}: cannot write checkpoint ({reason}); the previous checkpoint is kept") from None
+    atomic_write_bytes(path, buf.getvalue(), what="checkpoint")
 
 
 def load_checkpoint(path: Path) -> dict:

@@ -54,3 +54,25 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+def _mount_tmpfs(directory: Path, options: str) -> bool:
+    import subprocess
+
+    return subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(directory)],
+                          capture_output=True).returncode == 0
+
+
+@pytest.fixture
+def small_tmpfs(tmp_path: Path):
+    """A 1 MiB filesystem that fills up (a real ENOSPC), or a skip when this machine cannot mount one."""
+    import subprocess
+
+    directory = tmp_path / "small_fs"
+    directory.mkdir()
+    if not _mount_tmpfs(directory, "size=1m"):
+        pytest.skip("cannot mount a small tmpfs here (needs root or CAP_SYS_ADMIN)")
+    try:
+        yield directory
+    finally:
+        subprocess.run(["umount", "-l", str(directory)], capture_output=True)

@@ -426,21 +426,24 @@ def test_output_path_checks(tmp_path, small):
         translate_raster(model, src, tmp_path / "nodir" / "o.tif")
 
 
-def test_unwritable_output_directory(tmp_path, small, monkeypatch):
+def test_unwritable_output_directory(tmp_path, small):
+    """A really read-only location (a read-only tmpfs: root ignores chmod, not a read-only mount)."""
+    import subprocess
+
     model, src = small
     locked = tmp_path / "locked"
     locked.mkdir()
-    locked.chmod(0o500)
-    if hasattr(os, "geteuid") and os.geteuid() == 0:  # root writes anywhere: make the check see a locked dir
-        import geogan.raster
-
-        real = os.access
-        monkeypatch.setattr(geogan.raster.os, "access",
-                            lambda p, mode: False if os.fspath(p) == str(locked) else real(p, mode))
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(locked)],
+                      capture_output=True).returncode != 0:
+        locked.chmod(0o500)
+        if os.geteuid() == 0:
+            pytest.skip("cannot mount a read-only filesystem here, and root writes into chmod'ed folders")
     try:
         with pytest.raises(errors.OutputError, match="not writable"):
             translate_raster(model, src, locked / "o.tif")
+        assert not list(locked.iterdir())
     finally:
+        subprocess.run(["umount", str(locked)], capture_output=True)
         locked.chmod(0o700)
 
 

@@ -370,10 +370,11 @@ def test_cancel_writes_a_checkpoint_to_resume_from(tmp_path):
 DDP_SCRIPT = """
 import contextlib, json, os, sys
 import torch
+import geogan.outputs as outputs
 import geogan.raster as raster
 
 written = []
-real_atomic_output = raster.atomic_output
+real_atomic_output = outputs.atomic_output
 
 @contextlib.contextmanager
 def recording_atomic_output(dst, *args, **kwargs):
@@ -381,7 +382,7 @@ def recording_atomic_output(dst, *args, **kwargs):
     with real_atomic_output(dst, *args, **kwargs) as tmp:
         yield tmp
 
-raster.atomic_output = recording_atomic_output
+outputs.atomic_output = raster.atomic_output = recording_atomic_output
 from geogan.trainer import train
 
 def hook(name, info):
@@ -563,10 +564,10 @@ def test_full_disk_keeps_previous_checkpoint(tmp_path, monkeypatch):
     before = ckpt.read_bytes()
     real = raster.atomic_write_bytes
 
-    def full_disk(dst, payload):
+    def full_disk(dst, payload, **kwargs):
         if Path(dst).name != "checkpoint.pt":
-            return real(dst, payload)
-        with raster.atomic_output(dst) as tmp:
+            return real(dst, payload, **kwargs)
+        with raster.atomic_output(dst, **kwargs) as tmp:
             Path(tmp).write_bytes(payload[: len(payload) // 2])
             raise OSError(errno.ENOSPC, "No space left on device")
 
