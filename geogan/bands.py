@@ -11,12 +11,18 @@ Networks see each band scaled into [-1, 1] by a range that depends on the kind:
 ========== ============================================ ======================
 kind       transform before scaling                      range mapped to [-1, 1]
 ========== ============================================ ======================
-sar        linear power → dB (10·log10)                 2nd–98th percentile (dB)
+sar        → dB (linear power 10·log10, amplitude       2nd–98th percentile (dB)
+           20·log10, dB as is)
 optical    none                                         2nd–98th percentile
 multispec. none                                         2nd–98th percentile
 dsm        none                                         min–max
 generic    none                                         2nd–98th percentile
 ========== ============================================ ======================
+
+SAR comes in three units (:data:`SAR_UNITS`): linear power (calibrated σ⁰/γ⁰), amplitude
+(its square root, e.g. GRD digital numbers) and dB (Google Earth Engine, SNAP, BigEarthNet).
+The network always works in dB; a domain records the units its rasters came in, and a raster
+in other units than the model's is converted on the way in (``normalize(..., units=...)``).
 
 ``normalize`` does not clip, so ``denormalize(normalize(x)) == x`` up to float rounding;
 ``denormalize`` then casts to the domain's dtype (rounding and clipping integers, keeping
@@ -25,6 +31,7 @@ valid integer pixels off the nodata value).
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass
 from typing import Any, Optional, Sequence
 
@@ -33,6 +40,7 @@ import numpy as np
 from .errors import BandMismatchError, ConfigError
 
 KINDS = ("sar", "optical", "multispectral", "dsm", "generic")
+SAR_UNITS = ("linear", "amplitude", "db")
 
 #: Floor applied to linear SAR power before taking dB (-60 dB): keeps log10 finite.
 SAR_LINEAR_FLOOR = 1e-6
@@ -78,10 +86,19 @@ class DomainSpec:
     crs: Optional[str] = None
     resolution: Optional[tuple[float, float]] = None
     band_descriptions: tuple[Optional[str], ...] = ()
+    #: SAR only: the units the domain's rasters store (linear, amplitude or db).
+    units: Optional[str] = None
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ConfigError(f"unknown domain kind {self.kind!r} (expected one of {', '.join(KINDS)})")
+        if self.kind == "sar":
+            if self.units is None:
+                object.__setattr__(self, "units", "linear")
+            elif self.units not in SAR_UNITS:
+                raise ConfigError(f"unknown SAR units {self.units!r} (expected one of {', '.join(SAR_UNITS)})")
+        elif self.units is not None:
+            raise ConfigError(f"units {self.units!r} given for a {self.kind} domain; units are for SAR only")
         if len(self.stats) != len(self.bands):
             raise BandMismatchError(
                 f"domain has {len(self.bands)} band(s) but statistics for {len(self.stats)}"
@@ -119,6 +136,7 @@ class DomainSpec:
             "crs": self.crs,
             "resolution": list(self.resolution) if self.resolution is not None else None,
             "band_descriptions": list(self.band_descriptions),
+            "units": self.units,
             "stats": [s.to_dict() for s in self.stats],
         }
 
@@ -133,6 +151,7 @@ class DomainSpec:
             crs=d.get("crs"),
             resolution=None if d.get("resolution") is None else tuple(float(r) for r in d["resolution"]),
             band_descriptions=tuple(d.get("band_descriptions") or ()),
+            units=d.get("units"),  # absent in files from before units: linear power, as SAR then was
         )
 
 
@@ -143,21 +162,43 @@ def _first(*values: Optional[float]) -> float:
     raise ValueError("no value")
 
 
-def to_working_units(data: np.ndarray, kind: str) -> np.ndarray:
-    """Raw pixels → the units statistics are scaled in (float32; dB for SAR)."""
+def check_units(units: Optional[str]) -> str:
+    if units not in SAR_UNITS:
+        raise ConfigError(f"unknown SAR units {units!r} (expected one of {', '.join(SAR_UNITS)})")
+    return units
+
+
+def to_working_units(data: np.ndarray, kind: str, units: Optional[str] = None) -> np.ndarray:
+    """Raw pixels → the units statistics are scaled in (float32; dB for SAR whatever it came in)."""
     x = data.astype(np.float32, copy=False)
     if kind == "sar":
-        with np.errstate(invalid="ignore", divide="ignore"):
-            x = 10.0 * np.log10(np.maximum(x, SAR_LINEAR_FLOOR))
+        units = check_units(units or "linear")
+        if units != "db":
+            factor = 10.0 if units == "linear" else 20.0
+            with np.errstate(invalid="ignore", divide="ignore"):
+                x = factor * np.log10(np.maximum(x, SAR_LINEAR_FLOOR))
     return x.astype(np.float32, copy=False)
 
 
-def normalize(data: np.ndarray, spec: DomainSpec, valid: Optional[np.ndarray] = None) -> np.ndarray:
+def _to_db_in_place(y: np.ndarray, units: str) -> None:
+    if units == "db":
+        return
+    np.maximum(y, SAR_LINEAR_FLOOR, out=y)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        np.log10(y, out=y)
+    y *= 10.0 if units == "linear" else 20.0
+
+
+def normalize(data: np.ndarray, spec: DomainSpec, valid: Optional[np.ndarray] = None, *,
+              units: Optional[str] = None) -> np.ndarray:
     """Raw (band, row, col) pixels of a domain → float32 scaled so [lo, hi] maps to [-1, 1].
 
-    Invalid pixels (``valid`` False, or non-finite) are set to 0, the middle of the range,
-    so they never pull a neighbour's statistics; losses must exclude them anyway. Works in
-    place on one float32 copy: it runs once per tile on the predictor's hot path.
+    ``units`` (SAR only) are those ``data`` is stored in when they differ from the domain's
+    (a dB scene given to a model trained on linear power): the pixels are converted to dB either
+    way, so the network sees the same values. Invalid pixels (``valid`` False, or non-finite)
+    are set to 0, the middle of the range, so they never pull a neighbour's statistics; losses
+    must exclude them anyway. Works in place on one float32 copy: it runs once per tile on the
+    predictor's hot path.
     """
     if data.shape[0] != spec.count:
         raise BandMismatchError(f"expected {spec.count} band(s) for a {spec.kind} domain, got {data.shape[0]}")
@@ -165,10 +206,7 @@ def normalize(data: np.ndarray, spec: DomainSpec, valid: Optional[np.ndarray] = 
     shape = (-1,) + (1,) * (data.ndim - 1)
     y = data.astype(np.float32, copy=True)
     if spec.kind == "sar":
-        np.maximum(y, SAR_LINEAR_FLOOR, out=y)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            np.log10(y, out=y)
-        y *= 10.0
+        _to_db_in_place(y, check_units(units or spec.units or "linear"))
     y -= lo.astype(np.float32).reshape(shape)
     y *= (2.0 / (hi - lo)).astype(np.float32).reshape(shape)
     y -= 1.0
@@ -194,8 +232,9 @@ def denormalize(y: np.ndarray, spec: DomainSpec, *, channel_axis: int = 0) -> np
     x += 1.0
     x *= ((hi - lo) / 2.0).astype(np.float32).reshape(shape)
     x += lo.astype(np.float32).reshape(shape)
-    if spec.kind == "sar":
-        x *= np.float32(np.log(10.0) / 10.0)  # 10 ** (dB / 10) = exp(dB · ln10 / 10)
+    if spec.kind == "sar" and spec.units != "db":
+        factor = 10.0 if spec.units in (None, "linear") else 20.0
+        x *= np.float32(np.log(10.0) / factor)  # 10 ** (dB / f) = exp(dB · ln10 / f)
         np.exp(x, out=x)
     return cast_to_dtype(x, spec.dtype, spec.nodata)
 
@@ -222,51 +261,171 @@ def cast_to_dtype(x: np.ndarray, dtype: str, nodata: Optional[float] = None) -> 
     return out
 
 
-def infer_kind(dtype: str, count: int, sample: Optional[np.ndarray] = None) -> str:
-    """Guess a domain's kind from its dtype, band count and a sample of valid pixel values.
+# ------------------------------------------------------------------------------ inference
 
-    float with 1–2 bands of small positive values (linear backscatter, median < 10) → sar;
-    other float single bands → dsm; 8-bit 1/3/4 bands → optical; 16-bit with 4+ bands →
-    multispectral; 3-band 16-bit → optical; anything else with 4+ bands → multispectral.
+_SAR_NAME = re.compile(r"(?:^|[^a-z0-9])(vv|vh|hh|hv|sigma0|gamma0|beta0|backscatter|sar|s1[ab]?|grd)(?:[^a-z0-9]|$)")
+_DSM_NAME = re.compile(r"(?:^|[^a-z0-9])(dem|dsm|dtm|elevation|height|heights|srtm|lidar|chm|ndsm|alos|copdem|aw3d)(?:[^a-z0-9]|$)")
+_CLASS_NAME = re.compile(r"(?:^|[^a-z0-9])(landcover|land_cover|lc|lulc|classes|classification|labels?|mask|corine|worldcover|scl)(?:[^a-z0-9]|$)")
+#: An integer single band with at most this many distinct values in a sample is a class map.
+CLASS_MAP_MAX_VALUES = 64
+
+
+def explain_kind(dtype: str, count: int, sample: Optional[np.ndarray] = None, *,
+                 names: Sequence[str] = (), image: Optional[np.ndarray] = None) -> tuple[str, str]:
+    """Guess a domain's kind and say why: ``(kind, reason)``.
+
+    ``sample`` holds valid pixel values (any shape), ``names`` the file names and band
+    descriptions (``..._VV.tif``, ``DEM``, ``B04``), ``image`` one 2-D window of the first band
+    with NaN where invalid (to tell a smooth DEM from a textured image). Names decide first;
+    then values: positive small floats (1–2 bands) are linear SAR, mostly negative floats in a
+    dB range are SAR in dB, a single float band is a DSM, integer single bands with few
+    distinct values are class maps (``generic``, resampled with nearest neighbour), signed or
+    smooth integer single bands are DEMs, other integer single bands are optical, 3 bands are
+    optical and 4+ multispectral.
     """
     dt = np.dtype(dtype)
+    text = " ".join(n.lower() for n in names if n)
+    if text and count <= 4 and _SAR_NAME.search(text):
+        return "sar", f"the names ({_short(names)}) are SAR polarisations or backscatter"
+    if text and count == 1 and _DSM_NAME.search(text):
+        return "dsm", f"the name ({_short(names)}) says elevation"
+    finite = None
+    if sample is not None and sample.size:
+        finite = np.asarray(sample, np.float64).ravel()
+        finite = finite[np.isfinite(finite)]
+        if not finite.size:
+            finite = None
     if dt.kind == "f":
-        if count <= 2 and sample is not None and sample.size:
-            finite = sample[np.isfinite(sample)]
-            if finite.size and (finite > 0).mean() > 0.99 and float(np.median(finite)) < 10.0:
-                return "sar"
+        if count <= 2 and finite is not None:
+            median = float(np.median(finite))
+            if (finite > 0).mean() > 0.99 and median < 10.0:
+                return "sar", f"{count} float band(s) of small positive values (median {median:.3g}), like linear backscatter"
+            if _db_like(finite):
+                return "sar", f"{count} float band(s) of mostly negative values in a dB range (median {median:.3g})"
         if count == 1:
-            return "dsm"
-        return "multispectral" if count >= 4 else "generic"
+            return "dsm", "one float band: read as elevation"
+        if count == 3:
+            return "optical", "3 float bands"
+        return ("multispectral", f"{count} float bands") if count >= 4 else ("generic", f"{count} float bands")
+    if count == 1:
+        distinct = np.unique(finite).size if finite is not None else None
+        if distinct is not None and distinct <= CLASS_MAP_MAX_VALUES and (text and _CLASS_NAME.search(text)
+                                                                          or dt.itemsize == 1 or distinct <= 16):
+            return "generic", f"one integer band with {distinct} distinct values: a class map"
+        if dt.itemsize == 1:
+            return "optical", "one 8-bit band"
+        if dt.kind == "i":
+            return "dsm", f"one signed {dtype} band: read as elevation"
+        roughness = _roughness(image)
+        if roughness is not None and roughness < 0.01:
+            return "dsm", f"one {dtype} band that varies smoothly like terrain (roughness {roughness:.3g})"
+        return "optical", f"one {dtype} band that varies like image reflectance"
     if dt == np.uint8:
-        return "optical" if count in (1, 3, 4) else ("multispectral" if count > 4 else "generic")
+        return ("optical", f"{count} 8-bit bands") if count in (3, 4) else (
+            ("multispectral", f"{count} 8-bit bands") if count > 4 else ("generic", f"{count} 8-bit bands"))
     if count >= 4:
-        return "multispectral"
+        return "multispectral", f"{count} {dtype} bands"
     if count == 3:
-        return "optical"
-    return "generic"
+        return "optical", f"3 {dtype} bands"
+    return "generic", f"{count} {dtype} bands"
 
+
+def infer_kind(dtype: str, count: int, sample: Optional[np.ndarray] = None, *,
+               names: Sequence[str] = (), image: Optional[np.ndarray] = None) -> str:
+    """The kind :func:`explain_kind` infers."""
+    return explain_kind(dtype, count, sample, names=names, image=image)[0]
+
+
+def _short(names: Sequence[str]) -> str:
+    shown = [n for n in names if n][:3]
+    return ", ".join(shown) + ("..." if len([n for n in names if n]) > 3 else "")
+
+
+def _db_like(values: np.ndarray) -> bool:
+    """Backscatter in dB: mostly negative, median between -35 and 0 dB, nothing absurd."""
+    p2, median, p98 = np.percentile(values, [2, 50, 98])
+    return (values < 0).mean() > 0.5 and -35.0 <= median <= 0.0 and p2 > -70.0 and p98 < 40.0
+
+
+def _roughness(image: Optional[np.ndarray]) -> Optional[float]:
+    """Median absolute difference of horizontal neighbours over the 2–98 % range: ~0.001 for a
+    DEM, ~0.05 or more for imagery. None when the window is too small or flat."""
+    if image is None or image.ndim != 2 or image.shape[1] < 8:
+        return None
+    img = image.astype(np.float64)
+    diff = np.abs(np.diff(img, axis=1))
+    diff = diff[np.isfinite(diff)]
+    values = img[np.isfinite(img)]
+    if diff.size < 64 or values.size < 64:
+        return None
+    p2, p98 = np.percentile(values, [2, 98])
+    if p98 - p2 <= 0:
+        return None
+    return float(np.median(diff) / (p98 - p2))
+
+
+def explain_units(sample: Optional[np.ndarray], dtype: str) -> tuple[str, str]:
+    """SAR units from values: ``(units, reason)``.
+
+    Negative values or a dB range ⇒ ``db``; integers ⇒ ``amplitude`` (GRD digital numbers);
+    positive floats with a median below 1.5 ⇒ ``linear`` power (σ⁰ is mostly 0.001–0.5);
+    large positive floats (98th percentile above 60) ⇒ ``amplitude``.
+    """
+    finite = None if sample is None else np.asarray(sample, np.float64).ravel()
+    if finite is not None:
+        finite = finite[np.isfinite(finite)]
+    if finite is None or not finite.size:
+        return "linear", "no valid sample; assumed linear power"
+    negative = float((finite < 0).mean())
+    median = float(np.median(finite))
+    if negative > 0.01:
+        return "db", f"{100 * negative:.0f}% of the values are negative (median {median:.3g})"
+    if np.dtype(dtype).kind in "ui":
+        return "amplitude", f"integer values (median {median:.3g}), like GRD amplitude digital numbers"
+    if median <= 1.5:
+        return "linear", f"positive values with median {median:.3g}, like linear power"
+    if float(np.percentile(finite, 98)) > 60.0:
+        return "amplitude", f"large positive values (median {median:.3g}), like amplitude"
+    return "db", f"positive values in a dB range (median {median:.3g})"
+
+
+def check_stated_units(units: str, sample: Optional[np.ndarray]) -> Optional[str]:
+    """Why stated SAR ``units`` contradict the values (a message), or None when they fit."""
+    check_units(units)
+    if sample is None or not np.asarray(sample).size or units == "db":
+        return None
+    finite = np.asarray(sample, np.float64).ravel()
+    finite = finite[np.isfinite(finite)]
+    negative = float((finite < 0).mean()) if finite.size else 0.0
+    if negative > 0.01:
+        return (f"stated units {units} but {100 * negative:.0f}% of the values are negative, which "
+                f"{'power' if units == 'linear' else 'amplitude'} cannot be; these look like dB (use units db)")
+    return None
+
+
+# ---------------------------------------------------------------------------- statistics
 
 class StatsAccumulator:
     """Streaming per-band statistics over valid pixels, in bounded memory.
 
     mean/std/min/max are exact (float64 sums merged chunk by chunk). Percentiles are exact
-    for integer data (a histogram of every value) and, for float data, exact while fewer
-    than ``max_samples`` valid values per band have been seen, then estimated from a
-    seeded uniform reservoir sample of that size. For SAR the same is kept in dB.
+    for 8/16-bit integer data (a histogram of every value) and, for float data, exact while
+    at most ``max_samples`` valid values per band have been seen, then estimated from a
+    seeded uniform reservoir sample of that size (Vitter's algorithm R, vectorised per chunk:
+    a chunk costs one random draw per value, not a re-sort of the sample). For SAR the same is
+    kept in dB (``*_db``): moments exactly, percentiles of the same sample in dB.
     """
 
     def __init__(self, n_bands: int, dtype: str, kind: str, *, max_samples: int = 1_000_000,
-                 seed: int = 0) -> None:
+                 seed: int = 0, units: Optional[str] = None) -> None:
         self.n_bands = n_bands
         self.kind = kind
+        self.units = check_units(units or "linear") if kind == "sar" else None
         self.integer = np.dtype(dtype).kind in "ui" and np.dtype(dtype).itemsize <= 2
         self.offset = int(np.iinfo(np.dtype(dtype)).min) if self.integer else 0
         self._linear = [_BandAccumulator(self.integer, self.offset, max_samples, seed + i) for i in range(n_bands)]
-        self._db = (
-            [_BandAccumulator(False, 0, max_samples, seed + 1000 + i) for i in range(n_bands)]
-            if kind == "sar" else None
-        )
+        self._db = ([_Moments() for _ in range(n_bands)]
+                    if kind == "sar" and self.units != "db" else None)
 
     def update(self, data: np.ndarray, valid: np.ndarray) -> None:
         """Add one chip: ``data`` (band, row, col) and ``valid`` (row, col) or (band, row, col)."""
@@ -279,40 +438,38 @@ class StatsAccumulator:
                 continue
             self._linear[i].add(values)
             if self._db is not None:
-                self._db[i].add(to_working_units(values, "sar"))
+                self._db[i].add(to_working_units(values, "sar", self.units).astype(np.float64))
 
     def result(self, band_numbers: Sequence[int]) -> tuple[BandStats, ...]:
         out = []
         for i, band in enumerate(band_numbers):
             lin = self._linear[i].summary()
             extra: dict[str, Any] = {}
-            if self._db is not None:
-                db = self._db[i].summary()
-                extra = {f"{k}_db": v for k, v in db.items() if k != "count"}
+            if self.kind == "sar":
+                if self._db is None:  # already dB
+                    extra = {f"{k}_db": v for k, v in lin.items() if k != "count"}
+                else:
+                    to_db = lambda v: to_working_units(np.asarray(v, np.float64), "sar", self.units).astype(np.float64)  # noqa: E731
+                    extra = {f"{k}_db": v for k, v in self._db[i].summary().items() if k != "count"}
+                    extra["p2_db"] = self._linear[i].percentile(2.0, to_db)
+                    extra["p98_db"] = self._linear[i].percentile(98.0, to_db)
             out.append(BandStats(band=int(band), **lin, **extra))
         return tuple(out)
 
 
-class _BandAccumulator:
-    def __init__(self, integer: bool, offset: int, max_samples: int, seed: int) -> None:
-        self.integer = integer
-        self.offset = offset
+class _Moments:
+    """Exact count, mean, M2, min and max of a stream (Chan et al. parallel merge)."""
+
+    def __init__(self) -> None:
         self.count = 0
-        self.total = 0.0
-        self.m2 = 0.0
         self.mean = 0.0
+        self.m2 = 0.0
         self.min = np.inf
         self.max = -np.inf
-        self.hist: Optional[np.ndarray] = None
-        self.max_samples = max_samples
-        self.rng = np.random.default_rng(seed)
-        self.sample = np.empty(0, np.float64)
-        self.keys = np.empty(0, np.float64)
 
-    def add(self, values: np.ndarray) -> None:
-        v = values.astype(np.float64, copy=False).ravel()
+    def add(self, v: np.ndarray) -> None:
+        v = v.astype(np.float64, copy=False).ravel()
         n = v.size
-        # Chan et al. parallel merge of (count, mean, M2): exact to float64 rounding.
         chunk_mean = float(v.mean())
         chunk_m2 = float(((v - chunk_mean) ** 2).sum())
         delta = chunk_mean - self.mean
@@ -322,43 +479,81 @@ class _BandAccumulator:
         self.count = total
         self.min = min(self.min, float(v.min()))
         self.max = max(self.max, float(v.max()))
+
+    def summary(self) -> dict:
+        if self.count == 0:
+            nan = float("nan")
+            return dict(count=0, mean=nan, std=nan, min=nan, max=nan)
+        return dict(count=int(self.count), mean=float(self.mean), std=float(np.sqrt(self.m2 / self.count)),
+                    min=float(self.min), max=float(self.max))
+
+
+class _BandAccumulator(_Moments):
+    """Moments plus what percentiles need: a histogram (small integers) or a reservoir sample."""
+
+    def __init__(self, integer: bool, offset: int, max_samples: int, seed: int) -> None:
+        super().__init__()
+        self.integer = integer
+        self.offset = offset
+        self.hist: Optional[np.ndarray] = None
+        self.max_samples = max_samples
+        self.rng = np.random.default_rng(seed)
+        self.sample = np.empty(0, np.float64)
+        self.filled = 0
+
+    def add(self, values: np.ndarray) -> None:
+        super().add(values)
         if self.integer:
             counts = np.bincount((values.astype(np.int64).ravel() - self.offset))
             if self.hist is None or self.hist.size < counts.size:
-                grown = np.zeros(counts.size if self.hist is None else counts.size, np.int64)
+                grown = np.zeros(counts.size, np.int64)
                 if self.hist is not None:
                     grown[: self.hist.size] = self.hist
                 self.hist = grown
             self.hist[: counts.size] += counts
         else:
-            keys = self.rng.random(n)
-            self.sample = np.concatenate([self.sample, v])
-            self.keys = np.concatenate([self.keys, keys])
-            if self.sample.size > self.max_samples:
-                keep = np.argpartition(self.keys, -self.max_samples)[-self.max_samples:]
-                self.sample, self.keys = self.sample[keep], self.keys[keep]
+            self._reservoir(values.astype(np.float64, copy=False).ravel())
 
-    def _percentile(self, q: float) -> float:
+    def _reservoir(self, v: np.ndarray) -> None:
+        """Algorithm R: keep the first ``max_samples`` values, then value number t replaces a
+        random slot with probability max_samples / t (a uniform sample of everything seen)."""
+        k = self.max_samples
+        seen_before = self.count - v.size  # Moments.add already counted this chunk
+        take = min(v.size, k - self.filled)
+        if take > 0:
+            if self.sample.size < self.filled + take:
+                grown = np.empty(min(k, max(2 * self.sample.size, self.filled + take)), np.float64)
+                grown[: self.filled] = self.sample[: self.filled]
+                self.sample = grown
+            self.sample[self.filled:self.filled + take] = v[:take]
+            self.filled += take
+        rest = v[take:]
+        if not rest.size:
+            return
+        t = seen_before + take + 1 + np.arange(rest.size, dtype=np.float64)
+        accept = np.nonzero(self.rng.random(rest.size) * t < k)[0]
+        if accept.size:
+            slots = self.rng.integers(0, k, accept.size)
+            self.sample[slots] = rest[accept]  # in order: a later value replacing the same slot wins
+
+    def percentile(self, q: float, transform: Optional[Any] = None) -> float:
+        """The q-th percentile (numpy's 'linear' rule), optionally of ``transform(values)``
+        (a monotone map such as linear → dB)."""
+        if self.count == 0:
+            return float("nan")
         if self.integer and self.hist is not None:
-            # numpy's default 'linear' interpolation, evaluated on the histogram.
             pos = q / 100.0 * (self.count - 1)
             lo_i, hi_i = int(np.floor(pos)), int(np.ceil(pos))
             cum = np.cumsum(self.hist)
             lo_v = float(np.searchsorted(cum, lo_i, side="right") + self.offset)
             hi_v = float(np.searchsorted(cum, hi_i, side="right") + self.offset)
+            if transform is not None:
+                lo_v, hi_v = (float(x) for x in transform([lo_v, hi_v]))
             return lo_v + (hi_v - lo_v) * (pos - lo_i)
-        return float(np.percentile(self.sample, q))
+        sample = self.sample[: self.filled]
+        return float(np.percentile(sample if transform is None else transform(sample), q))
 
     def summary(self) -> dict:
-        if self.count == 0:
-            nan = float("nan")
-            return dict(count=0, mean=nan, std=nan, min=nan, max=nan, p2=nan, p98=nan)
-        return dict(
-            count=int(self.count),
-            mean=float(self.mean),
-            std=float(np.sqrt(self.m2 / self.count)),
-            min=float(self.min),
-            max=float(self.max),
-            p2=self._percentile(2.0),
-            p98=self._percentile(98.0),
-        )
+        out = super().summary()
+        out.update(p2=self.percentile(2.0), p98=self.percentile(98.0))
+        return out

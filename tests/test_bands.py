@@ -118,3 +118,114 @@ def test_constant_band_does_not_divide_by_zero():
 ])
 def test_kind_inference(dtype, count, sample, kind):
     assert infer_kind(dtype, count, sample) == kind
+
+
+# ----------------------------------------------------------------------------- SAR units
+
+def _sar_spec(units: str) -> DomainSpec:
+    stats = (BandStats(band=1, count=10, mean=0, std=1, min=0, max=1, p2=0, p98=1, p2_db=-30.0, p98_db=0.0),)
+    return DomainSpec(kind="sar", bands=(1,), dtype="float32", nodata=None, stats=stats, units=units)
+
+
+@pytest.mark.parametrize("units,values", [
+    ("linear", [0.001, 10 ** -1.5, 1.0]),          # -30, -15, 0 dB
+    ("amplitude", [10 ** -1.5, 10 ** -0.75, 1.0]),  # amplitude² = power
+    ("db", [-30.0, -15.0, 0.0]),
+])
+def test_sar_units_all_reach_the_network_as_the_same_db_values(units, values):
+    spec = _sar_spec(units)
+    x = np.array(values, np.float32)[None, None]
+    np.testing.assert_allclose(normalize(x, spec), [[[-1.0, 0.0, 1.0]]], atol=1e-5)
+    np.testing.assert_allclose(denormalize(normalize(x, spec), spec), x, rtol=1e-5, atol=1e-5)
+    # The same scene stored in dB, given to a model trained on `units`, is converted, not lost.
+    db = np.array([-30.0, -15.0, 0.0], np.float32)[None, None]
+    np.testing.assert_allclose(normalize(db, spec, units="db"), [[[-1.0, 0.0, 1.0]]], atol=1e-5)
+
+
+def test_units_are_recorded_and_old_sar_specs_mean_linear_power():
+    spec = _sar_spec("db")
+    assert DomainSpec.from_dict(spec.to_dict()).units == "db"
+    legacy = spec.to_dict()
+    del legacy["units"]
+    assert DomainSpec.from_dict(legacy).units == "linear"
+    with pytest.raises(ConfigError, match="units are for SAR only"):
+        DomainSpec(kind="optical", bands=(1,), dtype="uint8", nodata=None, stats=spec.stats, units="db")
+    with pytest.raises(ConfigError, match="unknown SAR units"):
+        _sar_spec("decibel")
+
+
+def test_db_valid_pixels_are_valid_and_linear_nonpositive_are_not():
+    from geogan.raster import valid_mask
+
+    data = np.array([[[-15.0, 0.0, 2.0]]], np.float32)
+    masks = np.full(data.shape, 255, np.uint8)
+    assert valid_mask(None, data, masks, "sar", "db").tolist() == [[True, True, True]]
+    assert valid_mask(None, data, masks, "sar", "linear").tolist() == [[False, False, True]]
+
+
+@pytest.mark.parametrize("units", ["linear", "amplitude", "db"])
+def test_sar_statistics_in_db_match_numpy_whatever_the_units(units):
+    rng = np.random.default_rng(3)
+    power = rng.gamma(2.0, 0.05, (1, 40, 40))
+    stored = {"linear": power, "amplitude": np.sqrt(power), "db": 10 * np.log10(power)}[units].astype(np.float32)
+    acc = StatsAccumulator(1, "float32", "sar", units=units)
+    acc.update(stored, np.ones((40, 40), bool))
+    (s,) = acc.result([1])
+    db = 10 * np.log10(power.astype(np.float32).astype(np.float64)).ravel()
+    assert s.mean_db == pytest.approx(db.mean(), abs=1e-3)
+    assert s.p2_db == pytest.approx(np.percentile(db, 2), abs=1e-3)
+    assert s.p98_db == pytest.approx(np.percentile(db, 98), abs=1e-3)
+
+
+def test_units_inference_and_contradictions():
+    from geogan.bands import check_stated_units, explain_units
+
+    rng = np.random.default_rng(0)
+    power = rng.gamma(2.0, 0.05, 5000)
+    assert explain_units(power, "float32")[0] == "linear"
+    assert explain_units(10 * np.log10(power), "float32")[0] == "db"
+    assert explain_units((np.sqrt(power) * 300).astype(np.uint16), "uint16")[0] == "amplitude"
+    assert "look like dB" in check_stated_units("linear", 10 * np.log10(power))
+    assert check_stated_units("db", power) is None and check_stated_units("linear", power) is None
+
+
+@pytest.mark.parametrize("dtype,count,sample,names,kind", [
+    ("float32", 2, -15 + 4 * np.random.default_rng(0).standard_normal(2000), (), "sar"),   # S1 in dB
+    ("float32", 1, -12 + 3 * np.random.default_rng(1).standard_normal(2000), (), "sar"),   # VV alone, dB
+    ("float32", 1, np.array([1.0, 2.0]), ("x_VV.tif",), "sar"),
+    ("int16", 1, np.arange(-20, 900, 3), (), "dsm"),                                        # int16 DEM
+    ("uint16", 1, np.arange(0, 3000, 7), ("srtm_38_03.tif",), "dsm"),
+    ("uint16", 1, np.array([1, 2, 3, 5, 1, 2] * 50), ("worldcover.tif",), "generic"),       # class map
+    ("uint8", 1, np.array([0, 1, 2, 3] * 50), (), "generic"),
+    ("uint16", 1, np.random.default_rng(2).integers(100, 4000, 5000), ("B04.tif",), "optical"),
+    ("uint8", 6, None, (), "multispectral"),                                               # Landsat-like
+])
+def test_kinds_that_match_real_products(dtype, count, sample, names, kind):
+    from geogan.bands import explain_kind
+
+    got, reason = explain_kind(dtype, count, sample, names=names)
+    assert got == kind, reason
+    assert reason
+
+
+def test_a_smooth_uint16_band_is_a_dem_and_a_textured_one_is_imagery():
+    from geogan.bands import explain_kind
+
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:64, 0:64]
+    dem = (1000 + 5 * yy + 3 * xx + rng.normal(0, 0.3, (64, 64))).astype(np.uint16)
+    image = rng.integers(200, 3000, (64, 64)).astype(np.uint16)
+    assert explain_kind("uint16", 1, dem.ravel(), image=dem.astype(float))[0] == "dsm"
+    assert explain_kind("uint16", 1, image.ravel(), image=image.astype(float))[0] == "optical"
+
+
+def test_reservoir_is_a_uniform_sample_beyond_its_size():
+    """Algorithm R: after the reservoir is full, the sample stays uniform over everything seen."""
+    rng = np.random.default_rng(5)
+    acc = StatsAccumulator(1, "float32", "generic", max_samples=2000, seed=1)
+    for i in range(50):  # a drifting stream: values of chunk i are near i
+        acc.update((i + rng.random((1, 20, 20))).astype(np.float32), np.ones((20, 20), bool))
+    (s,) = acc.result([1])
+    assert s.count == 20000
+    # uniform over chunks 0..49: the 2 % and 98 % points are near 1 and 49
+    assert s.p2 == pytest.approx(1.0, abs=0.6) and s.p98 == pytest.approx(49.0, abs=0.6)
