@@ -69,6 +69,7 @@ from .errors import (
     describe,
 )
 from .progress import ProgressLike, as_progress, check_cancelled
+from .tiling import grid_offsets
 from .raster import (
     SUPPORTED_DTYPES,
     atomic_write_bytes,
@@ -99,22 +100,6 @@ Paths = Union[PathLike, Sequence[PathLike]]
 # --------------------------------------------------------------------------------------
 # Pure window-grid and split maths
 # --------------------------------------------------------------------------------------
-
-def grid_offsets(length: int, tile_size: int, stride: int) -> list[int]:
-    """Chip offsets along one axis of ``length`` pixels.
-
-    ``n = ceil((length - tile_size) / stride) + 1`` offsets ``0, stride, 2*stride, ...``; the
-    last is clamped to ``length - tile_size`` so the final chip ends exactly on the edge
-    (it overlaps its neighbour more than ``stride`` would; nothing is padded or dropped).
-    Empty when ``length < tile_size``.
-    """
-    if tile_size <= 0 or stride <= 0:
-        raise ValueError("tile_size and stride must be positive")
-    if length < tile_size:
-        return []
-    n = math.ceil((length - tile_size) / stride) + 1
-    return [min(i * stride, length - tile_size) for i in range(n)]
-
 
 def chip_windows(height: int, width: int, tile_size: int, stride: int) -> list:
     """Row-major :class:`rasterio.windows.Window` list covering a ``height`` × ``width`` grid."""

@@ -290,12 +290,12 @@ def seam_ratio(pred_path: Union[str, os.PathLike], tile_size: int, overlap: int,
     """Mean absolute gradient across tile boundaries ÷ mean across all other pixel boundaries.
 
     The boundaries are those :func:`geogan.predict.translate_raster` used for ``tile_size`` and
-    ``overlap`` (the middle of each overlap, :func:`geogan.predict.seam_positions`), in both
+    ``overlap`` (the middle of each overlap, :func:`geogan.tiling.seam_positions`), in both
     directions, over pixel pairs valid on both sides, averaged over bands. About 1 for a
     seamless prediction; clearly above 1 when tiles disagree at their borders. NaN when the
     scene fits in one tile (no boundary to measure).
     """
-    from .predict import seam_positions
+    from .tiling import seam_positions
 
     p = Path(pred_path)
     with raster.open_raster(p, require_georeference=False) as ds:
