@@ -53,10 +53,15 @@ class CallbackProgress:
 
 
 class TqdmProgress:
-    """A tqdm bar on stderr, for the CLI. One bar per ``total``; a new total starts a new bar."""
+    """A tqdm bar on stderr, for the CLI. One bar per ``total``; a new total starts a new bar.
 
-    def __init__(self, desc: str = "", **tqdm_kwargs: Any) -> None:
+    ``is_cancelled`` (e.g. the CLI's signal flag) is what :meth:`cancelled` answers.
+    """
+
+    def __init__(self, desc: str = "", *, is_cancelled: Optional[Callable[[], bool]] = None,
+                 **tqdm_kwargs: Any) -> None:
         self._desc = desc
+        self._is_cancelled = is_cancelled
         self._kwargs = tqdm_kwargs
         self._bar = None
         self._total: Optional[int] = None
@@ -74,7 +79,7 @@ class TqdmProgress:
         self._bar.refresh()
 
     def cancelled(self) -> bool:
-        return False
+        return bool(self._is_cancelled()) if self._is_cancelled is not None else False
 
     def close(self) -> None:
         if self._bar is not None:

@@ -1,7 +1,11 @@
 """The thin command line: parse options, attach a progress bar, call the API, map errors.
 
 Every :class:`~geogan.errors.GeoganError` becomes one line on stderr and a non-zero exit
-(1 for bad input, 130 for a cancel), never a traceback.
+(1 for bad input), never a traceback. SIGINT (Ctrl-C) and SIGTERM (what schedulers and
+``timeout`` send) ask the running step to stop the way a cancel does — training writes a
+checkpoint first, outputs are left as they were — and exit 130 and 143; a second signal stops
+at once. Library warnings (logged to the ``geogan`` logger) are shown on stderr; ``-v`` adds
+information, ``-vv`` debugging and GDAL's own messages.
 """
 from __future__ import annotations
 
@@ -11,35 +15,72 @@ import sys
 import click
 
 from ..errors import Cancelled, GeoganError
+from .signals import StopSignals
 
 
 class GeoganGroup(click.Group):
-    """A click group that turns geogan's errors into one line and an exit status."""
+    """A click group that turns geogan's errors and stop signals into one line and an exit status."""
 
     def invoke(self, ctx: click.Context):
+        stop = StopSignals.install()
         try:
             return super().invoke(ctx)
-        except Cancelled as exc:
-            click.echo(f"geogan: cancelled: {exc}", err=True)
-            ctx.exit(130)
+        except (Cancelled, KeyboardInterrupt) as exc:
+            what = stop.signal_name or "interrupt"
+            detail = f": {exc}" if isinstance(exc, Cancelled) and str(exc) else ""
+            if stop.signal_name or isinstance(exc, KeyboardInterrupt):
+                click.echo(f"geogan: stopped by {what}{detail}", err=True)
+            else:
+                click.echo(f"geogan: cancelled{detail}", err=True)
+            ctx.exit(stop.exit_code)
         except GeoganError as exc:
             click.echo(f"geogan: error: {exc}", err=True)
             ctx.exit(1)
+        finally:
+            stop.uninstall()
+
+
+class _StderrHandler(logging.Handler):
+    """Log records as ``geogan: warning: ...`` lines on the *current* stderr, above any progress bar."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            from tqdm import tqdm
+
+            tqdm.write(f"geogan: {record.levelname.lower()}: {record.getMessage()}", file=sys.stderr)
+        except Exception:  # logging must never take the command down
+            self.handleError(record)
+
+
+def configure_logging(verbose: int, quiet: bool) -> None:
+    """Show geogan's warnings (and with -v info, -vv debug) on stderr, exactly once per process.
+
+    ``import geogan`` gives its logger a NullHandler (a library must not print inside QGIS), so
+    the CLI adds its own handler unconditionally, replacing one it added before.
+    """
+    level = logging.ERROR if quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
+    for name in ("geogan", "rasterio"):
+        logger = logging.getLogger(name)
+        for old in [h for h in logger.handlers if isinstance(h, _StderrHandler)]:
+            logger.removeHandler(old)
+    geogan_logger = logging.getLogger("geogan")
+    geogan_logger.addHandler(_StderrHandler())
+    geogan_logger.setLevel(level)
+    rasterio_logger = logging.getLogger("rasterio")
+    if verbose >= 2:  # GDAL's messages, as rasterio logs them
+        rasterio_logger.addHandler(_StderrHandler())
+        rasterio_logger.setLevel(logging.DEBUG)
+    elif not rasterio_logger.handlers:
+        rasterio_logger.addHandler(logging.NullHandler())  # no bare GDAL lines from logging's last resort
 
 
 @click.group(cls=GeoganGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="geogan", prog_name="geogan")
-@click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug).")
+@click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug and GDAL messages).")
 @click.option("-q", "--quiet", is_flag=True, help="Only errors.")
 def cli(verbose: int, quiet: bool) -> None:
     """Translate georeferenced rasters between sensor domains with GANs."""
-    level = logging.ERROR if quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
-    logger = logging.getLogger("geogan")
-    if not logger.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("geogan: %(levelname)s: %(message)s"))
-        logger.addHandler(handler)
-    logger.setLevel(level)
+    configure_logging(verbose, quiet)
 
 
 def _register() -> None:

@@ -6,6 +6,7 @@ from typing import Optional
 import click
 
 from . import cli
+from .signals import stop_requested
 
 
 @cli.command("chips")
@@ -38,7 +39,7 @@ def chips_command(a: tuple[str, ...], b: tuple[str, ...], out: str, bands_a: Opt
     from ..chips import export_chips
     from ..progress import TqdmProgress
 
-    bar = TqdmProgress(desc="chips", disable=None, leave=False)
+    bar = TqdmProgress(desc="chips", is_cancelled=stop_requested, disable=None, leave=False)
     try:
         summary = export_chips(
             list(a), list(b), out, bands_a=bands_a, bands_b=bands_b, kind_a=kind_a, kind_b=kind_b,

@@ -8,6 +8,7 @@ from typing import Optional
 import click
 
 from . import cli
+from .signals import stop_requested
 
 _BLENDS = ("hann", "linear", "none")
 _COMPRESSIONS = ("deflate", "zstd", "lzw", "none")
@@ -44,7 +45,7 @@ def predict_command(model: str, src: str, dst: str, direction: str, bands: Optio
     from ..predict import translate_raster
     from ..progress import TqdmProgress
 
-    bar = TqdmProgress(desc="predict", unit="tile", disable=None, leave=False)
+    bar = TqdmProgress(desc="predict", unit="tile", is_cancelled=stop_requested, disable=None, leave=False)
     try:
         with _bounded_gdal_cache():
             result = translate_raster(model, src, dst, direction=direction, bands=bands, tile_size=tile_size,

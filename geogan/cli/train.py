@@ -6,6 +6,7 @@ from typing import Optional
 import click
 
 from . import cli
+from .signals import stop_requested
 
 
 class EpochBars:
@@ -28,7 +29,7 @@ class EpochBars:
         self._done = done
 
     def cancelled(self) -> bool:
-        return False
+        return stop_requested()
 
     def close(self) -> None:
         if self._bar is not None:
