@@ -39,8 +39,9 @@ import numpy as np
 
 from . import raster
 from .bands import DomainSpec, denormalize, normalize
-from .errors import (BandMismatchError, Cancelled, ConfigError, DeviceError, ModelFileError, OutputError,
+from .errors import (BandMismatchError, Cancelled, ConfigError, ModelFileError, OutputError,
                      RasterError, describe)
+from .devices import resolve_device
 from .progress import ProgressLike, as_progress
 from .tiling import BLENDS, WEIGHT_FLOOR, blend_window, pad_reflect, seam_positions, tile_origins  # noqa: F401
 
@@ -96,30 +97,6 @@ def output_nodata(spec: DomainSpec) -> float:
     if dt.kind == "u":
         return 0.0
     return float(np.iinfo(dt).min)
-
-
-def resolve_device(device: Any = "auto"):
-    """``"auto"`` → CUDA when torch sees it, else CPU; ``"cuda"`` without CUDA → :class:`DeviceError`."""
-    import torch
-
-    if isinstance(device, torch.device):
-        name = str(device)
-    else:
-        name = str(device or "auto").strip().lower()
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(name)
-    except (RuntimeError, ValueError):
-        raise DeviceError(f"unknown device {device!r} (expected auto, cpu or cuda)") from None
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise DeviceError("device 'cuda' requested but torch sees no CUDA device (use --device cpu or auto)")
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise DeviceError(f"device {name!r} requested but only {torch.cuda.device_count()} CUDA device(s) exist")
-    elif dev.type != "cpu":
-        raise DeviceError(f"unsupported device {device!r} (expected auto, cpu or cuda)")
-    return dev
 
 
 # --------------------------------------------------------------------------- pipeline messages

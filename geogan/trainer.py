@@ -32,7 +32,8 @@ from typing import Any, Callable, Mapping, Optional, Union
 import numpy as np
 
 from .config import TrainConfig, from_mapping, load_yaml, to_dict
-from .errors import Cancelled, CheckpointError, ConfigError, DeviceError, OutputError, describe
+from .devices import resolve_device
+from .errors import Cancelled, CheckpointError, ConfigError, OutputError, describe
 from .progress import ProgressLike, as_progress
 
 log = logging.getLogger(__name__)
@@ -159,33 +160,11 @@ class _Dist:
             dist.barrier()
 
 
-def resolve_device(name: str, local_rank: int = 0):
-    """``auto`` → CUDA when present, else CPU. Asking for CUDA where there is none is a :class:`DeviceError`."""
-    import torch
-
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda":
-        if not torch.cuda.is_available():
-            raise DeviceError("device 'cuda' requested but no CUDA GPU is available (use --device cpu or auto)")
-        torch.cuda.set_device(local_rank % torch.cuda.device_count())
-        return torch.device("cuda", local_rank % torch.cuda.device_count())
-    return torch.device("cpu")
-
-
 def _amp_dtype(cfg: TrainConfig, device):
-    import torch
+    from .devices import choose_precision, torch_dtype
 
-    mode = cfg.amp
-    if device.type == "cuda":
-        if mode == "auto":
-            mode = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    else:
-        if mode == "auto":
-            mode = "off"
-        elif mode == "fp16":
-            raise ConfigError("config: amp: fp16 needs a CUDA device; on the CPU use bf16 or off")
-    return {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}[mode], mode
+    precision = choose_precision(cfg.amp, device)
+    return torch_dtype(precision), precision or "off"
 
 
 def _set_threads(device, dist: _Dist) -> None:

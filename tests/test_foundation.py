@@ -262,3 +262,52 @@ def test_resize_upsampling_generators_keep_shapes_and_round_trip(tmp_path, name,
     np.testing.assert_array_equal(again.translate(x, "a2b"), model.translate(x, "a2b"))
     with pytest.raises(errors.ConfigError, match="upsampling"):
         build_generator(name, 2, 3, upsample="bicubic")
+
+
+# ------------------------------------------------------------------------- devices and precision
+
+class _FakeDevice:
+    type = "cuda"
+
+
+@pytest.mark.parametrize("capability,expected", [((7, 0), "fp16"), ((7, 5), "fp16"), ((8, 0), "bf16"), ((9, 0), "bf16")])
+def test_auto_precision_is_bf16_only_where_native(monkeypatch, capability, expected):
+    import torch
+
+    from geogan.devices import choose_precision
+
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)  # says yes even when emulated
+    assert choose_precision("auto", _FakeDevice()) == expected
+    if expected == "fp16":
+        with pytest.raises(errors.ConfigError, match="not native"):
+            choose_precision("bf16", _FakeDevice())
+
+
+def test_precision_on_the_cpu():
+    import torch
+
+    from geogan.devices import choose_precision
+
+    cpu = torch.device("cpu")
+    assert choose_precision("auto", cpu) is None and choose_precision(False, cpu) is None
+    assert choose_precision("bf16", cpu) == "bf16"
+    with pytest.raises(errors.ConfigError, match="fp16 needs a CUDA device"):
+        choose_precision("fp16", cpu)
+    with pytest.raises(errors.ConfigError, match="is not one of"):
+        choose_precision("fp8", cpu)
+
+
+def test_devices_that_do_not_exist_are_one_line(monkeypatch):
+    import torch
+
+    from geogan.devices import resolve_device
+    from geogan.errors import DeviceError
+
+    assert resolve_device("cpu").type == "cpu"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    with pytest.raises(DeviceError, match=r"'cuda:7' requested but only 2 CUDA device\(s\) exist"):
+        resolve_device("cuda:7")
+    with pytest.raises(DeviceError, match="unknown device"):
+        resolve_device("gpu0")

@@ -97,7 +97,8 @@ def rss_mib() -> float:
 def worker(args: argparse.Namespace) -> dict:
     import torch
 
-    from geogan.predict import resolve_device, tile_origins, translate_raster
+    from geogan.devices import resolve_device
+    from geogan.predict import tile_origins, translate_raster
 
     dev = resolve_device(args.device)
     x = torch.randn(args.batch_size, 2, args.tile_size, args.tile_size).to(dev)
