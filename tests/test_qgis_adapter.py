@@ -1,7 +1,9 @@
 """The QGIS plugin's pure-Python glue, with a fake QgsProcessingFeedback (no QGIS needed).
 
-The real QGIS run is ``tools/qgis_check.sh``; these tests pin down what the plugin does with
-geogan's progress reports, log records and errors, in the normal CI venv.
+The real QGIS run is ``tools/qgis_check.sh``; these tests pin down, in the normal CI venv, what
+the plugin does with geogan's progress reports, the trainer's events, log records, errors and
+versions, and what the zip built by ``tools/qgis/build_plugin.sh`` holds. No assertion depends on
+time: progress texts are throttled by a fake clock.
 """
 from __future__ import annotations
 
