@@ -4,8 +4,9 @@
 * synthetic chips exports and domain specs: ``make_chips`` (with ``smooth_bands``, ``encode_kind``),
   ``make_spec``, ``scene``, ``TINY_TRAINING``;
 * filesystems with a fault, for write-failure tests: ``small_fs(size_kb)`` (a tmpfs that fills
-  up: ENOSPC), ``fill_up(dir)``, ``readonly_dir`` / ``make_readonly_dir(files)`` (EROFS, which
-  stops root too, unlike a chmod); they skip with the reason where this process may not mount;
+  up: ENOSPC; ``small_tmpfs`` is a 1 MiB one), ``fill_up(dir)``, ``readonly_dir`` /
+  ``make_readonly_dir(files)`` (EROFS, which stops root too, unlike a chmod); they skip with the
+  reason where this process may not mount;
 * ``one_torch_thread``.
 """
 from __future__ import annotations
@@ -241,6 +242,13 @@ def small_fs(tmp_path: Path, _mounts: _Mounts) -> Callable[[int], Path]:
         return point
 
     return _make
+
+
+@pytest.fixture
+def small_tmpfs(small_fs: Callable[[int], Path]) -> Path:
+    """A 1 MiB filesystem that fills up (a real ENOSPC): ``small_fs(1024)``, the name main's
+    tests/test_outputs.py uses."""
+    return small_fs(1024)
 
 
 def fill_up(directory: Path, leave_bytes: int = 0) -> Path:
