@@ -7,6 +7,7 @@ script plugs in :class:`QgisFeedbackProgress` around its ``QgsProcessingFeedback
 """
 from __future__ import annotations
 
+import time
 from typing import Any, Callable, Optional, Protocol, runtime_checkable
 
 from .errors import Cancelled
@@ -90,29 +91,49 @@ class TqdmProgress:
 class QgisFeedbackProgress:
     """Adapts a ``QgsProcessingFeedback`` (duck-typed: geogan never imports qgis).
 
-    Progress goes to ``setProgress`` (0–100), messages to ``setProgressText``, and
-    ``isCanceled()`` is the cancel button.
+    * ``setProgress(0..100)`` at the start of each phase (a new ``total``) and whenever the whole
+      percent moves — not on every tile, which would flood QGIS's event loop;
+    * ``setProgressText(message)``: a phase's first message and its last (``done >= total``)
+      always, changed messages in between at most every ``text_interval`` seconds, because in
+      the Processing dialog every text is a new log line; a repeated message is never resent;
+    * ``isCanceled()`` is the Cancel button.
+
+    ``clock`` (default :func:`time.monotonic`) is what the text throttle reads; tests give it a
+    fake clock so what is shown never depends on how fast the machine runs.
     """
 
-    #: Seconds between two progress texts: each one is a new line in the Processing log.
+    #: Seconds between two progress texts within a phase.
     TEXT_INTERVAL = 2.0
 
-    def __init__(self, feedback: Any) -> None:
+    def __init__(self, feedback: Any, *, text_interval: Optional[float] = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self._feedback = feedback
+        self._text_interval = self.TEXT_INTERVAL if text_interval is None else float(text_interval)
+        self._clock = clock
+        self._total: Optional[int] = None
+        self._percent: Optional[int] = None  # the whole percent last sent
         self._last_message = ""
         self._last_text_time = float("-inf")
+        self._phase_has_text = False
 
     def update(self, done: int, total: int, message: str = "") -> None:
-        import time
+        new_phase = total != self._total
+        if new_phase:
+            self._total, self._phase_has_text = total, False
+        percent = max(0.0, min(100.0, 100.0 * done / total)) if total else 100.0
+        if new_phase or int(percent) != self._percent:
+            self._feedback.setProgress(percent)
+            self._percent = int(percent)
+        self._show(message, finished=done >= total)
 
-        percent = 100.0 * done / total if total else 100.0
-        self._feedback.setProgress(max(0.0, min(100.0, percent)))
-        now = time.monotonic()
-        finished = total and done >= total
-        if message and message != self._last_message and (finished or now - self._last_text_time >= self.TEXT_INTERVAL):
+    def _show(self, message: str, finished: bool) -> None:
+        """Send ``message`` as the progress text if it is new and not throttled."""
+        if not message or message == self._last_message:
+            return
+        now = self._clock()
+        if finished or not self._phase_has_text or now - self._last_text_time >= self._text_interval:
             self._feedback.setProgressText(message)
-            self._last_message = message
-            self._last_text_time = now
+            self._last_message, self._last_text_time, self._phase_has_text = message, now, True
 
     def cancelled(self) -> bool:
         return bool(self._feedback.isCanceled())

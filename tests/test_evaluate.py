@@ -101,7 +101,7 @@ def test_identical_rasters(tmp_path):
     assert d["psnr"] == "inf" and d["sam"] is None and json.loads(json.dumps(d)) == d
 
 
-def test_ssim_is_skimage_compatible_on_a_known_case():
+def test_ssim_of_constant_images_is_the_luminance_term():
     """Constant images differing by an offset: SSIM reduces to the luminance term."""
     x = np.full((20, 20), 10.0)
     y = np.full((20, 20), 12.0)
@@ -109,6 +109,29 @@ def test_ssim_is_skimage_compatible_on_a_known_case():
     expected = (2 * 10 * 12 + c1) / (100 + 144 + c1)
     np.testing.assert_allclose(ev.ssim_map(x, y, 5.0), expected)
     assert ev.ssim_map(x, y, 5.0).shape == (10, 10)
+
+
+def test_ssim_equals_skimage_structural_similarity(tmp_path):
+    """The map and the band SSIM are skimage's Gaussian SSIM (Wang et al. 2004): the same numbers."""
+    metrics = pytest.importorskip("skimage.metrics")
+    rng = np.random.default_rng(11)
+    truth = rng.normal(100, 20, size=(2, 37, 41))
+    truth[1] = np.cumsum(truth[1], axis=1) / 10  # one band with spatial structure
+    pred = 0.8 * truth + rng.normal(0, 6, size=truth.shape) + 5
+    kwargs = dict(gaussian_weights=True, sigma=1.5, use_sample_covariance=False)
+    for x, y in zip(pred, truth):
+        r = float(y.max() - y.min())
+        mssim, full = metrics.structural_similarity(x, y, data_range=r, full=True, **kwargs)
+        np.testing.assert_allclose(ev.ssim_map(x, y, r), full[5:-5, 5:-5], rtol=0, atol=1e-10)
+        assert ev.ssim_map(x, y, r).mean() == pytest.approx(mssim, abs=1e-12)
+
+    report = geogan.evaluate_rasters(write_raster(tmp_path / "pred.tif", pred.astype(np.float32)),
+                                     write_raster(tmp_path / "truth.tif", truth.astype(np.float32)))
+    for band, x, y in zip(report.bands, pred.astype(np.float32), truth.astype(np.float32)):
+        x, y = x.astype(np.float64), y.astype(np.float64)
+        expected = metrics.structural_similarity(x, y, data_range=float(y.max() - y.min()), **kwargs)
+        assert band.ssim == pytest.approx(expected, abs=1e-10)
+        assert band.ssim_pixels == (37 - 10) * (41 - 10)
 
 
 def test_grid_mismatches_are_refused_with_the_reason(tmp_path):

@@ -44,6 +44,16 @@ def test_errors_are_also_builtins_under_one_root():
         assert issubclass(cls, errors.GeoganError)
 
 
+class FakeClock:
+    """Stands in for time.monotonic: the throttle sees only the time a test sets."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 def test_progress_adapters():
     seen = []
     p = as_progress(lambda d, t, m: seen.append((d, t, m)))
@@ -63,13 +73,20 @@ def test_progress_adapters():
         def isCanceled(self):
             return self.stop
 
+    clock = FakeClock()
     fb = Feedback()
-    q = QgisFeedbackProgress(fb)
+    q = QgisFeedbackProgress(fb, clock=clock)
     q.update(0, 4, "start")
-    q.update(1, 4, "tile 1")  # within TEXT_INTERVAL of the last text: not another log line
-    q.update(4, 4, "start")
-    q.update(4, 4, "done")  # the last message always shows
-    assert fb.progress == [0.0, 25.0, 100.0, 100.0] and fb.text == ["start", "done"]
+    clock.now = 1.0
+    q.update(1, 4, "tile 1")  # within TEXT_INTERVAL (2 s) of the last text: not another log line
+    clock.now = 3.5
+    q.update(2, 4, "tile 2")  # past it: shown
+    q.update(3, 4, "tile 3")  # within the interval again: withheld
+    q.update(4, 4, "done")  # a phase's last message always shows, even within the interval
+    q.update(4, 4, "done")  # ... once; and the same percent is not sent twice
+    assert fb.progress == [0.0, 25.0, 50.0, 75.0, 100.0] and fb.text == ["start", "tile 2", "done"]
+    q.update(1, 3, "next phase")  # a new total: its first message shows at once, at any time
+    assert fb.progress[-1] == pytest.approx(100 / 3) and fb.text[-1] == "next phase"
     fb.stop = True
     with pytest.raises(errors.Cancelled):
         check_cancelled(q, "translation")
@@ -125,6 +142,75 @@ def test_check_output_path(tmp_path):
     with pytest.raises(errors.OutputError, match="does not exist"):
         check_output_path(tmp_path / "missing" / "o.tif")
     assert check_output_path(tmp_path / "o.tif") == tmp_path / "o.tif"
+
+
+def test_check_output_path_refuses_a_read_only_directory(readonly_dir):
+    # A real read-only mount: as root (CI) a chmod'ed directory would still be writable.
+    with pytest.raises(errors.OutputError, match="readonly.*is not writable"):
+        check_output_path(readonly_dir / "o.tif")
+
+
+def test_fault_filesystems_fail_like_real_ones(small_fs, make_readonly_dir, tmp_path):
+    """The conftest fixtures other tests rely on: ENOSPC on the small filesystem (and space
+    given back when the filler goes), EROFS in the read-only directory, for root too."""
+    import errno
+
+    from conftest import fill_up
+
+    full = small_fs(64)
+    assert os.statvfs(full).f_blocks * os.statvfs(full).f_frsize == 64 * 1024
+    with pytest.raises(OSError) as info:
+        (full / "big").write_bytes(b"x" * 128 * 1024)
+    assert info.value.errno == errno.ENOSPC
+    (full / "big").unlink()
+    filler = fill_up(full, leave_bytes=8 * 1024)
+    (full / "small").write_bytes(b"x" * 4 * 1024)
+    with pytest.raises(OSError, match="No space left"):
+        (full / "more").write_bytes(b"x" * 16 * 1024)
+    filler.unlink()
+    (full / "more").write_bytes(b"x" * 16 * 1024)  # the disk freed up again
+
+    ro = make_readonly_dir({"kept.tif": b"old"})
+    assert (ro / "kept.tif").read_bytes() == b"old"
+    for write in (lambda: (ro / "new.tif").write_bytes(b"x"), lambda: (ro / "kept.tif").write_bytes(b"y"),
+                  lambda: os.rename(ro / "kept.tif", ro / "moved.tif")):
+        with pytest.raises(OSError) as info:
+            write()
+        assert info.value.errno == errno.EROFS
+    assert not os.access(ro, os.W_OK) and sorted(p.name for p in ro.iterdir()) == ["kept.tif"]
+
+
+def test_the_wheel_ships_the_licence_and_py_typed(tmp_path):
+    """Build the wheel from a copy of the sources (nothing written into the checkout)."""
+    import configparser
+    import shutil
+    import zipfile
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("setup.cfg", "pyproject.toml", "README.md", "LICENSE"):
+        shutil.copy(root / name, src / name)
+    shutil.copytree(root / "geogan", src / "geogan", ignore=shutil.ignore_patterns("__pycache__"))
+    done = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
+                           "--no-index", "-w", str(tmp_path / "dist"), str(src)], capture_output=True, text=True)
+    if done.returncode != 0 and "No module named" in done.stderr:
+        pytest.skip(f"cannot build a wheel here: {done.stderr.strip().splitlines()[-1]}")
+    assert done.returncode == 0, done.stderr
+    (wheel,) = (tmp_path / "dist").glob("geogan-*.whl")
+    with zipfile.ZipFile(wheel) as zf:
+        names = zf.namelist()
+        assert "geogan/py.typed" in names
+        licence = [n for n in names if n.endswith(".dist-info/licenses/LICENSE") or n.endswith(".dist-info/LICENSE")]
+        assert licence and zf.read(licence[0]) == (root / "LICENSE").read_bytes()
+        meta = zf.read(next(n for n in names if n.endswith(".dist-info/METADATA"))).decode()
+    cfg = configparser.ConfigParser(interpolation=None)
+    cfg.read(root / "setup.cfg")
+    assert f"Version: {geogan.__version__}\n" in meta and "License: MIT\n" in meta
+    assert f"Author-email: {cfg['metadata']['author_email']}\n" in meta
+    assert "Requires-Dist: torch>=2.3\n" in meta  # torch.amp.GradScaler("cuda")
+    assert "Copyright (c) 2026 the geogan developers" in (root / "LICENSE").read_text()
 
 
 def test_config_rejects_unknown_keys_and_bad_values(tmp_path):

@@ -7,11 +7,10 @@ import rasterio
 import torch
 from click.testing import CliRunner
 
-from conftest import write_raster
+from conftest import make_spec, scene, write_raster
 from geogan.cli import cli
 from geogan.modelfile import TranslationModel, save_model
 from geogan.models.registry import build_generator
-from test_predict import make_spec, scene
 
 
 @pytest.fixture

@@ -1,14 +1,20 @@
 """The QGIS plugin's pure-Python glue, with a fake QgsProcessingFeedback (no QGIS needed).
 
-The real QGIS run is ``tools/qgis_check.sh``; these tests pin down what the plugin does with
-geogan's progress reports, log records and errors, in the normal CI venv.
+The real QGIS run is ``tools/qgis_check.sh``; these tests pin down, in the normal CI venv, what
+the plugin does with geogan's progress reports, the trainer's events, log records, errors and
+versions, and what the zip built by ``tools/qgis/build_plugin.sh`` holds. No assertion depends on
+time: progress texts are throttled by a fake clock.
 """
 from __future__ import annotations
 
 import configparser
+import importlib.util
 import logging
+import os
+import subprocess
 import sys
 import threading
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +25,8 @@ sys.path.insert(0, str(ROOT / "tools" / "qgis"))
 
 import geogan  # noqa: E402
 from geogan_provider import environment  # noqa: E402
-from geogan_provider.feedback import FeedbackProgress, TrainingProgress, forward_logging  # noqa: E402
+from geogan_provider import glue  # noqa: E402
+from geogan_provider.feedback import TrainingProgress, forward_logging  # noqa: E402
 from geogan_provider.glue import band_list, import_geogan, run_with_feedback, train_settings  # noqa: E402
 
 
@@ -60,6 +67,8 @@ class FakeFeedback:
 
 
 class FakeClock:
+    """What the progress throttle reads instead of time.monotonic: time moves only when told."""
+
     def __init__(self) -> None:
         self.now = 0.0
 
@@ -71,69 +80,56 @@ class ToolError(Exception):
     """Stands in for QgsProcessingException."""
 
 
-def test_progress_maps_to_percent_and_labels_each_phase():
+def training_progress(fb: FakeFeedback, epochs: int, clock: FakeClock | None = None) -> TrainingProgress:
+    return TrainingProgress(geogan.QgisFeedbackProgress(fb, clock=clock or FakeClock()), fb, epochs)
+
+
+def test_training_progress_spans_the_whole_run_and_logs_each_epoch_from_the_events():
     fb = FakeFeedback()
-    p = FeedbackProgress(fb, clock=FakeClock())
+    p = training_progress(fb, epochs=3)
     assert isinstance(p, geogan.Progress)
-    p.update(0, 4, "tiles")
-    for done in range(1, 5):
-        p.update(done, 4, "tiles")
-    assert fb.progress == [0.0, 25.0, 50.0, 75.0, 100.0]
-    assert fb.of("text") == ["tiles"]  # one label per phase, not one log line per tile
-    p.update(1, 2, "epoch 1/1")  # a new total starts a new phase
-    assert fb.of("text") == ["tiles", "epoch 1/1"]
-    assert fb.progress[-1] == 50.0 and p.max_percent == 100.0
-
-
-def test_progress_is_sent_only_when_the_whole_percent_moves():
-    fb = FakeFeedback()
-    p = FeedbackProgress(fb, clock=FakeClock())
-    for done in range(0, 1001):
-        p.update(done, 1000, "tiles")
-    assert len(fb.progress) == 101
-    assert fb.progress[0] == 0.0 and fb.progress[-1] == 100.0
-    assert fb.progress == sorted(fb.progress)
-
-
-def test_progress_clamps_and_handles_a_zero_total():
-    fb = FakeFeedback()
-    p = FeedbackProgress(fb, clock=FakeClock())
-    p.update(7, 5, "")
-    assert fb.progress == [100.0]
-    p.update(0, 0, "nothing to do")
-    assert fb.progress[-1] == 100.0
-
-
-def test_changing_messages_are_logged_at_most_every_interval_and_at_phase_end():
-    clock = FakeClock()
-    fb = FakeFeedback()
-    p = FeedbackProgress(fb, info_every_s=5.0, clock=clock)
-    p.update(0, 10, "epoch 1/2 loss 1.0")
-    for step in range(1, 10):
-        clock.now += 1.0
-        p.update(step, 10, f"epoch 1/2 loss {1.0 / (step + 1):.3f}")
-    assert fb.of("info") == ["epoch 1/2 loss 0.167"]  # 5 s after the phase label
-    p.update(10, 10, "epoch 1/2 loss 0.091")
-    assert fb.of("info")[-1] == "epoch 1/2 loss 0.091"  # the end of a phase is always shown
-    p.update(10, 10, "epoch 1/2 loss 0.091")
-    assert len(fb.of("info")) == 2  # and never twice
-
-
-def test_training_progress_spans_the_whole_run_and_logs_each_epoch_end():
-    fb = FakeFeedback()
-    p = TrainingProgress(fb, clock=FakeClock())
     for epoch in (1, 2, 3):
         for step in range(1, 5):
             p.update(step, 4, f"epoch {epoch}/3  G {epoch * 10 + step}")
+        p.on_event("checkpoint", {"epoch": epoch, "iteration": epoch * 4})  # other events: ignored
+        p.on_event("epoch", {"epoch": epoch, "iteration": epoch * 4, "losses": {"G": epoch / 10, "D": 0.25}})
     assert fb.progress == sorted(fb.progress)  # one sweep, not one per epoch
-    assert fb.progress[0] == 25.0 / 3 and fb.progress[-1] == 100.0
-    assert fb.of("text") == ["epoch 1/3  G 11"]
-    assert fb.of("info") == ["epoch 1/3  G 14", "epoch 2/3  G 24", "epoch 3/3  G 34"]
-    p.update(1, 2, "writing the model")  # anything else passes through as its own phase
-    assert fb.progress[-1] == 50.0 and fb.of("text")[-1] == "writing the model"
+    assert fb.progress[0] == pytest.approx(100 / 12) and fb.progress[-1] == 100.0
+    assert len(fb.progress) == 12  # every step moves the whole percent here
+    assert fb.of("info") == ["epoch 1/3 done at step 4: G 0.100  D 0.250",
+                             "epoch 2/3 done at step 8: G 0.200  D 0.250",
+                             "epoch 3/3 done at step 12: G 0.300  D 0.250"]
+    # The clock never moved: the run's first text and its final one, nothing in between.
+    assert fb.of("text") == ["epoch 1/3  G 11", "epoch 3/3  G 34"]
 
 
-def test_training_progress_through_a_real_tiny_training(make_raster, tmp_path):
+def test_training_progress_texts_follow_the_clock_not_the_machine():
+    clock = FakeClock()
+    fb = FakeFeedback()
+    p = training_progress(fb, epochs=2, clock=clock)
+    p.update(1, 10, "epoch 1/2  G 1")
+    for step in range(2, 11):
+        clock.now += 0.5  # a text at most every QgisFeedbackProgress.TEXT_INTERVAL = 2 s
+        p.update(step, 10, f"epoch 1/2  G {step}")
+    assert fb.of("text") == ["epoch 1/2  G 1", "epoch 1/2  G 5", "epoch 1/2  G 9"]
+    assert fb.progress[-1] == 50.0
+    p.on_event("epoch", {"epoch": 1, "iteration": 10, "losses": {}})
+    assert fb.of("info") == ["epoch 1/2 done at step 10"]
+
+
+def test_a_resumed_run_moves_forward_and_catches_up_at_its_first_epoch_event():
+    fb = FakeFeedback()
+    p = training_progress(fb, epochs=4)
+    p.update(2, 4, "epoch 3/4")  # resumed mid-epoch 3: the bar cannot know yet
+    p.update(4, 4, "epoch 3/4")
+    p.on_event("epoch", {"epoch": 3, "iteration": 12, "losses": {}})
+    p.update(1, 4, "epoch 4/4")
+    assert fb.progress == [12.5, 25.0, 81.25]
+    p.update(0, 0, "nothing to do")  # a total of 0 passes through as its own phase
+    assert fb.progress[-1] == 100.0
+
+
+def test_training_progress_through_a_real_tiny_training(make_raster, tmp_path, one_torch_thread):
     rng = np.random.default_rng(1)
     a = make_raster("a.tif", (rng.random((1, 64, 64)) + 0.1).astype("float32"))
     b = make_raster("b.tif", rng.integers(1, 255, (3, 64, 64)).astype("uint8"))
@@ -141,16 +137,36 @@ def test_training_progress_through_a_real_tiny_training(make_raster, tmp_path):
     fb = FakeFeedback()
     cfg = {"data": str(tmp_path / "chips"), "out": str(tmp_path / "run"), "generator": "resnet_6blocks",
            "ngf": 4, "ndf": 4, "n_layers_d": 1, "epochs": 2, "epochs_decay": 0, "crop_size": 16,
-           "batch_size": 2, "device": "cpu", "checkpoint_every": 0}
-    model_path, _ = run_with_feedback(geogan.train, fb, ToolError, cfg, progress_cls=TrainingProgress)
+           "batch_size": 2, "device": "cpu", "checkpoint_every": 0, "log_every": 1}
+    clock = FakeClock()  # frozen: what is shown cannot depend on the machine's speed
+    p = training_progress(fb, epochs=2, clock=clock)
+    model_path = run_with_feedback(geogan.train, fb, ToolError, cfg, progress=p, on_event=p.on_event)
     assert model_path.is_file()
-    assert fb.progress == sorted(fb.progress) and fb.progress[-1] == 100.0
-    assert [m.split()[1] for m in fb.of("info") if m.startswith("epoch")][-2:] == ["1/2", "2/2"]
+    # 4 chips, batch 2: 2 steps per epoch, 4 in the run, each a new quarter of the bar.
+    assert fb.progress == [25.0, 50.0, 75.0, 100.0]
+    assert [m.split(" done")[0] for m in fb.of("info") if m.startswith("epoch ")] == ["epoch 1/2", "epoch 2/2"]
+    texts = fb.of("text")
+    assert texts[0].startswith("epoch 1/2") and texts[-1].startswith("epoch 2/2") and len(texts) == 2
+
+
+def test_library_adapter_labels_each_phase_and_sends_whole_percents():
+    fb = FakeFeedback()
+    p = geogan.QgisFeedbackProgress(fb, clock=FakeClock())
+    for done in range(0, 1001):
+        p.update(done, 1000, "tiles")
+    assert fb.progress == [float(v) for v in range(101)]  # not 1001 updates for QGIS's event loop
+    assert fb.of("text") == ["tiles"]  # one label per phase, not one log line per tile
+    p.update(1, 2, "writing")  # a new total starts a new phase, labelled at once
+    assert fb.of("text") == ["tiles", "writing"] and fb.progress[-1] == 50.0
+    p.update(7, 5, "")
+    assert fb.progress[-1] == 100.0  # clamped
+    p.update(0, 0, "nothing to do")
+    assert fb.progress[-1] == 100.0 and fb.of("text")[-1] == "nothing to do"
 
 
 def test_cancelled_follows_the_cancel_button():
     fb = FakeFeedback()
-    p = FeedbackProgress(fb)
+    p = geogan.QgisFeedbackProgress(fb)
     assert not p.cancelled()
     fb.canceled = True
     assert p.cancelled()
@@ -184,9 +200,8 @@ def test_run_with_feedback_passes_a_progress_and_returns_the_result():
         progress.update(2, 2, "done")
         return x * scale
 
-    result, progress = run_with_feedback(work, fb, ToolError, 3, scale=2)
-    assert result == 6
-    assert fb.progress == [0.0, 100.0] and progress.max_percent == 100.0
+    assert run_with_feedback(work, fb, ToolError, 3, scale=2) == 6
+    assert fb.progress == [0.0, 100.0] and fb.of("text") == ["working", "done"]  # geogan's own adapter
 
 
 @pytest.mark.parametrize("exc, expected", [
@@ -239,7 +254,7 @@ def test_cancel_through_the_adapter_stops_a_real_chips_export_and_leaves_nothing
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.tif", "b.tif"]  # no hidden work folder either
 
     fb = FakeFeedback()
-    summary, progress = run_with_feedback(geogan.export_chips, fb, ToolError, [a], [b], out, tile_size=32,
+    summary = run_with_feedback(geogan.export_chips, fb, ToolError, [a], [b], out, tile_size=32,
                                           val_fraction=0.0, min_valid=0.5)
     assert summary.counts["a"]["train"] == 9 and (out / "geogan_chips.json").exists()
     assert fb.progress[-1] == 100.0
@@ -282,15 +297,124 @@ def test_add_venv_prepends_site_packages_and_runs_pth_files(tmp_path, monkeypatc
         environment.add_venv(tmp_path / "not_a_venv")
 
 
-def test_plugin_folder_is_a_valid_qgis_plugin_without_importing_qgis():
-    folder = ROOT / "tools" / "qgis" / "geogan_provider"
-    meta = configparser.ConfigParser()
-    meta.read(folder / "metadata.txt", encoding="utf-8")
+def _built_plugin(out_dir: Path) -> Path:
+    """Run tools/qgis/build_plugin.sh as a user would; returns the zip it reports."""
+    done = subprocess.run(["bash", str(ROOT / "tools" / "qgis" / "build_plugin.sh"), "--out-dir", str(out_dir)],
+                          capture_output=True, text=True, env={**os.environ, "PYTHON": sys.executable})
+    assert done.returncode == 0, done.stderr
+    return Path(done.stdout.strip().splitlines()[-1])
+
+
+def _setup_cfg_metadata() -> configparser.SectionProxy:
+    cfg = configparser.ConfigParser(interpolation=None)
+    cfg.read(ROOT / "setup.cfg", encoding="utf-8")
+    return cfg["metadata"]
+
+
+def test_build_plugin_makes_an_installable_zip_with_single_sourced_metadata(tmp_path):
+    zip_path = _built_plugin(tmp_path / "dist")
+    assert zip_path.name == f"geogan_provider-{geogan.__version__}.zip"
+    with zipfile.ZipFile(zip_path) as zf:
+        names = sorted(zf.namelist())
+        assert all(n.startswith("geogan_provider/") for n in names)  # QGIS installs the top folder
+        assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
+        source_py = sorted(f"geogan_provider/{p.name}" for p in (ROOT / "tools/qgis/geogan_provider").glob("*.py"))
+        assert [n for n in names if n.endswith(".py")] == source_py
+        assert zf.read("geogan_provider/LICENSE") == (ROOT / "LICENSE").read_bytes()
+        meta = configparser.ConfigParser(interpolation=None)
+        meta.read_string(zf.read("geogan_provider/metadata.txt").decode("utf-8"))
+        zf.extractall(tmp_path / "plugins")
     general = meta["general"]
-    for key in ("name", "qgisMinimumVersion", "description", "about", "version", "author", "email", "repository"):
+    project = _setup_cfg_metadata()
+    urls = dict(line.replace(" ", "").split("=", 1) for line in project["project_urls"].strip().splitlines())
+    assert general["version"] == geogan.__version__
+    assert (general["author"], general["email"], general["homepage"], general["tracker"], general["repository"]) == (
+        project["author"], project["author_email"], project["url"], urls["Tracker"], urls["Source"])
+    for key in ("name", "qgisMinimumVersion", "description", "about"):
         assert general.get(key), key
     assert general["hasProcessingProvider"] == "yes"
-    assert general["version"] == geogan.__version__
-    import geogan_provider
+    text = " ".join(general.values())
+    assert "example." not in text and "localhost" not in text
+    assert "MIT License" in (ROOT / "LICENSE").read_text() and project["license"] == "MIT"
 
-    assert callable(geogan_provider.classFactory)
+    # The installed copy reads its own version (the provider's versionInfo) without QGIS.
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); from geogan_provider import glue; "
+            "print(glue.plugin_metadata('version'), callable(__import__('geogan_provider').classFactory))")
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "plugins")], capture_output=True, text=True)
+    assert done.stdout.split() == [geogan.__version__, "True"], done.stderr
+
+    again = _built_plugin(tmp_path / "again")
+    assert again.read_bytes() == zip_path.read_bytes()  # reproducible: same sources, same bytes
+
+
+def test_the_source_metadata_leaves_the_single_sourced_keys_to_the_build():
+    meta = configparser.ConfigParser(interpolation=None)
+    meta.read(ROOT / "tools" / "qgis" / "geogan_provider" / "metadata.txt", encoding="utf-8")
+    for key in ("version", "author", "email", "homepage", "tracker", "repository"):
+        assert not meta.has_option("general", key), key
+    assert glue.plugin_metadata("version") == ""  # a source checkout has no version of its own
+
+
+def _load_build_module():
+    spec = importlib.util.spec_from_file_location("build_plugin", ROOT / "tools" / "qgis" / "build_plugin.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_build_plugin_refuses_placeholders_and_missing_contacts(tmp_path):
+    build = _load_build_module()
+    good = (ROOT / "setup.cfg").read_text(encoding="utf-8")
+    assert build.project_contacts(ROOT)["email"] == _setup_cfg_metadata()["author_email"]
+    (tmp_path / "setup.cfg").write_text(good.replace(_setup_cfg_metadata()["author_email"], "dev@example.org"))
+    with pytest.raises(build.BuildError, match="email 'dev@example.org' is a placeholder"):
+        build.project_contacts(tmp_path)
+    (tmp_path / "setup.cfg").write_text(good.replace("author_email", "maintainer_email"))
+    with pytest.raises(build.BuildError, match="no value for the plugin's 'email'"):
+        build.project_contacts(tmp_path)
+
+
+def test_the_declared_geogan_range_accepts_this_geogan():
+    # A version bump outside the range fails here until GEOGAN_COMPATIBLE is updated with it.
+    assert glue.is_compatible(geogan.__version__)
+
+
+@pytest.mark.parametrize("version, ok", [
+    ("0.1.0", True), ("0.1", True), ("0.1.7", True), ("0.1.0+g1234", True), ("0.1.3rc1", True),
+    ("0.2.0", False), ("0.2.0rc1", False), ("0.0.9", False), ("1.0", False), ("dev", False), (None, False),
+])
+def test_is_compatible_compares_releases_in_the_declared_range(version, ok):
+    assert glue.is_compatible(version, ("0.1.0", "0.2.0")) is ok
+
+
+@pytest.mark.parametrize("version", ["0.2.0", "0.0.1", None])
+def test_an_incompatible_geogan_is_one_line_naming_both_versions(monkeypatch, version):
+    if version is None:
+        monkeypatch.delattr(geogan, "__version__")
+    else:
+        monkeypatch.setattr(geogan, "__version__", version)
+    with pytest.raises(ToolError) as info:
+        import_geogan(ToolError)
+    message = str(info.value)
+    assert "\n" not in message and f"geogan {version or '(no version)'} in " in message
+    low, high = glue.GEOGAN_COMPATIBLE
+    assert f"needs geogan >= {low}, < {high}" in message
+    with pytest.raises(ToolError, match="does not fit this plugin"):  # and every algorithm says so
+        run_with_feedback(lambda *, progress: None, FakeFeedback(), ToolError)
+
+
+def test_a_broken_geogan_import_is_one_line(monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def broken(name, *args, **kwargs):
+        if name == "geogan":
+            raise ImportError("cannot import name 'errors' from partially initialized module 'geogan'\nmore")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", broken)
+    with pytest.raises(ToolError) as info:
+        import_geogan(ToolError)
+    assert str(info.value).startswith("cannot import geogan in QGIS's Python (cannot import name 'errors'")
+    assert "\n" not in str(info.value)

@@ -10,103 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import write_raster
+from conftest import TINY_TRAINING, encode_kind, make_chips, smooth_bands, write_raster
 
 torch = pytest.importorskip("torch")
 
-TINY = dict(ngf=8, ndf=8, n_layers_d=2, generator="resnet_6blocks", crop_size=32, batch_size=2,
-            epochs=1, epochs_decay=0, pool_size=4, log_every=1, checkpoint_every=0, device="cpu")
-
-
-def _smooth(rng: np.random.Generator, bands: int, size: int) -> np.ndarray:
-    """Random images with some spatial structure (sums of low-frequency waves) in [0, 1]."""
-    yy, xx = np.mgrid[0:size, 0:size] / size
-    out = np.empty((bands, size, size), np.float64)
-    for b in range(bands):
-        acc = np.zeros((size, size))
-        for _ in range(3):
-            fy, fx, ph = rng.uniform(0.5, 3.0), rng.uniform(0.5, 3.0), rng.uniform(0, 6.3)
-            acc += np.sin(2 * np.pi * (fy * yy + fx * xx) + ph)
-        out[b] = acc
-    out -= out.min(axis=(1, 2), keepdims=True)
-    out /= out.max(axis=(1, 2), keepdims=True) + 1e-9
-    return out
-
-
-def _encode(x01: np.ndarray, kind: str, dtype: str) -> np.ndarray:
-    """[0, 1] values → raw pixels of a kind: SAR linear power, DSM metres, imagery counts."""
-    if kind == "sar":
-        return (10 ** ((x01 * 20 - 25) / 10)).astype(dtype)  # -25..-5 dB
-    if kind == "dsm":
-        return (x01 * 80 + 100).astype(dtype)
-    top = 255 if dtype == "uint8" else 4000
-    return (x01 * (top - 20) + 10).astype(dtype)
-
-
-def make_chips(root: Path, *, a=(2, "sar", "float32"), b=(3, "optical", "uint8"), n_train=6, n_val=1,
-               size=32, paired=False, relation=None, seed=0, nodata_a=None, holes=False,
-               band_descriptions_b=None) -> Path:
-    """Write a chips export per the contract: train_a/ train_b/ val_a/ val_b/ and geogan_chips.json.
-
-    ``relation(x01_a) -> x01_b`` makes B a function of A (then chips are paired by name, and for
-    unpaired exports B is still drawn from the same mapping of other A images).
-    """
-    from geogan.bands import DomainSpec, StatsAccumulator
-
-    from geogan.raster import valid_mask  # noqa: F401  (validity as the predictor sees it)
-
-    rng = np.random.default_rng(seed)
-    (ca, kind_a, dt_a), (cb, kind_b, dt_b) = a, b
-    accs = {"a": StatsAccumulator(ca, dt_a, kind_a), "b": StatsAccumulator(cb, dt_b, kind_b)}
-    counts = {"a": {"train": 0, "val": 0}, "b": {"train": 0, "val": 0}}
-    for split, n in (("train", n_train), ("val", n_val)):
-        for d in ("a", "b"):
-            (root / f"{split}_{d}").mkdir(parents=True, exist_ok=True)
-        for k in range(n):
-            xa = _smooth(rng, ca, size)
-            if relation is not None:
-                src = xa if (paired or split == "val") else _smooth(rng, ca, size)
-                xb = relation(src)
-            else:
-                xb = _smooth(rng, cb, size)
-            raw_a, raw_b = _encode(xa, kind_a, dt_a), _encode(xb, kind_b, dt_b)
-            valid = np.ones((size, size), bool)
-            if holes:
-                valid[: size // 4, : size // 4] = False
-            name = f"scene_r{k * size:06d}_c{0:06d}.tif"
-            kwargs_a = {}
-            if nodata_a is not None:
-                raw_a[:, ~valid] = nodata_a
-                kwargs_a["nodata"] = nodata_a
-            elif holes:
-                kwargs_a["mask"] = valid
-            write_raster(root / f"{split}_a" / name, raw_a, **kwargs_a)
-            write_raster(root / f"{split}_b" / name, raw_b)
-            if relation is not None and split == "train" and not paired:
-                # What B would be for this A chip: ground truth for tests only (training ignores it).
-                (root / "truth_b").mkdir(exist_ok=True)
-                write_raster(root / "truth_b" / name, _encode(relation(xa), kind_b, dt_b))
-            if split == "train":
-                va = valid if holes else np.ones_like(valid)
-                if kind_a == "sar":
-                    va = va & np.all(raw_a > 0, axis=0)
-                accs["a"].update(raw_a, va)
-                accs["b"].update(raw_b, np.ones_like(valid))
-            counts["a"][split] += 1
-            counts["b"][split] += 1
-    domains = {}
-    for d, (c, kind, dt) in (("a", a), ("b", b)):
-        bands = tuple(range(1, c + 1))
-        desc = tuple(band_descriptions_b) if (d == "b" and band_descriptions_b) else ()
-        spec = DomainSpec(kind=kind, bands=bands, dtype=dt, nodata=nodata_a if d == "a" else None,
-                          stats=accs[d].result(bands), crs="EPSG:32633", resolution=(10.0, 10.0),
-                          band_descriptions=desc)
-        domains[d] = {**spec.to_dict(), "sources": [str(root / f"{d}.tif")], "chips": counts[d]}
-    meta = {"format": "geogan-chips", "format_version": 1, "paired": paired, "tile_size": size, "stride": size,
-            "min_valid": 0.5, "val_fraction": 0.1, "seed": seed, "aoi": None, "domains": domains,
-            "skipped": {"a": {"invalid": 0, "outside_aoi": 0}, "b": {"invalid": 0, "outside_aoi": 0}}}
-    (root / "geogan_chips.json").write_text(json.dumps(meta, indent=1))
-    return root
+TINY = TINY_TRAINING
 
 
 # --------------------------------------------------------------------------------------------
@@ -191,7 +99,7 @@ def test_band_combinations_train(tmp_path, name):
     assert (values[:, 3] > 0).all() == same  # identity loss used exactly when the domains match
 
     model = load_model(path)
-    raw_a = _encode(np.full((ca, 32, 32), 0.5), combo["a"][1], combo["a"][2])
+    raw_a = encode_kind(np.full((ca, 32, 32), 0.5), combo["a"][1], combo["a"][2])
     out = model.translate(raw_a, "a2b")
     assert out.shape == (cb, 32, 32) and out.dtype == np.dtype(combo["b"][2])
     back = model.translate(out, "b2a")
@@ -450,7 +358,7 @@ def test_model_file_round_trip_and_summary(tmp_path):
     assert payload["domains"]["a"]["kind"] == "sar" and len(payload["domains"]["b"]["bands"]) == 3
 
     model = load_model(path)
-    raw = _encode(_smooth(np.random.default_rng(1), 2, 32), "sar", "float32")
+    raw = encode_kind(smooth_bands(np.random.default_rng(1), 2, 32), "sar", "float32")
     first = model.translate(raw, "a2b")
     save_model(model, tmp_path / "copy.geogan")
     again = load_model(tmp_path / "copy.geogan").translate(raw, "a2b")
@@ -585,10 +493,10 @@ def test_trains_on_a_real_chips_export(tmp_path):
     from geogan.trainer import train
 
     rng = np.random.default_rng(0)
-    x = _smooth(rng, 2, 96)
-    sar = _encode(x, "sar", "float32")
+    x = smooth_bands(rng, 2, 96)
+    sar = encode_kind(x, "sar", "float32")
     sar[:, :10, :10] = 0.0
-    rgb = _encode(_smooth(rng, 3, 96), "optical", "uint8")
+    rgb = encode_kind(smooth_bands(rng, 3, 96), "optical", "uint8")
     a = write_raster(tmp_path / "sar.tif", sar, nodata=0.0)
     b = write_raster(tmp_path / "rgb.tif", rgb)
     export_chips(a, b, tmp_path / "chips", kind_a="sar", kind_b="optical", tile_size=32, stride=16, min_valid=0.5,

@@ -7,7 +7,7 @@ import yaml
 torch = pytest.importorskip("torch")
 from click.testing import CliRunner  # noqa: E402
 
-from test_train import make_chips  # noqa: E402
+from conftest import make_chips  # noqa: E402
 
 from geogan.cli import cli  # noqa: E402
 

@@ -6,7 +6,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from test_train import make_chips  # noqa: E402
+from conftest import make_chips  # noqa: E402
 
 from geogan.data import Augmentation, ChipDataset, open_chips  # noqa: E402
 
@@ -86,7 +86,7 @@ def test_load_train_config_sources_and_overrides(tmp_path):
 
 
 def test_preview_display_bands():
-    from test_models import spec
+    from conftest import make_spec as spec
 
     from geogan.bands import DomainSpec
     from geogan.trainer import _display_bands, to_display
@@ -115,7 +115,7 @@ def test_example_config_documents_the_defaults():
 
 def test_loader_workers_give_the_same_batches(tmp_path):
     from geogan.trainer import train
-    from test_train import TINY
+    from conftest import TINY_TRAINING as TINY
     from geogan.modelfile import read_payload
 
     chips = make_chips(tmp_path / "chips", n_train=4)

@@ -5,12 +5,16 @@
 #  2. makes (or reuses) a venv from QGIS's own Python with --system-site-packages
 #     ($GEOGAN_QGIS_VENV, default .venv-qgis) and installs CPU torch and geogan into it,
 #     pinned so that QGIS's own numpy stays the one in use;
-#  3. runs tools/qgis/check_qgis.py: QgsApplication + Processing, the provider, processing.run
+#  3. builds the installable plugin zip (tools/qgis/build_plugin.sh) and installs it into a
+#     fresh, throw-away QGIS profile (HOME is a temporary folder), as a user's "Install from ZIP"
+#     would; every check below runs that installed copy, not the source folder;
+#  4. runs tools/qgis/check_qgis.py: QgsApplication + Processing, the provider, processing.run
 #     for chips / a tiny train / translate on sample_data/, output layer CRS/extent, progress
-#     0→100, cancel leaves nothing, errors as QgsProcessingException;
-#  4. installs the plugin into a throw-away QGIS profile and runs it through qgis_process.bin
-#     (the QGIS binary, where QGIS's GDAL is loaded before rasterio's): list + translate;
-#  5. starts the QGIS desktop app under Xvfb with that profile (tools/qgis/check_qgis_desktop.py):
+#     0→100, one log line per epoch, cancel leaves nothing, errors and an incompatible geogan
+#     as one-line QgsProcessingException;
+#  5. runs the plugin through qgis_process.bin (the QGIS binary, where QGIS's GDAL is loaded
+#     before rasterio's): list + translate;
+#  6. starts the QGIS desktop app under Xvfb with that profile (tools/qgis/check_qgis_desktop.py):
 #     the plugin loads via classFactory/initGui and runAndLoadResults adds the translated layer
 #     (with the xcb platform: the desktop app crashes in QgsClipboard on "offscreen").
 # Prints PASS/FAIL lines; exits non-zero on any failure. A second run skips apt and reuses the venv.
@@ -62,24 +66,32 @@ fi
 "$PY" -m pip install -q -c "$CONSTRAINTS" -e "$ROOT"
 log "$("$PY" -c 'import torch, rasterio, numpy, pyproj, shapely; from osgeo import gdal; print(f"torch {torch.__version__}, numpy {numpy.__version__}, rasterio {rasterio.__version__} (GDAL {rasterio.__gdal_version__}), QGIS GDAL {gdal.__version__}, pyproj {pyproj.__version__}, shapely {shapely.__version__}")')"
 
-# -- 3. the headless Processing check -------------------------------------------------------------
+# -- 3. the plugin zip, installed into a fresh profile -------------------------------------------------
 status=0
-"$PY" tools/qgis/check_qgis.py --workdir "$WORK/check" || status=1
-
-# -- 4. the plugin in a QGIS profile, run by qgis_process.bin ---------------------------------------
-# (the Debian qgis_process wrapper fails on --noversioncheck; qgis_process.bin works)
 pass() { echo "PASS: $*"; }
 fail() { echo "FAIL: $*"; status=1; }
+ZIP="$(PYTHON="$PY" bash tools/qgis/build_plugin.sh --out-dir "$WORK/dist")"
+export HOME="$WORK/home"  # a throw-away profile, so the user's QGIS settings are untouched
+PLUGINS="$HOME/.local/share/QGIS/QGIS3/profiles/default/python/plugins"
+mkdir -p "$PLUGINS"
+"$PY" -c 'import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extractall(sys.argv[2])' "$ZIP" "$PLUGINS"
+if [ -f "$PLUGINS/geogan_provider/LICENSE" ] && grep -q "^version=$("$PY" -c 'import geogan; print(geogan.__version__)')\$" "$PLUGINS/geogan_provider/metadata.txt"; then
+  pass "$(basename "$ZIP") built and installed into a fresh profile (metadata version = geogan's, LICENSE included)"
+else
+  fail "the plugin zip $ZIP lacks LICENSE or geogan's version in metadata.txt"
+fi
+
+# -- 4. the headless Processing check, on the installed plugin -------------------------------------
+"$PY" tools/qgis/check_qgis.py --workdir "$WORK/check" --plugins "$PLUGINS" || status=1
+
+# -- 5. the installed plugin run by qgis_process.bin -----------------------------------------------
+# (the Debian qgis_process wrapper fails on --noversioncheck; qgis_process.bin works)
 MODEL="$WORK/check/run/model.geogan"
 if ! command -v qgis_process.bin >/dev/null 2>&1; then
   fail "qgis_process.bin not found (package qgis)"
 elif [ ! -f "$MODEL" ]; then
   fail "qgis_process.bin check skipped: the Python check trained no model"
 else
-  export HOME="$WORK/home"  # a throw-away profile, so the user's QGIS settings are untouched
-  PLUGINS="$HOME/.local/share/QGIS/QGIS3/profiles/default/python/plugins"
-  mkdir -p "$PLUGINS"
-  cp -r tools/qgis/geogan_provider "$PLUGINS/"
   qgis_process.bin plugins enable geogan_provider >/dev/null 2>&1 || true
   listed="$(qgis_process.bin list 2>/dev/null | grep -E '^\s*geogan:' || true)"
   echo "$listed"
@@ -109,7 +121,7 @@ EOF
   fi
 fi
 
-# -- 5. the QGIS desktop app, as a user runs it ---------------------------------------------------
+# -- 6. the QGIS desktop app, as a user runs it ---------------------------------------------------
 if [ -f "$MODEL" ] && [ -d "${PLUGINS:-}" ] && command -v xvfb-run >/dev/null 2>&1; then
   RESULT="$WORK/desktop_result.txt"
   GEOGAN_VENV="$VENV" GEOGAN_DESKTOP_RESULT="$RESULT" GEOGAN_DESKTOP_MODEL="$MODEL" GEOGAN_DESKTOP_INPUT="$TEST" \

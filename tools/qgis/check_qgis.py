@@ -10,10 +10,14 @@ then runs ``processing.run`` for ``geogan:chips``, a tiny ``geogan:train`` and
 * the translated raster loads as a valid ``QgsRasterLayer`` with the input's CRS and extent;
 * progress was reported from 0 to 100;
 * a cancel requested mid-translation stops it promptly and leaves no output (nor temp) file;
-* a geogan error reaches QGIS as a ``QgsProcessingException`` carrying geogan's message.
+* a geogan error reaches QGIS as a ``QgsProcessingException`` carrying geogan's message;
+* training progress is one 0→100 sweep with one log line per epoch (the trainer's events);
+* an incompatible geogan version is refused in one line.
 
+``--plugins DIR`` imports the plugin from DIR (``tools/qgis/build_plugin.sh``'s zip unpacked into
+a QGIS profile's plugins folder by ``tools/qgis_check.sh``); the default is the source folder.
 Prints one PASS/FAIL line per check and exits non-zero if any failed.
-    usage: check_qgis.py [--workdir DIR] [--keep]
+    usage: check_qgis.py [--workdir DIR] [--keep] [--plugins DIR]
 """
 from __future__ import annotations
 
@@ -29,7 +33,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "tools" / "qgis"))
 for plugins in ("/usr/share/qgis/python/plugins", "/usr/lib/qgis/python/plugins"):
     if os.path.isdir(plugins) and plugins not in sys.path:
         sys.path.append(plugins)
@@ -160,7 +163,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    parser.add_argument("--plugins", type=Path, default=ROOT / "tools" / "qgis",
+                        help="folder holding geogan_provider/ (default: the source folder)")
     args = parser.parse_args()
+    sys.path.insert(0, str(args.plugins))
 
     from qgis.core import QgsApplication, QgsProcessingException, QgsRasterLayer
 
@@ -173,6 +179,8 @@ def main() -> int:
     import processing
 
     check_clean_import()
+    import geogan
+    import geogan_provider
     from geogan_provider.plugin import GeoganPlugin
 
     from qgis.core import Qgis
@@ -187,6 +195,11 @@ def main() -> int:
         print(f"  {alg.id():<20} {alg.displayName():<18} group: {alg.group()}", flush=True)
     report(ids == ["geogan:chips", "geogan:train", "geogan:translate"],
            "provider 'geogan' registered with its algorithms", ", ".join(ids))
+    version = provider.versionInfo() if provider else ""
+    report(Path(geogan_provider.__file__).resolve().parent.parent == args.plugins.resolve()
+           and (version == geogan.__version__ or args.plugins == ROOT / "tools" / "qgis"),
+           "the plugin comes from the folder given and reports its built version",
+           f"{geogan_provider.__file__}, versionInfo {version!r}, geogan {geogan.__version__}")
 
     Feedback = make_feedback_class()
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="geogan-qgis-check-"))
@@ -225,10 +238,14 @@ def main() -> int:
             "OUTPUT": str(run_dir),
         }, feedback=fb)
         model_file = Path(res.get("MODEL_FILE", ""))
-        report(model_file.is_file() and max(fb.progress_values, default=0) >= 100,
-               "processing.run('geogan:train') trained a tiny model (config file + overrides: ngf 8, 1 epoch, crop 32)",
-               f"{model_file.name} in {time.perf_counter() - t0:.1f} s; progress {min(fb.progress_values, default=-1):.0f}% "
-               f"→ {max(fb.progress_values, default=-1):.0f}%; last report: {([m for m in fb.infos + fb.texts if 'epoch' in m] or [''])[-1]!r}")
+        values = fb.progress_values
+        epoch_lines = [m for m in fb.infos if m.startswith("epoch ")]
+        report(model_file.is_file() and values == sorted(values) and values[-1:] == [100.0]
+               and [m.split(" done")[0] for m in epoch_lines] == ["epoch 1/1"],
+               "processing.run('geogan:train') trained a tiny model (config file + overrides: ngf 8, 1 epoch, crop 32), "
+               "progress one 0→100 sweep, one log line per epoch",
+               f"{model_file.name} in {time.perf_counter() - t0:.1f} s; {len(values)} progress values "
+               f"{min(values, default=-1):.0f}% → {max(values, default=-1):.0f}%; epoch lines {epoch_lines}")
 
         # -- cancel mid-training -------------------------------------------------------------
         cancel_run = workdir / "run_cancelled"
@@ -331,6 +348,22 @@ def main() -> int:
                and not (workdir / "never.tif").exists(),
                "a geogan error reaches QGIS as QgsProcessingException with geogan's one-line message",
                repr(raised))
+
+        # -- an incompatible geogan is refused in one line ------------------------------------
+        real_version = geogan.__version__
+        geogan.__version__ = "99.0.0"
+        raised = ""
+        try:
+            processing.run("geogan:translate", {
+                "MODEL": str(model_file), "INPUT": inputs["test"], "OUTPUT": str(workdir / "never2.tif"),
+            }, feedback=Feedback())
+        except QgsProcessingException as exc:
+            raised = str(exc)
+        finally:
+            geogan.__version__ = real_version
+        report("geogan 99.0.0" in raised and "does not fit this plugin" in raised and "\n" not in raised.strip()
+               and not (workdir / "never2.tif").exists(),
+               "an incompatible geogan version is refused with one line", repr(raised))
     finally:
         plugin.unload()
         if not args.keep and args.workdir is None:

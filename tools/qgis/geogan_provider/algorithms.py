@@ -2,10 +2,12 @@
 
 Each algorithm only converts QGIS parameters into arguments of geogan's Python API
 (``geogan.export_chips``, ``geogan.train``, ``geogan.translate_raster``) and runs it with a
-progress adapter around the Processing feedback (:mod:`.feedback`); geogan errors come back
+progress adapter around the Processing feedback (``geogan.QgisFeedbackProgress``; for training
+:class:`.feedback.TrainingProgress` on top); geogan errors come back
 as ``QgsProcessingException`` with geogan's one-line message (:mod:`.glue`). geogan itself is
 imported only when an algorithm runs, so the toolbox lists the algorithms even in a QGIS whose
-Python lacks torch, and says how to install it when one is run.
+Python lacks torch or geogan, and says in one line how to install (or which version to install)
+when one is run.
 """
 from __future__ import annotations
 
@@ -33,7 +35,7 @@ from qgis.core import (
 )
 
 from .feedback import TrainingProgress
-from .glue import band_list, import_geogan, run_with_feedback, train_settings
+from .glue import band_list, import_geogan, plugin_metadata, run_with_feedback, train_settings
 
 GROUP_ID = "geogan"
 GROUP = "Raster translation (GAN)"
@@ -73,7 +75,8 @@ class GeoganAlgorithm(QgsProcessingAlgorithm):
         return type(self)()
 
     def helpUrl(self) -> str:
-        return "https://github.com/geogan/geogan#qgis"
+        homepage = plugin_metadata("homepage")
+        return f"{homepage}#qgis" if homepage else ""
 
     @staticmethod
     def _given(parameters: dict, name: str) -> bool:
@@ -179,7 +182,7 @@ class ExportChipsAlgorithm(GeoganAlgorithm):
         kind_a = KINDS[self.parameterAsEnum(parameters, self.KIND_A, context)]
         kind_b = KINDS[self.parameterAsEnum(parameters, self.KIND_B, context)]
         aoi, aoi_crs = self._aoi(parameters, context, feedback)
-        summary, _ = run_with_feedback(
+        summary = run_with_feedback(
             geogan.export_chips, feedback, QgsProcessingException, a, b, out,
             bands_a=band_list(self.parameterAsString(parameters, self.BANDS_A, context)),
             bands_b=band_list(self.parameterAsString(parameters, self.BANDS_B, context)),
@@ -290,9 +293,10 @@ class TrainAlgorithm(GeoganAlgorithm):
             raise QgsProcessingException(str(exc)) from None
         feedback.pushInfo(f"Training a {cfg.model} ({cfg.generator}, ngf {cfg.ngf}) on {cfg.data} for "
                           f"{cfg.epochs}+{cfg.epochs_decay} epochs into {cfg.out}")
-        model_path, _ = run_with_feedback(geogan.train, feedback, QgsProcessingException, cfg,
-                                          progress_cls=TrainingProgress,
-                                          resume=self.parameterAsBoolean(parameters, self.RESUME, context))
+        training = TrainingProgress(geogan.QgisFeedbackProgress(feedback), feedback, cfg.epochs + cfg.epochs_decay)
+        model_path = run_with_feedback(geogan.train, feedback, QgsProcessingException, cfg, progress=training,
+                                       on_event=training.on_event,
+                                       resume=self.parameterAsBoolean(parameters, self.RESUME, context))
         feedback.pushInfo(f"Model written to {model_path}")
         return {self.MODEL_FILE: str(model_path), self.OUTPUT: str(cfg.out)}
 

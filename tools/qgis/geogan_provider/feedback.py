@@ -1,92 +1,59 @@
-"""QGIS feedback <-> geogan progress, without importing qgis (so it is testable anywhere).
+"""What the plugin adds to geogan's own QGIS progress adapter, without importing qgis or geogan
+(so it is testable anywhere).
 
-``FeedbackProgress`` turns geogan's ``update(done, total, message)`` / ``cancelled()`` protocol
-into calls on a ``QgsProcessingFeedback``:
+Progress, progress texts and the Cancel button are ``geogan.QgisFeedbackProgress``. On top of it:
 
-* ``setProgress(0..100)`` whenever the whole percent changes (and always at 0 and 100);
-* ``setProgressText(message)`` when a phase starts (a new ``total``), which labels the bar;
-* ``pushInfo(message)`` when a phase ends and at most every ``info_every_s`` seconds in between,
-  because in the Processing dialog every ``setProgressText``/``pushInfo`` adds a log line and
-  a per-tile message would flood it;
-* ``isCanceled()`` is the Cancel button: geogan polls it between tile batches / training steps
-  and raises ``geogan.Cancelled``.
-
-``forward_logging`` routes the ``geogan`` loggers (warnings such as a CRS mismatch) into the
-same feedback for the duration of one algorithm run, from that run's thread only.
+* ``TrainingProgress`` shows a whole training run on one bar and logs one line per epoch, from
+  the trainer's structured ``("epoch", {...})`` events (``geogan.train(..., on_event=...)``);
+* ``forward_logging`` routes the ``geogan`` loggers (warnings such as a CRS mismatch) into the
+  feedback for the duration of one algorithm run, from that run's thread only.
 """
 from __future__ import annotations
 
 import contextlib
 import logging
-import re
 import threading
-import time
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Iterator, Mapping
 
 
-class FeedbackProgress:
-    """A geogan progress object that reports to a ``QgsProcessingFeedback`` (duck-typed)."""
+class TrainingProgress:
+    """One bar for a whole training run, and one log line per finished epoch.
 
-    def __init__(self, feedback: Any, *, info_every_s: float = 5.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self._feedback = feedback
-        self._info_every_s = info_every_s
-        self._clock = clock
-        self._total: Optional[int] = None
-        self._percent: Optional[int] = None
-        self._last_info = clock()
-        self._last_message = ""
-        self.max_percent = 0.0  # the highest percent reported, for callers that check completion
+    ``geogan.train`` reports ``update(step, steps_per_epoch, message)`` within each epoch, which
+    would sweep QGIS's bar from 0 to 100 once per epoch. This maps it onto the run,
+    ``(epochs_done * steps + step) / (epochs * steps)``, where ``epochs_done`` comes from the
+    trainer's ``("epoch", {"epoch", "iteration", "losses"})`` events passed to :meth:`on_event`
+    (never from the message text). Everything is forwarded to ``progress``, a
+    ``geogan.QgisFeedbackProgress``; the epoch lines go to ``feedback.pushInfo``.
 
-    def update(self, done: int, total: int, message: str = "") -> None:
-        self._report(done, total, message, milestone=False)
-
-    def _report(self, done: int, total: int, message: str, milestone: bool) -> None:
-        percent = 100.0 * done / total if total else 100.0
-        percent = max(0.0, min(100.0, percent))
-        new_phase = total != self._total
-        if new_phase:
-            self._total = total
-            if message:
-                self._feedback.setProgressText(message)
-                self._last_message = message
-                self._last_info = self._clock()
-        whole = int(percent)
-        if new_phase or whole != self._percent or percent >= 100.0:
-            self._feedback.setProgress(percent)
-            self._percent = whole
-        self.max_percent = max(self.max_percent, percent)
-        if not message or message == self._last_message:
-            return
-        now = self._clock()
-        if milestone or (total and done >= total) or now - self._last_info >= self._info_every_s:
-            self._feedback.pushInfo(message)
-            self._last_message = message
-            self._last_info = now
-
-    def cancelled(self) -> bool:
-        return bool(self._feedback.isCanceled())
-
-
-class TrainingProgress(FeedbackProgress):
-    """Shows a whole training run on one bar.
-
-    ``geogan.train`` reports ``update(step, steps_per_epoch, "epoch e/E  losses")``, which would
-    sweep QGIS's bar from 0 to 100 once per epoch; this maps it onto the run,
-    ``((e - 1) * steps + step) / (E * steps)``, and logs each epoch's last message. A message
-    without ``epoch e/E`` is passed through unchanged.
+    A resumed run does not say at which epoch it resumes before its first epoch ends, so its bar
+    starts from ``epochs_done`` (0 unless given) and catches up at that first epoch event.
     """
 
-    _EPOCH = re.compile(r"\bepoch (\d+)/(\d+)\b")
+    def __init__(self, progress: Any, feedback: Any, epochs: int, epochs_done: int = 0) -> None:
+        self._progress = progress
+        self._feedback = feedback
+        self.epochs = max(1, int(epochs))
+        self.epochs_done = int(epochs_done)
 
     def update(self, done: int, total: int, message: str = "") -> None:
-        match = self._EPOCH.search(message or "")
-        if match and total > 0:
-            epoch, epochs = int(match.group(1)), int(match.group(2))
-            if 1 <= epoch <= epochs:
-                self._report((epoch - 1) * total + done, epochs * total, message, milestone=done >= total)
-                return
-        self._report(done, total, message, milestone=False)
+        if total <= 0:
+            self._progress.update(done, total, message)
+            return
+        run_total = self.epochs * total
+        self._progress.update(min(self.epochs_done * total + done, run_total), run_total, message)
+
+    def cancelled(self) -> bool:
+        return bool(self._progress.cancelled())
+
+    def on_event(self, name: str, info: Mapping[str, Any]) -> None:
+        """The trainer's event hook: an ``"epoch"`` event moves the bar and writes the epoch's line."""
+        if name != "epoch":
+            return
+        self.epochs_done = int(info["epoch"])
+        losses = "  ".join(f"{key} {float(value):.3f}" for key, value in dict(info.get("losses") or {}).items())
+        self._feedback.pushInfo(f"epoch {self.epochs_done}/{self.epochs} done at step {int(info['iteration'])}"
+                                + (f": {losses}" if losses else ""))
 
 
 class _FeedbackLogHandler(logging.Handler):

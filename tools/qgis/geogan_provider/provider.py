@@ -5,8 +5,7 @@ from __future__ import annotations
 from qgis.core import QgsProcessingProvider
 
 from .algorithms import ExportChipsAlgorithm, TrainAlgorithm, TranslateRasterAlgorithm
-
-VERSION = "0.1.0"
+from .glue import plugin_metadata
 
 
 class GeoganProvider(QgsProcessingProvider):
@@ -20,7 +19,7 @@ class GeoganProvider(QgsProcessingProvider):
         return "geogan — GAN translation of georeferenced rasters"
 
     def versionInfo(self) -> str:
-        return VERSION
+        return plugin_metadata("version")  # written by tools/qgis/build_plugin.sh from geogan's
 
     def loadAlgorithms(self) -> None:
         for alg in (ExportChipsAlgorithm(), TrainAlgorithm(), TranslateRasterAlgorithm()):
