@@ -53,9 +53,9 @@ def test_a_stop_signal_ends_a_chip_export_cleanly(make_raster, tmp_path, signum,
     proc = _geogan("chips", "--a", str(a), "--b", str(b), "--out", str(out), "--tile-size", "16",
                    "--val-fraction", "0")
     deadline = time.monotonic() + 120
-    while not any(p.name.startswith(".chips") for p in tmp_path.iterdir()):  # export under way
+    while not list(tmp_path.glob(".chips*/train_*/*.tif")):  # chips are being written: the loop polls
         assert proc.poll() is None, proc.communicate()[1].decode()
-        assert time.monotonic() < deadline
+        assert time.monotonic() < deadline, "the export never started"
         time.sleep(0.05)
     proc.send_signal(signum)
     _, err = proc.communicate(timeout=120)
