@@ -159,7 +159,7 @@ def test_min_valid_nodata_nan_and_sar_nonpositive(make_raster, tmp_path):
     sar = rng.gamma(2.0, 0.05, (2, 64, 64)).astype("float32")
     sar[0, :32, :32] = 0.0           # non-positive backscatter: whole top-left chip invalid
     sar[1, :32, 32:] = np.nan        # NaN in one band: top-right chip invalid
-    sar[0, 32:, :32][:4] = -1.0      # 4 rows of 32 invalid: 87.5% valid
+    sar[0, 32:, :32][:4] = 0.0       # 4 rows of 32 invalid: 87.5% valid
     a = make_raster("sar.tif", sar)
     opt = gradient(3, 64, 64, "uint8")
     opt[:, :, :32] = 0
@@ -356,7 +356,7 @@ def test_aoi_in_another_crs_keeps_only_intersecting_chips(make_raster, tmp_path,
     # 600 m = 60 px: chips at offsets 0 and 32 in each direction overlap it, 64 and 96 do not
     assert set(chips_of(out, "train_a").values()) == {(0, 0), (0, 32), (32, 0), (32, 32)}
     assert s.skipped["a"]["outside_aoi"] == 12
-    assert read_chips_metadata(out)["aoi"]["wkt"].startswith(("POLYGON", "MULTIPOLYGON"))
+    assert read_chips_metadata(out)["aoi"]["a"]["wkt"].startswith(("POLYGON", "MULTIPOLYGON"))
 
 
 def test_aoi_errors(make_raster, tmp_path):
@@ -510,7 +510,7 @@ def test_several_rasters_per_domain_and_small_raster_skipped(make_raster, tmp_pa
     assert "tiny.tif" in caplog.text and "smaller than one" in caplog.text
     names = set(chips_of(out, "train_a"))
     assert {n.rsplit("_r", 1)[0] for n in names} == {"scene", "scene-2"}
-    assert s.counts["a"]["train"] == 8 and s.small_rasters["a"] == [tiny.resolve()]
+    assert s.counts["a"]["train"] == 8 and s.small_rasters["a"] == [str(tiny.resolve())]
     assert read_chips_metadata(out)["domains"]["a"]["sources"] == [str(a1.resolve()), str(a2.resolve()), str(tiny.resolve())]
     with pytest.raises(RasterError, match="tiny.tif.*smaller than one 32x32 tile"):
         export_chips([tiny], b, tmp_path / "o2", tile_size=32)
