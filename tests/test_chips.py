@@ -609,3 +609,45 @@ def test_paired_b_validity_follows_its_footprint_and_mask(make_raster, tmp_path)
         m = chip.read_masks(1) > 0
         assert m[:5].sum() == 0 and m[5:, :28].all() and not m[:, 28:].any()  # 10 B rows = 5 A rows; B ends at col 60
         assert chip.dtypes[0] == "uint16" and chip.res == (10.0, 10.0)
+
+
+# --------------------------------------------------------------------------- what training reads back
+
+def test_training_reads_chip_sizes_from_the_metadata(make_raster, tmp_path, monkeypatch):
+    import geogan.data as data
+
+    a = make_raster("a.tif", gradient(2, 128, 128, "uint16"))
+    b = make_raster("b.tif", gradient(3, 128, 128, "uint8"))
+    out = tmp_path / "out"
+    s = export_chips(a, b, out, tile_size=32, val_fraction=0.25)
+    assert read_chips_metadata(out)["chip_size"] == [32, 32]
+    opened = []
+    real = data.check_chip
+    monkeypatch.setattr(data, "check_chip", lambda path, spec: opened.append(path) or real(path, spec))
+    export = data.open_chips(out)
+    assert export.chip_size == (32, 32) and len(export.files["train_a"]) == s.counts["a"]["train"]
+    assert len(opened) == 4  # the first chip of each split, not every chip
+    next(iter((out / "train_b").iterdir())).unlink()
+    with pytest.raises(InputError, match=r"train_b.*holds 11 chip\(s\) but geogan_chips.json says 12"):
+        data.open_chips(out)
+    meta = read_chips_metadata(out)
+    del meta["chip_size"]  # an export from before chip sizes were recorded: every chip is opened
+    meta["domains"]["b"]["chips"]["train"] -= 1
+    (out / METADATA_NAME).write_text(json.dumps(meta))
+    opened.clear()
+    assert data.open_chips(out).chip_size == (32, 32) and len(opened) == sum(s.counts[d]["train"] + s.counts[d]["val"]
+                                                                               for d in "ab") - 1
+
+
+def test_sar_db_chips_are_valid_when_training_reads_them(make_raster, tmp_path):
+    from geogan.data import open_chips, read_chip
+
+    db = np.random.default_rng(0).normal(-14, 4, (2, 64, 64)).astype("float32")
+    a = make_raster("s1_VV.tif", db)
+    b = make_raster("b.tif", gradient(3, 64, 64, "uint8"))
+    out = tmp_path / "out"
+    export_chips(a, b, out, tile_size=32, val_fraction=0)
+    export = open_chips(out)
+    assert export.specs["a"].units == "db"
+    x, valid = read_chip(export.files["train_a"][0], export.specs["a"])
+    assert valid.all() and np.isfinite(x).all() and -1.5 < float(x.mean()) < 1.5

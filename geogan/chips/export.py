@@ -59,8 +59,9 @@ class ChipSummary:
     ``counts[d]`` = {"train": n, "val": m}; ``skipped[d]`` = chips not written and why:
     ``invalid`` (below min_valid), ``outside_aoi``, ``val_overlap`` (training windows that
     would overlap a validation chip), in paired mode ``partner_invalid`` (the other side
-    failed min_valid), and for SAR in linear power or amplitude ``nonpositive`` (of the
-    ``invalid`` ones, those that failed only because of values <= 0, as dB data would).
+    failed min_valid), and for SAR in linear power or amplitude ``negative`` (of the
+    ``invalid`` ones, those that failed only because negative values are invalid there: dB
+    data would).
     ``sources[d]`` and ``small_rasters[d]`` name rasters by their absolute paths (a scene's
     files comma-joined). ``kind_reasons``/``units_reasons`` say why each kind and SAR units
     were chosen; ``validation[d]`` what the validation split did; ``recovered`` what was put
@@ -102,13 +103,13 @@ class ChipSummary:
 
 
 def skipped_text(domain: str, skipped: dict[str, int], min_valid: Optional[float] = None) -> str:
-    """``3 below --min-valid (2 of them only for values <= 0: looks like dB, use --units-a db), 4 outside the AOI``."""
+    """``3 below --min-valid 0.95 (2 of them only for negative values ...: looks like dB, use --units-a db), 4 outside the AOI``."""
     threshold = f" {min_valid:g}" if min_valid is not None else ""
     parts = []
     if skipped.get("invalid"):
         text = f"{skipped['invalid']} below --min-valid{threshold}"
-        if skipped.get("nonpositive"):
-            text += (f" ({skipped['nonpositive']} of them only for values <= 0, which linear power or amplitude "
+        if skipped.get("negative"):
+            text += (f" ({skipped['negative']} of them only for negative values, which linear power or amplitude "
                      f"cannot be: looks like dB, use --units-{domain} db)")
         parts.append(text)
     for key, words in (("partner_invalid", "whose paired chip was below --min-valid"), ("outside_aoi", "outside the AOI"),
@@ -128,7 +129,7 @@ class DomainTally:
     train: int = 0
     val: int = 0
     invalid: int = 0
-    nonpositive: int = 0
+    negative: int = 0
     partner_invalid: int = 0
     outside_aoi: int = 0
     val_overlap: int = 0
@@ -140,8 +141,8 @@ class DomainTally:
         out = {"invalid": self.invalid, "outside_aoi": self.outside_aoi, "val_overlap": self.val_overlap}
         if self.paired:
             out["partner_invalid"] = self.partner_invalid
-        if self.nonpositive:
-            out["nonpositive"] = self.nonpositive
+        if self.negative:
+            out["negative"] = self.negative
         return out
 
     def kept(self, split: str) -> None:
@@ -177,14 +178,17 @@ class Chip:
 
 
 class Verdict:
-    """Whether a chip has enough valid pixels, and, when not, whether only values <= 0 made it fail."""
+    """Whether a chip has enough valid pixels, and, when not, whether only negative values (valid in
+    dB, invalid in linear power or amplitude) made it fail."""
 
     def __init__(self, ds, data: np.ndarray, masks: np.ndarray, choice: DomainChoice, min_valid: float) -> None:
         self.valid = valid_mask(ds, data, masks, choice.kind, choice.units)
         self.ok = enough_valid(self.valid, min_valid)
-        self.nonpositive = False
+        self.negative = False
         if not self.ok and choice.kind == "sar" and choice.units != "db":
-            self.nonpositive = enough_valid(valid_mask(ds, data, masks, "generic"), min_valid)
+            generic = valid_mask(ds, data, masks, "generic")
+            with np.errstate(invalid="ignore"):
+                self.negative = enough_valid(generic, min_valid) and bool((data[:, generic] < 0).any())
 
 
 def enough_valid(valid: np.ndarray, min_valid: float) -> bool:
@@ -299,7 +303,7 @@ class ExportRun:
 
     def _reject(self, d: str, verdict: Verdict, partner: Optional[str] = None) -> None:
         self.tally[d].invalid += 1
-        self.tally[d].nonpositive += int(verdict.nonpositive)
+        self.tally[d].negative += int(verdict.negative)
         if partner is not None:
             self.tally[partner].partner_invalid += 1
 
