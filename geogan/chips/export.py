@@ -103,7 +103,8 @@ class ChipSummary:
 
 
 def skipped_text(domain: str, skipped: dict[str, int], min_valid: Optional[float] = None) -> str:
-    """``3 below --min-valid 0.95 (2 of them only for negative values ...: looks like dB, use --units-a db), 4 outside the AOI``."""
+    """What was skipped, in words: ``3 below --min-valid 0.95 (2 of them only for negative values …:
+    looks like dB, use --units-a db), 4 outside the AOI``."""
     threshold = f" {min_valid:g}" if min_valid is not None else ""
     parts = []
     if skipped.get("invalid"):
@@ -112,8 +113,8 @@ def skipped_text(domain: str, skipped: dict[str, int], min_valid: Optional[float
             text += (f" ({skipped['negative']} of them only for negative values, which linear power or amplitude "
                      f"cannot be: looks like dB, use --units-{domain} db)")
         parts.append(text)
-    for key, words in (("partner_invalid", "whose paired chip was below --min-valid"), ("outside_aoi", "outside the AOI"),
-                       ("val_overlap", "overlapping validation chips")):
+    for key, words in (("partner_invalid", "whose paired chip was below --min-valid"),
+                       ("outside_aoi", "outside the AOI"), ("val_overlap", "overlapping validation chips")):
         if skipped.get(key):
             parts.append(f"{skipped[key]} {words}")
     return ", ".join(parts) or "none"
@@ -205,18 +206,29 @@ def read_chip(ds, src: Source, window) -> tuple[np.ndarray, np.ndarray, Optional
 
 class PartnerReader:
     """Domain B read on an A raster's exact grid: directly when the grids are equal, else
-    through a warp whose alpha band marks B's footprint and mask."""
+    through a warp whose alpha band marks B's footprint and mask. A context manager."""
 
-    def __init__(self, stack: contextlib.ExitStack, ds_a, src_b: Source, choice: DomainChoice) -> None:
+    def __init__(self, ds_a, src_b: Source, choice: DomainChoice) -> None:
         self.src = src_b
-        self.ds = stack.enter_context(src_b.open(choice.resampling))
-        same = (self.ds.crs == ds_a.crs and self.ds.transform == ds_a.transform
-                and (self.ds.width, self.ds.height) == (ds_a.width, ds_a.height))
-        self.vrt, self.alpha = (None, 0) if same else warped_onto(
-            self.ds, crs=ds_a.crs, transform=ds_a.transform, width=ds_a.width, height=ds_a.height,
-            resampling=choice.resampling)
-        if self.vrt is not None:
-            stack.enter_context(self.vrt)
+        self._stack = contextlib.ExitStack()
+        try:
+            self.ds = self._stack.enter_context(src_b.open(choice.resampling))
+            same = (self.ds.crs == ds_a.crs and self.ds.transform == ds_a.transform
+                    and (self.ds.width, self.ds.height) == (ds_a.width, ds_a.height))
+            self.vrt, self.alpha = (None, 0) if same else warped_onto(
+                self.ds, crs=ds_a.crs, transform=ds_a.transform, width=ds_a.width, height=ds_a.height,
+                resampling=choice.resampling)
+            if self.vrt is not None:
+                self._stack.enter_context(self.vrt)
+        except BaseException:
+            self._stack.close()
+            raise
+
+    def __enter__(self) -> "PartnerReader":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stack.close()
 
     def read(self, window) -> tuple[Any, np.ndarray, np.ndarray, Optional[np.ndarray]]:
         """(dataset, data, masks, file mask) of B over A's ``window``."""
@@ -277,9 +289,9 @@ class ExportRun:
     def _run_paired(self) -> None:
         for ri, chips in self.plan.a.by_raster():
             src_a = self.sources["a"][ri]
-            with contextlib.ExitStack() as stack:
-                ds_a = stack.enter_context(src_a.open(self.choices["a"].resampling))
-                partner = PartnerReader(stack, ds_a, self.sources["b"][self.plan.partners[ri]], self.choices["b"])
+            src_b = self.sources["b"][self.plan.partners[ri]]
+            with src_a.open(self.choices["a"].resampling) as ds_a, \
+                    PartnerReader(ds_a, src_b, self.choices["b"]) as partner:
                 for chip in chips:
                     self.ticker.tick(f"pair: {src_a.name}")
                     self._pair(ds_a, src_a, partner, chip)

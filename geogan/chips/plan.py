@@ -56,7 +56,8 @@ class ExportOptions:
         if not isinstance(self.stride, (int, np.integer)) or self.stride <= 0:
             raise ConfigError(f"--stride {self.stride}: must be a positive integer")
         if self.stride > self.tile_size:
-            raise ConfigError(f"--stride {self.stride}: must not exceed --tile-size {self.tile_size} (gaps between chips)")
+            raise ConfigError(f"--stride {self.stride}: must not exceed --tile-size {self.tile_size} "
+                              "(gaps between chips)")
         if not (0.0 <= float(self.min_valid) <= 1.0):
             raise ConfigError(f"--min-valid {self.min_valid}: must be within [0, 1]")
         if not (0.0 <= float(self.val_fraction) < 1.0):

@@ -165,7 +165,8 @@ def _inspect_one(scene: Scene, bands: Any, name: str) -> Source:
             raise BandMismatchError(f"{describe(scene.label)}: chosen bands mix dtypes {sorted(dtypes)}")
         dtype = dtypes.pop()
         if dtype not in SUPPORTED_DTYPES:
-            raise RasterError(f"{describe(scene.label)}: dtype {dtype} is not supported ({', '.join(SUPPORTED_DTYPES)})")
+            raise RasterError(f"{describe(scene.label)}: dtype {dtype} is not supported "
+                              f"({', '.join(SUPPORTED_DTYPES)})")
         flags = [ds.mask_flag_enums[i - 1] for i in chosen]
         return Source(
             scene=scene, label=label, name=name, bands=tuple(chosen), count=ds.count, dtype=dtype,

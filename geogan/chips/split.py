@@ -65,7 +65,8 @@ class SplitResult:
         if self.asked <= 0:
             return "none (--val-fraction 0)"
         if self.val_units == 0:
-            return f"none: {self.candidates} chip window(s) in {self.units} unit(s) cannot be split (asked {_pct(self.asked)})"
+            return (f"none: {self.candidates} chip window(s) in {self.units} unit(s) cannot be split "
+                    f"(asked {_pct(self.asked)})")
         what = "rasters" if self.unit == "raster" else f"blocks of {self.block} px"
         return (f"{self.val_units} of {self.units} {what} = {_pct(self.achieved)} of the chip windows "
                 f"(asked {_pct(self.asked)})")

@@ -25,7 +25,8 @@ _SCENES_HELP = ("a file; comma-joined files as the bands of one scene (VV.tif,VH
               help="Domain B input, as --a (with --paired one scene per A scene, in order, or one for all).")
 @click.option("--out", "out", required=True, metavar="DIR",
               help="Output directory (new, empty, or a previous chips export to replace).")
-@click.option("--bands-a", default=None, metavar="LIST", help="1-based bands of A in order, e.g. 1,2 (default: all but alpha).")
+@click.option("--bands-a", default=None, metavar="LIST",
+              help="1-based bands of A in order, e.g. 1,2 (default: all but alpha).")
 @click.option("--bands-b", default=None, metavar="LIST", help="1-based bands of B in order, e.g. 3,2,1.")
 @click.option("--kind-a", default=None, metavar="KIND",
               help="sar, optical, multispectral, dsm or generic (default: inferred from names and values; "
@@ -36,7 +37,8 @@ _SCENES_HELP = ("a file; comma-joined files as the bands of one scene (VV.tif,VH
                    "checked against them when given).")
 @click.option("--units-b", default=None, type=_UNITS, help="SAR units of B (default: inferred).")
 @click.option("--tile-size", default=256, show_default=True, type=int, help="Chip side in pixels (>= 16).")
-@click.option("--stride", default=None, type=int, help="Step between chips in pixels (default: tile size; smaller overlaps).")
+@click.option("--stride", default=None, type=int,
+              help="Step between chips in pixels (default: tile size; smaller overlaps).")
 @click.option("--min-valid", default=0.95, show_default=True, type=float,
               help="Keep a chip only if at least this fraction of its pixels is valid in every band.")
 @click.option("--aoi", default=None, metavar="FILE|WKT",
