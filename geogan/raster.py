@@ -13,6 +13,7 @@ renamed into place.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import math
@@ -509,7 +510,8 @@ def encode_geotiff(data: np.ndarray, *, crs, transform, nodata: Optional[float] 
                             crs=crs, transform=transform, nodata=nodata, compress=compress)
     if zstd_level is not None and profile.get("compress") == "zstd":
         profile["zstd_level"] = zstd_level
-    with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True), MemoryFile() as mem:
+    internal_mask = rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True) if mask is not None else contextlib.nullcontext()
+    with internal_mask, MemoryFile() as mem:
         with mem.open(**profile) as dst:
             dst.write(data)
             if mask is not None:

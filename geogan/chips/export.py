@@ -179,8 +179,8 @@ class Chip:
 
 
 class Verdict:
-    """Whether a chip has enough valid pixels, and, when not, whether only negative values (valid in
-    dB, invalid in linear power or amplitude) made it fail."""
+    """Whether a chip has enough valid pixels, and, when not, whether it failed only for values that
+    are mostly negative (valid in dB, invalid in linear power or amplitude): the dB hint."""
 
     def __init__(self, ds, data: np.ndarray, masks: np.ndarray, choice: DomainChoice, min_valid: float) -> None:
         self.valid = valid_mask(ds, data, masks, choice.kind, choice.units)
@@ -188,8 +188,8 @@ class Verdict:
         self.negative = False
         if not self.ok and choice.kind == "sar" and choice.units != "db":
             generic = valid_mask(ds, data, masks, "generic")
-            with np.errstate(invalid="ignore"):
-                self.negative = enough_valid(generic, min_valid) and bool((data[:, generic] < 0).any())
+            with np.errstate(invalid="ignore"):  # mostly negative values, as dB backscatter has
+                self.negative = enough_valid(generic, min_valid) and float((data[:, generic] < 0).mean()) > 0.5
 
 
 def enough_valid(valid: np.ndarray, min_valid: float) -> bool:
@@ -434,10 +434,8 @@ def _regions(aoi: Any, aoi_a: Any, aoi_b: Any, aoi_crs: Optional[str]) -> dict[s
 def _write_export(out_dir: Path, plan: ExportPlan, sources: dict[str, list[Source]],
                   choices: dict[str, DomainChoice], regions: dict[str, Optional[AOI]], compress: Optional[str],
                   progress: ProgressLike) -> ChipSummary:
-    import rasterio
-
     ticker = Ticker(progress, plan.total)
-    with ExportDir(out_dir) as target, rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True):
+    with ExportDir(out_dir) as target:
         writer = ChipWriter(target.work, out_dir, target.kept, compress)
         run = ExportRun(plan, sources, choices, writer, ticker)
         run.run()
