@@ -651,3 +651,19 @@ def test_sar_db_chips_are_valid_when_training_reads_them(make_raster, tmp_path):
     assert export.specs["a"].units == "db"
     x, valid = read_chip(export.files["train_a"][0], export.specs["a"])
     assert valid.all() and np.isfinite(x).all() and -1.5 < float(x.mean()) < 1.5
+
+
+def test_all_chips_dropped_for_negative_values_ends_with_a_db_hint(make_raster, tmp_path):
+    db = np.random.default_rng(0).normal(-14, 4, (2, 256, 256)).astype("float32")
+    for r in (0, 96, 192):  # the nine windows sampled for units inference are nodata: no sample to judge by
+        for c in (0, 96, 192):
+            db[:, r:r + 64, c:c + 64] = np.nan
+    a = make_raster("scene.tif", db, nodata=float("nan"))
+    b = make_raster("b.tif", gradient(3, 64, 64, "uint8"))
+    with pytest.raises(InputError) as info:
+        export_chips(a, b, tmp_path / "out", tile_size=32, val_fraction=0, kind_a="sar")
+    message = str(info.value)
+    assert "no training chips kept for domain a (64 below --min-valid 0.95 (" in message
+    assert "only for negative values, which linear power or amplitude cannot be: looks like dB, use --units-a db" in message
+    s = export_chips(a, b, tmp_path / "out", tile_size=32, val_fraction=0, kind_a="sar", units_a="db")
+    assert s.domains["a"].units == "db" and s.counts["a"]["train"] > 0
