@@ -46,8 +46,10 @@ class ChipsExport:
 def open_chips(root: Union[str, Path], *, require_paired: bool = False) -> ChipsExport:
     """Read and check a chips export: metadata, non-empty ``train_a``/``train_b``, band counts and dtypes.
 
-    Every training chip's header is opened (cheap) so a chip that disagrees with the metadata
-    is reported by name before any training starts.
+    The chip size comes from the metadata (``chip_size``); the number of chips in each split is
+    checked against it and the first chip of each split is opened, so a chip folder that
+    disagrees with the metadata is reported by name before training starts without opening
+    every chip. Exports from before ``chip_size`` have every chip's header opened.
     """
     root = Path(root)
     meta = read_metadata(root)
@@ -70,14 +72,35 @@ def open_chips(root: Union[str, Path], *, require_paired: bool = False) -> Chips
         if missing or len(names_b) != len(names_a):
             what = missing[0] if missing else "extra chips in train_b"
             raise InputError(f"{describe(root)}: paired export but train_a and train_b differ ({what})")
+    if "chip_size" in meta:
+        chip_size = _check_against_metadata(root, meta, specs, files)
+    else:
+        chip_size = _check_every_chip(specs, files)
+    return ChipsExport(root=root, meta=meta, specs=specs, paired=paired, files=files, chip_size=chip_size)
+
+
+def _check_against_metadata(root: Path, meta: dict, specs: dict, files: dict) -> tuple[int, int]:
+    """Chip counts per split as the metadata says, and the first chip of each split as described."""
+    rows, cols = (int(v) for v in meta["chip_size"])
+    for s in SPLITS:
+        expected = meta["domains"][s[-1]]["chips"][s.split("_")[0]]
+        if len(files[s]) != expected:
+            raise InputError(f"{describe(root / s)}: holds {len(files[s])} chip(s) but {METADATA_NAME} says {expected}; "
+                             "the export is incomplete or was changed (export it again)")
+        if files[s] and check_chip(files[s][0], specs[s[-1]]) != (rows, cols):
+            raise BandMismatchError(f"{describe(files[s][0])}: chip is not {rows}x{cols} as {METADATA_NAME} says")
+    return rows, cols
+
+
+def _check_every_chip(specs: dict, files: dict) -> tuple[int, int]:
+    """Older exports (no chip_size): open every chip's header; the smallest training chip size."""
     size = [10 ** 9, 10 ** 9]
     for s in SPLITS:
-        spec = specs[s[-1]]
         for path in files[s]:
-            h, w = check_chip(path, spec)
+            h, w = check_chip(path, specs[s[-1]])
             if s.startswith("train"):
                 size = [min(size[0], h), min(size[1], w)]
-    return ChipsExport(root=root, meta=meta, specs=specs, paired=paired, files=files, chip_size=(size[0], size[1]))
+    return size[0], size[1]
 
 
 def check_chip(path: Path, spec: DomainSpec) -> tuple[int, int]:
@@ -98,7 +121,7 @@ def read_chip(path: Path, spec: DomainSpec) -> tuple[np.ndarray, np.ndarray]:
 
     with open_raster(path, require_georeference=False) as ds:
         data, masks = read_window(ds, range(1, ds.count + 1))
-        valid = valid_mask(ds, data, masks, spec.kind)
+        valid = valid_mask(ds, data, masks, spec.kind, spec.units)
     return normalize(data, spec, valid), valid
 
 

@@ -278,8 +278,14 @@ class OutputLock:
             if not same:
                 os.close(fd)
                 continue
-            os.ftruncate(fd, 0)
-            os.write(fd, f"{os.getpid()}\n".encode("ascii"))
+            try:
+                os.ftruncate(fd, 0)
+                os.write(fd, f"{os.getpid()}\n".encode("ascii"))
+            except OSError as exc:  # e.g. a full disk: give the lock up whole, leave no lock file
+                with contextlib.suppress(OSError):
+                    os.unlink(self.path)
+                os.close(fd)
+                raise OutputError(f"{describe(self.target)}: cannot lock the {self.what} ({os_reason(exc)})") from None
             self._fd = fd
             return self
         raise BusyError(f"{describe(self.target)}: could not lock the {self.what} (it keeps changing)")

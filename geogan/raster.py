@@ -13,6 +13,8 @@ renamed into place.
 """
 from __future__ import annotations
 
+import contextlib
+import functools
 import logging
 import math
 import os
@@ -103,6 +105,8 @@ def first_line(exc: BaseException, default: str = "") -> str:
 def dataset_label(ds: Any) -> str:
     """How messages name an open dataset: its path, or the comma-joined files of a stacked scene."""
     name = str(getattr(ds, "name", ds))
+    if name.startswith("WarpedVRT(") and name.endswith(")"):  # a warp of a file or scene: name what it warps
+        name = name[len("WarpedVRT("):-1]
     if name.lstrip().startswith("<VRTDataset"):
         import re
 
@@ -470,3 +474,67 @@ def disk_hint(path: PathLike) -> str:
 def write_failed(dst: PathLike, exc: BaseException) -> OutputError:
     """The one-line error for a failed raster write, saying whether the disk is full."""
     return OutputError(f"{describe(dst)}: writing failed ({first_line(exc, 'write error')}); {disk_hint(dst)}")
+
+
+# ------------------------------------------------------------------------- warping, encoding
+
+def warped_onto(ds, *, crs, transform, width: int, height: int, resampling: str = "bilinear"):
+    """A :class:`rasterio.vrt.WarpedVRT` of ``ds`` on another grid, read window by window
+    (bounded memory), and the 1-based index of its alpha band: 0 outside ``ds``'s footprint or
+    where ``ds``'s own mask says invalid. Use as a context manager; close it before ``ds``.
+    """
+    from rasterio.enums import ColorInterp, Resampling
+    from rasterio.vrt import WarpedVRT
+
+    if resampling not in RESAMPLINGS:
+        raise RasterError(f"unknown resampling {resampling!r} (expected one of {', '.join(RESAMPLINGS)})")
+    own_alpha = next((i + 1 for i, ci in enumerate(ds.colorinterp) if ci == ColorInterp.alpha), None)
+    vrt = WarpedVRT(ds, crs=crs, transform=transform, width=width, height=height,
+                    resampling=getattr(Resampling, resampling), add_alpha=own_alpha is None)
+    return vrt, (own_alpha if own_alpha is not None else vrt.count)
+
+
+def encode_geotiff(data: np.ndarray, *, crs, transform, nodata: Optional[float] = None,
+                   mask: Optional[np.ndarray] = None, descriptions: Sequence[Optional[str]] = (),
+                   compress: str = "deflate", zstd_level: Optional[int] = None) -> bytes:
+    """A small tiled GeoTIFF of ``data`` (band, row, col), encoded in memory: its bytes.
+
+    ``mask`` (row, col; True = valid) becomes an internal mask. Encoding in GDAL's memory
+    filesystem keeps libtiff away from the disk, where a full disk is only logged, not raised:
+    the caller writes the bytes with plain file writes, which do raise (see geogan.chips).
+    """
+    import rasterio
+    from rasterio.io import MemoryFile
+
+    profile = gtiff_profile(width=data.shape[2], height=data.shape[1], count=data.shape[0], dtype=str(data.dtype),
+                            crs=crs, transform=transform, nodata=nodata, compress=compress)
+    if zstd_level is not None and profile.get("compress") == "zstd":
+        profile["zstd_level"] = zstd_level
+    internal_mask = rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True) if mask is not None else contextlib.nullcontext()
+    with internal_mask, MemoryFile() as mem:
+        with mem.open(**profile) as dst:
+            dst.write(data)
+            if mask is not None:
+                dst.write_mask(np.where(mask, 255, 0).astype(np.uint8))
+            for i, desc in enumerate(descriptions, start=1):
+                if desc:
+                    dst.set_band_description(i, desc)
+        return bytes(mem.getbuffer())
+
+
+@functools.lru_cache(maxsize=None)
+def zstd_available() -> bool:
+    """True when this GDAL writes ZSTD-compressed GeoTIFFs (probed once, in memory)."""
+    import rasterio
+    from rasterio.io import MemoryFile
+    from rasterio.transform import from_origin
+
+    try:
+        with MemoryFile() as mem:
+            with mem.open(driver="GTiff", width=16, height=16, count=1, dtype="uint8", compress="zstd",
+                          crs="EPSG:4326", transform=from_origin(0, 1, 0.1, 0.1)) as ds:
+                ds.write(np.zeros((1, 16, 16), np.uint8))
+            with mem.open() as ds:
+                return ds.compression is not None and ds.compression.name.lower() == "zstd"
+    except rasterio.errors.RasterioError:
+        return False

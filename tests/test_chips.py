@@ -159,7 +159,7 @@ def test_min_valid_nodata_nan_and_sar_nonpositive(make_raster, tmp_path):
     sar = rng.gamma(2.0, 0.05, (2, 64, 64)).astype("float32")
     sar[0, :32, :32] = 0.0           # non-positive backscatter: whole top-left chip invalid
     sar[1, :32, 32:] = np.nan        # NaN in one band: top-right chip invalid
-    sar[0, 32:, :32][:4] = -1.0      # 4 rows of 32 invalid: 87.5% valid
+    sar[0, 32:, :32][:4] = 0.0       # 4 rows of 32 invalid: 87.5% valid
     a = make_raster("sar.tif", sar)
     opt = gradient(3, 64, 64, "uint8")
     opt[:, :, :32] = 0
@@ -356,7 +356,7 @@ def test_aoi_in_another_crs_keeps_only_intersecting_chips(make_raster, tmp_path,
     # 600 m = 60 px: chips at offsets 0 and 32 in each direction overlap it, 64 and 96 do not
     assert set(chips_of(out, "train_a").values()) == {(0, 0), (0, 32), (32, 0), (32, 32)}
     assert s.skipped["a"]["outside_aoi"] == 12
-    assert read_chips_metadata(out)["aoi"]["wkt"].startswith(("POLYGON", "MULTIPOLYGON"))
+    assert read_chips_metadata(out)["aoi"]["a"]["wkt"].startswith(("POLYGON", "MULTIPOLYGON"))
 
 
 def test_aoi_errors(make_raster, tmp_path):
@@ -510,7 +510,7 @@ def test_several_rasters_per_domain_and_small_raster_skipped(make_raster, tmp_pa
     assert "tiny.tif" in caplog.text and "smaller than one" in caplog.text
     names = set(chips_of(out, "train_a"))
     assert {n.rsplit("_r", 1)[0] for n in names} == {"scene", "scene-2"}
-    assert s.counts["a"]["train"] == 8 and s.small_rasters["a"] == [tiny.resolve()]
+    assert s.counts["a"]["train"] == 8 and s.small_rasters["a"] == [str(tiny.resolve())]
     assert read_chips_metadata(out)["domains"]["a"]["sources"] == [str(a1.resolve()), str(a2.resolve()), str(tiny.resolve())]
     with pytest.raises(RasterError, match="tiny.tif.*smaller than one 32x32 tile"):
         export_chips([tiny], b, tmp_path / "o2", tile_size=32)
@@ -609,3 +609,61 @@ def test_paired_b_validity_follows_its_footprint_and_mask(make_raster, tmp_path)
         m = chip.read_masks(1) > 0
         assert m[:5].sum() == 0 and m[5:, :28].all() and not m[:, 28:].any()  # 10 B rows = 5 A rows; B ends at col 60
         assert chip.dtypes[0] == "uint16" and chip.res == (10.0, 10.0)
+
+
+# --------------------------------------------------------------------------- what training reads back
+
+def test_training_reads_chip_sizes_from_the_metadata(make_raster, tmp_path, monkeypatch):
+    import geogan.data as data
+
+    a = make_raster("a.tif", gradient(2, 128, 128, "uint16"))
+    b = make_raster("b.tif", gradient(3, 128, 128, "uint8"))
+    out = tmp_path / "out"
+    s = export_chips(a, b, out, tile_size=32, val_fraction=0.25)
+    assert read_chips_metadata(out)["chip_size"] == [32, 32]
+    opened = []
+    real = data.check_chip
+    monkeypatch.setattr(data, "check_chip", lambda path, spec: opened.append(path) or real(path, spec))
+    export = data.open_chips(out)
+    assert export.chip_size == (32, 32) and len(export.files["train_a"]) == s.counts["a"]["train"]
+    assert len(opened) == 4  # the first chip of each split, not every chip
+    next(iter((out / "train_b").iterdir())).unlink()
+    with pytest.raises(InputError, match=r"train_b.*holds 11 chip\(s\) but geogan_chips.json says 12"):
+        data.open_chips(out)
+    meta = read_chips_metadata(out)
+    del meta["chip_size"]  # an export from before chip sizes were recorded: every chip is opened
+    meta["domains"]["b"]["chips"]["train"] -= 1
+    (out / METADATA_NAME).write_text(json.dumps(meta))
+    opened.clear()
+    assert data.open_chips(out).chip_size == (32, 32) and len(opened) == sum(s.counts[d]["train"] + s.counts[d]["val"]
+                                                                               for d in "ab") - 1
+
+
+def test_sar_db_chips_are_valid_when_training_reads_them(make_raster, tmp_path):
+    from geogan.data import open_chips, read_chip
+
+    db = np.random.default_rng(0).normal(-14, 4, (2, 64, 64)).astype("float32")
+    a = make_raster("s1_VV.tif", db)
+    b = make_raster("b.tif", gradient(3, 64, 64, "uint8"))
+    out = tmp_path / "out"
+    export_chips(a, b, out, tile_size=32, val_fraction=0)
+    export = open_chips(out)
+    assert export.specs["a"].units == "db"
+    x, valid = read_chip(export.files["train_a"][0], export.specs["a"])
+    assert valid.all() and np.isfinite(x).all() and -1.5 < float(x.mean()) < 1.5
+
+
+def test_all_chips_dropped_for_negative_values_ends_with_a_db_hint(make_raster, tmp_path):
+    db = np.random.default_rng(0).normal(-14, 4, (2, 256, 256)).astype("float32")
+    for r in (0, 96, 192):  # the nine windows sampled for units inference are nodata: no sample to judge by
+        for c in (0, 96, 192):
+            db[:, r:r + 64, c:c + 64] = np.nan
+    a = make_raster("scene.tif", db, nodata=float("nan"))
+    b = make_raster("b.tif", gradient(3, 64, 64, "uint8"))
+    with pytest.raises(InputError) as info:
+        export_chips(a, b, tmp_path / "out", tile_size=32, val_fraction=0, kind_a="sar")
+    message = str(info.value)
+    assert "no training chips kept for domain a (64 below --min-valid 0.95 (" in message
+    assert "only for negative values, which linear power or amplitude cannot be: looks like dB, use --units-a db" in message
+    s = export_chips(a, b, tmp_path / "out", tile_size=32, val_fraction=0, kind_a="sar", units_a="db")
+    assert s.domains["a"].units == "db" and s.counts["a"]["train"] > 0
