@@ -9,6 +9,7 @@ How a scene flows through :func:`translate_raster` (one part per module)::
     blender    Σw·y / Σw per row band, and final pixels on the device (pure torch)
     writer     nodata where the input was invalid, whole rows of blocks written (a thread)
     core       Predictor / translate_raster: lock, temporary file, verification, rename, COG
+    batch      translate_rasters: many scenes into a folder, resumable; sharded under torchrun
 
 Tiles of ``tile_size`` pixels step by ``stride = tile_size - overlap``. The tile grid is
 extended by ``overlap // 2`` pixels of reflect padding beyond every scene edge (and centred),
@@ -21,11 +22,13 @@ bounded by one column panel's strips and row bands plus the batch, never by the 
 from __future__ import annotations
 
 from ..tiling import BLENDS, WEIGHT_FLOOR, blend_window, pad_reflect, seam_positions, tile_origins
+from .batch import BatchResult, SceneOutcome, output_name, translate_rasters
 from .core import COMPRESSIONS, PredictionResult, PredictOptions, Predictor, translate_raster
 from .inputs import output_nodata
 from .plan import DEFAULT_PANEL_WIDTH
 
 __all__ = [
-    "translate_raster", "PredictionResult", "PredictOptions", "Predictor", "output_nodata", "COMPRESSIONS", "DEFAULT_PANEL_WIDTH",
+    "translate_raster", "translate_rasters", "PredictionResult", "PredictOptions", "Predictor",
+    "BatchResult", "SceneOutcome", "output_name", "output_nodata", "COMPRESSIONS", "DEFAULT_PANEL_WIDTH",
     "BLENDS", "WEIGHT_FLOOR", "blend_window", "pad_reflect", "seam_positions", "tile_origins",
 ]
