@@ -186,8 +186,12 @@ class ScenePipeline:
         if y1 <= y0:
             return
         strip = self.strips[(p, min(k, g.n_rows - 1))]
-        valid = strip.valid[y0 - strip.y0:y1 - strip.y0]
+        valid = None if strip.valid is None else strip.valid[y0 - strip.y0:y1 - strip.y0]
+        if valid is not None and not valid.any():
+            valid = None
         data, ready = self._blender(p).finish(k), None
+        if valid is None:
+            data = None  # no valid pixel in these rows: all nodata, nothing to copy
         if data is not None and self.cuda:
             pixels = self.pixels(data)
             data = torch.empty(pixels.shape, dtype=pixels.dtype, pin_memory=True)
@@ -196,7 +200,7 @@ class ScenePipeline:
             ready.record()
         elif data is not None:
             data = data.numpy()
-        self.to_writer.put(FinishedRows(p, y0, data, valid, ready))
+        self.to_writer.put(FinishedRows(p, y0, y1 - y0, data, valid, ready))
         for key in [s for s in self.strips if s[0] == p and s[1] < k]:
             del self.strips[key]
 

@@ -22,9 +22,10 @@ import numpy as np
 from ..tiling import pad_reflect, tile_origins, tile_weights
 
 #: Widest panel, in output pixels. Wider panels waste less (one column of tiles is translated
-#: twice at each panel edge) but hold more memory (strips and bands grow with the width):
-#: 8192 keeps a 50,000-pixel-wide scene within 1.5x of a 4,096-pixel one (tools/bench_predict.py).
-DEFAULT_PANEL_WIDTH = 8192
+#: twice at each panel edge: about 5 % more tiles at 4096 with 256-px tiles and overlap 64) but
+#: hold more memory (strips and bands grow with the width): at 4096 a scene of any size needs
+#: what a 4096-pixel-wide one does (tools/bench_predict.py measures it).
+DEFAULT_PANEL_WIDTH = 4096
 
 
 @dataclass(frozen=True)

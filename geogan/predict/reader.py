@@ -22,18 +22,22 @@ from ..bands import DomainSpec, normalize
 from ..errors import GeoganError, RasterError, describe
 from ..scenes import Scene
 from .plan import Panel, TileGrid, pad_strip, panel_tile
-from .stages import END, Channel, PipelineState
+from .stages import END, Channel, PipelineState, io_errors
+
+#: Finished tile rows that may wait for a partly filled batch before it is sent as it is: bounds
+#: the rows held back (and their memory) where a sparse scene has rows without any tile.
+MAX_WAITING_ROWS = 2
 
 
 @dataclass
 class Strip:
-    """One prepared strip: the validity of the panel's output columns and the padded, normalised tiles
-    (None when the strip has no valid pixel: nothing in it is translated)."""
+    """One prepared strip: the validity of the panel's output columns (None: no valid pixel at all)
+    and the padded, normalised tiles (None when no tile of the strip has a valid pixel)."""
 
     panel: int
     row: int
     y0: int                          # first scene row of the strip
-    valid: np.ndarray                # (rows, panel width): input validity of the output pixels
+    valid: Optional[np.ndarray]      # (rows, panel width): input validity of the output pixels
     tiles: Optional[np.ndarray]      # (bands, tile, padded panel width) float32, or None
     has_valid: list[bool]            # per tile column of the panel: any valid pixel under the tile
 
@@ -54,7 +58,7 @@ class RowDone:
     panel: int
     row: int
     y0: int
-    valid: np.ndarray
+    valid: Optional[np.ndarray]      # None: no pixel of the strip is valid
     skipped: int
 
 
@@ -78,7 +82,8 @@ class StripReader:
         data, masks = raster.read_window(ds, self.bands, window)
         valid = raster.valid_mask(ds, data, masks, self.spec.kind, units=self.units)
         del masks
-        out_valid = np.ascontiguousarray(valid[:, panel.x0 - panel.read_x0:panel.x1 - panel.read_x0])
+        out_valid = valid[:, panel.x0 - panel.read_x0:panel.x1 - panel.read_x0]
+        out_valid = np.ascontiguousarray(out_valid) if out_valid.any() else None  # a sparse scene's empty rows
         has_valid = []
         for j in range(panel.j0, panel.j1):
             a, b = max(0, g.cols[j]), min(g.width, g.cols[j] + g.tile)
@@ -198,6 +203,8 @@ class TileBatcher:
         marker = RowDone(strip.panel, strip.row, strip.y0, strip.valid, skipped)
         if self._where:
             self._waiting.append(marker)  # sent after the batch holding the row's last tiles
+            if len(self._waiting) >= MAX_WAITING_ROWS:
+                self._send()  # rows without tiles (nodata) must not wait long for a batch to fill
         else:
             self._flush_markers()
             self.out.put(marker)
@@ -215,8 +222,6 @@ class TileBatcher:
 
     def _reading_error(self, exc: BaseException) -> BaseException:
         """GDAL and OS errors become one line naming the scene; geogan's own errors pass as they are."""
-        from rasterio.errors import RasterioError
-
-        if isinstance(exc, (RasterioError, OSError)) and not isinstance(exc, GeoganError):
+        if isinstance(exc, io_errors()) and not isinstance(exc, GeoganError):
             return RasterError(f"{describe(self.reader.scene.label)}: reading failed ({raster.first_line(exc)})")
         return exc

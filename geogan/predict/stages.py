@@ -18,6 +18,15 @@ END = object()
 _POLL_S = 0.1
 
 
+def io_errors() -> tuple:
+    """The exceptions a GDAL read or write raises through rasterio: its own errors, GDAL's CPLE_*
+    errors (raised as is by some calls, e.g. a COG copy on a full disk) and the OS's."""
+    from rasterio._err import CPLE_BaseError
+    from rasterio.errors import RasterioError
+
+    return (RasterioError, CPLE_BaseError, OSError)
+
+
 class Stopped(Exception):
     """Raised inside a stage when the pipeline was stopped elsewhere (not a failure of its own)."""
 

@@ -17,18 +17,20 @@ from .. import raster
 from ..bands import DomainSpec, denormalize
 from ..errors import GeoganError
 from .plan import Panel
-from .stages import END, Channel, PipelineState
+from .stages import END, Channel, PipelineState, io_errors
 
 
 @dataclass
 class FinishedRows:
-    """Rows ``[y0, y0 + rows)`` of ``panel``: ``data`` (None: no tile reached them, all nodata),
-    the input's validity, and the CUDA event to wait for before ``data`` (a pinned host copy) is read."""
+    """Rows ``[y0, y0 + rows)`` of ``panel``: ``data`` (None: no tile reached them), the input's
+    validity (None: no valid pixel; both mean all nodata), and the CUDA event to wait for before
+    ``data`` (a pinned host copy) is read."""
 
     panel: int
     y0: int
+    rows: int
     data: Any
-    valid: np.ndarray
+    valid: Optional[np.ndarray]
     ready: Any = None
 
 
@@ -73,9 +75,9 @@ class BlockWriter:
         self._next_row = 0
 
     def _pixels(self, item: FinishedRows) -> np.ndarray:
-        rows, width = item.valid.shape
-        if item.data is None:
-            return np.full((self.spec.count, rows, width), self.fill, dtype=self.spec.dtype)
+        if item.data is None or item.valid is None:
+            width = self.panels[item.panel].width
+            return np.full((self.spec.count, item.rows, width), self.fill, dtype=self.spec.dtype)
         if item.ready is not None:
             item.ready.synchronize()  # the copy from the GPU has landed
         if self.to_pixels is not None:
@@ -103,8 +105,6 @@ class BlockWriter:
 
     def run(self, inbox: Channel, state: PipelineState, dst_label: Any) -> None:
         """Writer thread body: write until END; failures go to ``state`` as one-line errors naming ``dst_label``."""
-        from rasterio.errors import RasterioError
-
         try:
             while True:
                 item = inbox.get()
@@ -115,7 +115,7 @@ class BlockWriter:
                 else:
                     self.add(item)
         except BaseException as exc:
-            if isinstance(exc, (RasterioError, OSError)) and not isinstance(exc, GeoganError):
+            if isinstance(exc, io_errors()) and not isinstance(exc, GeoganError):
                 exc = raster.write_failed(dst_label, exc)
             state.fail(exc)
 
