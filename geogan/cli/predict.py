@@ -71,27 +71,29 @@ def predict_command(model: str, inputs: tuple[str, ...], output: str, direction:
                    allow_ungeoreferenced=allow_ungeoreferenced)
     rank = RankInfo.from_env()
     with _bounded_gdal_cache():
-        if _is_batch(inputs, output):
+        single = _single_scene(inputs, output)
+        if single is None:
             _predict_batch(model, inputs, output, options, device, precision, overwrite, rank)
         elif rank is None or rank.rank == 0:  # one scene under torchrun: rank 0 translates it
-            _predict_one(model, inputs[0], output, options, device, precision, overwrite)
+            _predict_one(model, single, output, options, device, precision, overwrite)
 
 
-def _is_batch(inputs: tuple[str, ...], output: str) -> bool:
-    """Several scenes, or an output folder: a batch. One scene into a file name: the single-scene form."""
+def _single_scene(inputs: tuple[str, ...], output: str) -> Any:
+    """The scene of the single-scene form (one scene into a file name), or None for a batch (an output
+    folder, or several scenes)."""
     from ..errors import ConfigError
     from ..scenes import expand_scenes
 
-    folder = output.endswith(("/", os.sep)) or os.path.isdir(output)
-    if folder:
-        return True
-    n = len(expand_scenes(list(inputs), what="input"))
-    if n > 1:
-        raise ConfigError(f"{n} scenes need an output folder: end {output!r} with / (one <scene name>.tif each)")
-    return False
+    if output.endswith(("/", os.sep)) or os.path.isdir(output):
+        return None
+    scenes = expand_scenes(list(inputs), what="input")
+    if len(scenes) > 1:
+        raise ConfigError(f"{len(scenes)} scenes need an output folder: end {output!r} with / "
+                          "(one <scene name>.tif each)")
+    return scenes[0]
 
 
-def _predict_one(model: str, src: str, dst: str, options: dict, device: str, precision: str,
+def _predict_one(model: str, src: Any, dst: str, options: dict, device: str, precision: str,
                  overwrite: bool) -> None:
     from ..predict import translate_raster
     from ..progress import TqdmProgress

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Optional, Sequence, Union
 
 from .. import raster
-from ..errors import ConfigError, ModelFileError, OutputError, RasterError, describe
+from ..errors import ConfigError, GeoganError, ModelFileError, OutputError, RasterError, describe
 from ..outputs import OutputLock, temp_path
 from ..progress import ProgressLike, as_progress
 from ..scenes import Scene, SceneLike, as_scene
@@ -27,6 +27,7 @@ from ..tiling import BLENDS
 from . import inputs
 from .pipeline import SceneJob, ScenePipeline, Translator
 from .plan import DEFAULT_PANEL_WIDTH, TileGrid, plan_panels
+from .stages import io_errors
 
 log = logging.getLogger(__name__)
 
@@ -208,7 +209,7 @@ class Predictor:
 
     def _run(self, job: SceneJob, profile: dict, path: Path, dst: Path) -> tuple[int, int]:
         import rasterio
-        from rasterio.errors import NotGeoreferencedWarning, RasterioError
+        from rasterio.errors import NotGeoreferencedWarning
 
         from .. import __version__
 
@@ -222,8 +223,8 @@ class Predictor:
                     out.update_tags(GEOGAN_VERSION=__version__, GEOGAN_DIRECTION=job.direction,
                                     GEOGAN_PRECISION=self.precision_name)
                     stats = ScenePipeline(job, self.translator, self.device, out, dst).run()
-        except (RasterioError, OSError) as exc:
-            if isinstance(exc, (RasterError, OutputError)):
+        except io_errors() as exc:
+            if isinstance(exc, GeoganError):
                 raise
             raise raster.write_failed(dst, exc) from None
         if stats[1] == 0:
@@ -250,7 +251,6 @@ class Predictor:
 def write_cog(plain: Path, dst: Path, compress: str, label: Path) -> None:
     """Copy a finished GeoTIFF into a Cloud Optimized GeoTIFF (GDAL's COG driver, with overviews)."""
     import rasterio.shutil
-    from rasterio.errors import RasterioError
 
     options = {"BIGTIFF": "IF_SAFER", "OVERVIEWS": "AUTO", "RESAMPLING": "AVERAGE", "BLOCKSIZE": 512}
     if compress != "none":
@@ -260,7 +260,7 @@ def write_cog(plain: Path, dst: Path, compress: str, label: Path) -> None:
         options["COMPRESS"] = "NONE"
     try:
         rasterio.shutil.copy(plain, dst, driver="COG", **options)
-    except RasterioError as exc:
+    except io_errors() as exc:
         raise OutputError(f"{describe(label)}: writing the Cloud Optimized GeoTIFF failed ({raster.first_line(exc)}); "
                           f"{raster.disk_hint(dst)}") from None
 
