@@ -95,6 +95,33 @@ def test_the_pipeline_equals_the_pure_blending_across_panels_and_read_workers(tm
     np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("kind,dtype", [("optical", "uint8"), ("generic", "float32"), ("sar", "float32")])
+def test_the_gpu_paths_logic_on_the_cpu_gives_the_same_output(tmp_path, monkeypatch, kind, dtype):
+    """Final pixels made next to the network (DevicePixels) and short batches run at full size, as on
+    CUDA, against the CPU path: the same output (SAR: to float rounding of exp)."""
+    import geogan.predict.core as core
+    from geogan.predict.pipeline import ScenePipeline
+
+    class GpuLike(ScenePipeline):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, device_pixels=True, full_batches=True, **kwargs)
+
+    spec = make_spec(kind, 2, dtype, nodata=0 if dtype == "uint8" else None, lo=10 if dtype == "uint8" else 0.1,
+                     hi=240 if dtype == "uint8" else 0.9)
+    data = scene((150, 97), lo=0.05, hi=0.95) if kind != "optical" else scene((150, 97), lo=1, hi=255).round()
+    data = data.astype(np.float32)
+    data[:, 10:20, 30:60] = np.nan
+    src = write_raster(tmp_path / "in.tif", data)
+    opts = dict(tile_size=32, overlap=8, batch_size=7, panel_width=64)
+    plain = read(translate_raster(identity_model(spec), src, tmp_path / "cpu.tif", **opts))[0]
+    monkeypatch.setattr(core, "ScenePipeline", GpuLike)
+    gpu_like = read(translate_raster(identity_model(spec), src, tmp_path / "gpu.tif", **opts))[0]
+    if kind == "sar":
+        np.testing.assert_allclose(gpu_like, plain, rtol=1e-6)
+    else:
+        np.testing.assert_array_equal(gpu_like, plain)
+
+
 @pytest.mark.parametrize("blend", ["hann", "none"])
 def test_uint8_identity_is_exact_after_rounding(tmp_path, blend):
     spec = make_spec("optical", 3, "uint8", nodata=0, lo=20, hi=230)

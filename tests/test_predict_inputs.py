@@ -18,6 +18,7 @@ from conftest import make_spec, scene, write_raster
 from geogan import errors
 from geogan.bands import BandStats, DomainSpec
 from geogan.cli import cli
+from geogan.evaluate import evaluate_rasters
 from geogan.modelfile import TranslationModel, save_model
 from geogan.models.generators import ResnetGenerator
 from geogan.predict import output_nodata, translate_raster, translate_rasters
@@ -125,6 +126,10 @@ def test_vsizip_inputs_single_and_batch(tmp_path):
     np.testing.assert_array_equal(read(single)[0], read(tmp_path / "out" / "inner.tif")[0])
     with pytest.raises(errors.InputNotFoundError, match="no such file"):
         translate_raster(model, f"/vsizip/{tmp_path / 'pack.zip'}/missing.tif", tmp_path / "p.tif", **TILE)
+    with zipfile.ZipFile(tmp_path / "preds.zip", "w") as z:  # evaluate reads GDAL paths unchanged too
+        z.write(single.path, "o.tif")
+    report = evaluate_rasters(f"/vsizip/{tmp_path / 'preds.zip'}/o.tif", single.path)
+    assert report.mae == 0.0 and report.pixels == 40 * 44
 
 
 # --------------------------------------------------------------------------- output nodata

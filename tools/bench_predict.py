@@ -41,12 +41,15 @@ RSS_SIZES = "4096x4096,20000x20000,50000x50000"
 # --------------------------------------------------------------------------- scenes and models
 
 def make_scene(path: Path, width: int, height: int, seed: int = 0, strip: int = 512,
-               stripe: tuple[int, int] | None = None) -> None:
+               stripe: tuple[int, int] | None = None, compress: str = "deflate") -> None:
     """A SAR-like scene (smooth backscatter texture in dB times gamma speckle, in linear power).
 
     ``stripe=(row0, rows)``: only those rows hold data; every other block is left unwritten
-    (a sparse GeoTIFF: read back as nodata without touching the disk).
+    (a sparse GeoTIFF: read back as nodata without touching the disk). Chunks are computed by a
+    few threads (each with its own seeded generator) and written in order.
     """
+    from concurrent.futures import ThreadPoolExecutor
+
     import numpy as np
     import rasterio
     from rasterio.transform import from_origin
@@ -56,23 +59,39 @@ def make_scene(path: Path, width: int, height: int, seed: int = 0, strip: int = 
     waves = [(rng.uniform(0.002, 0.02), rng.uniform(0.002, 0.02), rng.uniform(0, 6.3)) for _ in range(5)]
     profile = dict(driver="GTiff", width=width, height=height, count=2, dtype="float32", crs="EPSG:32633",
                    transform=from_origin(500000.0, 5000000.0, 10.0, 10.0), nodata=0.0, tiled=True,
-                   blockxsize=256, blockysize=256, compress="deflate", predictor=3, zlevel=1, BIGTIFF="YES",
-                   SPARSE_OK=stripe is not None)
+                   blockxsize=256, blockysize=256, BIGTIFF="YES", SPARSE_OK=stripe is not None,
+                   NUM_THREADS="ALL_CPUS")
+    if compress != "none":
+        profile.update(compress=compress, predictor=3, zlevel=1)
     rows = range(0, height, strip) if stripe is None else range(stripe[0], stripe[0] + stripe[1], strip)
     cols = 4096
-    with rasterio.open(path, "w", **profile) as ds:
-        for y0 in rows:
-            h = min(strip, height - y0)
-            yy = np.arange(y0, y0 + h, dtype=np.float32)[:, None]
-            for x0 in range(0, width, cols):
-                w = min(cols, width - x0)
-                xx = np.arange(x0, x0 + w, dtype=np.float32)[None, :]
-                tex = sum(np.sin(fx * xx + fy * yy + ph) for fx, fy, ph in waves)
-                out = np.empty((2, h, w), np.float32)
-                for b, (mean_db, amp) in enumerate(((-9.0, 2.5), (-15.0, 2.0))):
-                    speckle = rng.gamma(4.0, 0.25, size=(h, w)).astype(np.float32)
-                    out[b] = 10 ** ((mean_db + amp * tex) / 10) * speckle
-                ds.write(out, window=Window(x0, y0, w, h))
+    chunks = [(y0, x0) for y0 in rows for x0 in range(0, width, cols)]
+
+    def chunk(yx: tuple[int, int]):
+        y0, x0 = yx
+        h, w = min(strip, height - y0), min(cols, width - x0)
+        local = np.random.default_rng([seed, y0, x0])
+        yy = np.arange(y0, y0 + h, dtype=np.float32)[:, None]
+        xx = np.arange(x0, x0 + w, dtype=np.float32)[None, :]
+        tex = sum(np.sin(fx * xx + fy * yy + ph) for fx, fy, ph in waves)
+        out = np.empty((2, h, w), np.float32)
+        for b, (mean_db, amp) in enumerate(((-9.0, 2.5), (-15.0, 2.0))):
+            speckle = local.gamma(4.0, 0.25, size=(h, w)).astype(np.float32)
+            out[b] = 10 ** ((mean_db + amp * tex) / 10) * speckle
+        return Window(x0, y0, w, h), out
+
+    with rasterio.open(path, "w", **profile) as ds, ThreadPoolExecutor(max(1, min(8, os.cpu_count() or 1))) as pool:
+        for window, out in pool.map(chunk, chunks):
+            ds.write(out, window=window)
+
+
+def conv_model():
+    """The same domains with a 1x1 convolution for a network: what the pipeline around it costs."""
+    import torch
+
+    model = bench_model(4, 1)
+    model.generators = {"a2b": torch.nn.Conv2d(2, 3, 1).eval()}
+    return model
 
 
 def bench_model(ngf: int, blocks: int, target: str = "uint8"):
@@ -136,6 +155,7 @@ def model_only(model, variant: dict, dev, batches: int) -> float:
     dtype = torch_dtype(choose_precision(variant["precision"], dev))
     autocast = torch.autocast(dev.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    torch.backends.cudnn.benchmark = dev.type == "cuda"  # as the predictor does for its fixed tile size
     with torch.inference_mode(), autocast:
         net(x)
         sync()
@@ -187,8 +207,9 @@ def worker(args: argparse.Namespace) -> list[dict]:
     out = []
     with tempfile.TemporaryDirectory(prefix="geogan-bench-out-", dir=args.tmp) as tmp:
         for variant in variants:
-            out.append(run_variant(model, Path(args.scene), Path(tmp) / "pred.tif", variant, dev))
-            out[-1]["torch_threads"] = torch.get_num_threads()
+            net = conv_model().to(dev) if variant.get("net") == "conv1x1" else model
+            out.append(run_variant(net, Path(args.scene), Path(tmp) / "pred.tif", variant, dev))
+            out[-1].update(torch_threads=torch.get_num_threads(), input=args.scene_compress)
     return out
 
 
@@ -243,13 +264,13 @@ def agreement_worker(args: argparse.Namespace) -> list[dict]:
 
 # --------------------------------------------------------------------------- the driver
 
-def run_worker(mode: str, args: argparse.Namespace, extra: list[str]) -> object:
+def run_worker(mode: str, args: argparse.Namespace, extra: list[str], cachemax: str = "") -> object:
     cmd = [sys.executable, __file__, "--worker", mode, "--ngf", str(args.ngf), "--blocks", str(args.blocks)] + extra
     if args.tmp:
         cmd += ["--tmp", args.tmp]
     env = os.environ.copy()
-    if args.gdal_cachemax:
-        env["GDAL_CACHEMAX"] = str(args.gdal_cachemax)
+    if cachemax:
+        env["GDAL_CACHEMAX"] = str(cachemax)
     done = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if done.returncode != 0:
         sys.stderr.write(done.stderr)
@@ -266,36 +287,41 @@ def variants_for(args: argparse.Namespace, cuda: bool) -> list[dict]:
     alts = [dict(base, name="channels_last", channels_last=True),
             dict(base, name=f"batch {args.batch_size * 2}", batch_size=args.batch_size * 2),
             dict(base, name="panel 2048", panel_width=2048)]
-    if cuda:
-        alts.insert(0, dict(base, name="fp32", precision="fp32"))
+    if cuda:  # the pipeline-only run bounds what end to end can reach; batch and panels are CPU-side choices
+        alts = [dict(base, name="fp32", precision="fp32"), alts[0],
+                dict(base, name="1x1 conv (I/O)", net="conv1x1", model_batches=2)]
     elif args.cpu_bf16:
         alts.insert(0, dict(base, name="bf16 (CPU)", precision="bf16"))
     return [base] + (alts if not args.no_alternatives else [])
 
 
 def print_throughput(rows: list[dict]) -> None:
-    print(f"{'configuration':<15} {'device':<7} {'prec':<5} {'scene':>11} {'tiles':>6} {'panels':>6} {'e2e s':>7} "
-          f"{'e2e Mpx/s':>10} {'model Mpx/s':>12} {'ratio':>6} {'GPU MiB':>8} {'RSS MiB':>8}")
+    print(f"{'configuration':<15} {'input':<8} {'device':<7} {'prec':<5} {'scene':>11} {'tiles':>6} {'panels':>6} "
+          f"{'e2e s':>7} {'e2e Mpx/s':>10} {'model Mpx/s':>12} {'ratio':>6} {'GPU MiB':>8} {'RSS MiB':>8}")
     for r in rows:
         gpu = f"{r['peak_gpu_mib']:.0f}" if r.get("peak_gpu_mib") is not None else "-"
-        print(f"{r['name']:<15} {r['device']:<7} {r['precision']:<5} {r['width']}x{r['height']:<6} {r['tiles']:>6} "
-              f"{r['panels']:>6} {r['e2e_s']:>7.2f} {r['e2e_mpx_s']:>10.2f} {r['model_mpx_s']:>12.2f} "
-              f"{r['ratio']:>6.2f} {gpu:>8} {r['rss_peak_mib']:>8.0f}", flush=True)
+        ratio = f"{r['ratio']:>6.2f}" if r["name"] != "1x1 conv (I/O)" else f"{'-':>6}"
+        print(f"{r['name']:<15} {r['input']:<8} {r['device']:<7} {r['precision']:<5} {r['width']}x{r['height']:<6} "
+              f"{r['tiles']:>6} {r['panels']:>6} {r['e2e_s']:>7.2f} {r['e2e_mpx_s']:>10.2f} {r['model_mpx_s']:>12.2f} "
+              f"{ratio} {gpu:>8} {r['rss_peak_mib']:>8.0f}", flush=True)
 
 
 def throughput(args: argparse.Namespace, device: str, tmp: str) -> list[dict]:
     rows = []
     for size in [s.strip() for s in args.sizes.split(",") if s.strip()]:
-        w, h = parse_size(size)
-        src = Path(tmp) / f"scene-{w}x{h}.tif"
-        t0 = time.perf_counter()
-        make_scene(src, w, h)
-        if not args.json_only:
-            print(f"(generated {w}x{h} in {time.perf_counter() - t0:.1f} s)", flush=True)
-        variants = variants_for(args, device.startswith("cuda"))
-        rows += run_worker("throughput", args, ["--scene", str(src), "--device", device,
-                                                "--variants", json.dumps(variants)])
-        src.unlink()
+        for compress in [c.strip() for c in args.scene_compress.split(",") if c.strip()]:
+            w, h = parse_size(size)
+            src = Path(tmp) / f"scene-{w}x{h}-{compress}.tif"
+            t0 = time.perf_counter()
+            make_scene(src, w, h, compress=compress)
+            print(f"(generated {w}x{h} {compress} in {time.perf_counter() - t0:.1f} s)", flush=True)
+            variants = variants_for(args, device.startswith("cuda"))
+            if compress != args.scene_compress.split(",")[0].strip():
+                variants = variants[:1] + [v for v in variants if v.get("net") == "conv1x1"]
+            rows += run_worker("throughput", args, ["--scene", str(src), "--device", device, "--scene-compress",
+                                                    compress, "--variants", json.dumps(variants)],
+                               args.gdal_cachemax)
+            src.unlink()
     return rows
 
 
@@ -305,7 +331,7 @@ def memory(args: argparse.Namespace, tmp: str) -> list[dict]:
         w, h = parse_size(size)
         src = Path(tmp) / f"sparse-{w}x{h}.tif"
         make_scene(src, w, h, stripe=(h // 2 - 256, 512))
-        r = run_worker("rss", args, ["--scene", str(src)])
+        r = run_worker("rss", args, ["--scene", str(src)], args.rss_gdal_cachemax)
         src.unlink()
         rows.append(r)
         print(f"{r['width']}x{r['height']:<7} {r['tiles']:>8} {r['translated']:>10} {r['panels']:>6} "
@@ -326,8 +352,11 @@ def main() -> None:
     ap.add_argument("--agreement", action="store_true", help="CPU fp32 vs CUDA fp32/bf16/fp16 outputs (needs CUDA)")
     ap.add_argument("--no-alternatives", action="store_true", help="only the chosen defaults")
     ap.add_argument("--cpu-bf16", action="store_true", help="also time bf16 autocast on the CPU (slow: emulated)")
-    ap.add_argument("--gdal-cachemax", default="64", help="GDAL_CACHEMAX for the workers, MB ('' keeps the "
-                                                          "environment's), as the CLI bounds it")
+    ap.add_argument("--gdal-cachemax", default="256", help="GDAL_CACHEMAX for the throughput workers, MB, as the "
+                                                           "CLI bounds it ('' keeps the environment's)")
+    ap.add_argument("--rss-gdal-cachemax", default="64", help="GDAL_CACHEMAX for the memory workers, MB")
+    ap.add_argument("--scene-compress", default="deflate", help="compression of the generated throughput scenes: "
+                                                                "deflate, none, or both comma-separated")
     ap.add_argument("--tile-size", type=int, default=256)
     ap.add_argument("--overlap", type=int, default=64)
     ap.add_argument("--batch-size", type=int, default=None, help="default 8 on the CPU, 32 on CUDA")
@@ -346,7 +375,6 @@ def main() -> None:
     args.batch_size = args.batch_size or (32 if cuda else 8)
     args.model_batches = args.model_batches or (20 if cuda else 8)
     args.sizes = args.sizes or ("8192x8192" if cuda else "4096x1024")
-    args.json_only = False
 
     if args.worker:
         fn = {"throughput": worker, "rss": rss_worker, "agreement": agreement_worker}[args.worker]
@@ -358,7 +386,7 @@ def main() -> None:
         if args.agreement:
             src = Path(tmp) / "agree.tif"
             make_scene(src, 1024, 768)
-            rows = run_worker("agreement", args, ["--scene", str(src)])
+            rows = run_worker("agreement", args, ["--scene", str(src)], args.gdal_cachemax)
             for r in rows:
                 print(f"{r['compare']:<26} max |diff| {r['max_abs']:.3g}  mean |diff| {r['mean_abs']:.3g}  "
                       f"(max {100 * r['max_rel_to_range']:.3f}% of the output range {r['output_range']:.4g})")
@@ -370,7 +398,7 @@ def main() -> None:
             print_throughput(report["throughput"])
             if args.rss if args.rss is not None else not cuda:
                 print(f"\npeak RSS, fresh process per scene (sparse: a 512-row stripe of data), GDAL_CACHEMAX "
-                      f"{args.gdal_cachemax} MB")
+                      f"{args.rss_gdal_cachemax} MB")
                 print(f"{'scene':<13} {'tiles':>8} {'translated':>10} {'panels':>6} {'s':>7} {'RSS before':>10} "
                       f"{'RSS peak':>8} {'x 4k':>6}")
                 report["memory"] = memory(args, tmp)

@@ -34,8 +34,9 @@ from .writer import BlockWriter, FinishedRows, PanelDone
 
 #: Batches waiting between the reader and the network.
 QUEUE_DEPTH = 3
-#: Most threads preparing strips ahead of the network (half the cores, up to this).
-MAX_READ_WORKERS = 8
+#: Most threads preparing strips ahead of the network: on the CPU half the cores (the network
+#: uses the others), on a GPU all but two (the network's thread and the writer's).
+MAX_READ_WORKERS = 14
 
 
 @dataclass
@@ -68,10 +69,13 @@ class Translator:
         self.expected = (out_count, tile, tile)
         self.model_name, self.direction = model_name, direction
 
-    def __call__(self, tiles: Any) -> Any:
+    def upload(self, tiles: Any) -> Any:
+        """Queue the copy of a batch to the device (asynchronous from page-locked memory)."""
+        return tiles.to(self.device, non_blocking=True)
+
+    def __call__(self, x: Any) -> Any:
         import torch
 
-        x = tiles.to(self.device, non_blocking=True)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         autocast = (torch.autocast(self.device.type, dtype=self.autocast_dtype)
@@ -84,19 +88,28 @@ class Translator:
         return y.float()
 
 
-def read_workers() -> int:
-    return max(1, min(MAX_READ_WORKERS, (os.cpu_count() or 2) // 2))
+def read_workers(cuda: bool) -> int:
+    cores = os.cpu_count() or 2
+    return max(1, min(MAX_READ_WORKERS, cores - 2 if cuda else cores // 2))
 
 
 class ScenePipeline:
-    """Runs a :class:`SceneJob` into an open output dataset; returns (tiles, tiles translated)."""
+    """Runs a :class:`SceneJob` into an open output dataset; returns (tiles, tiles translated).
 
-    def __init__(self, job: SceneJob, translator: Translator, device: Any, dataset: Any, dst_label: Any) -> None:
+    ``device_pixels`` (final pixels made next to the network, not by the writer) and
+    ``full_batches`` (short batches run at full size) default to True on CUDA; a test sets them on
+    the CPU to run the GPU path's logic where there is no GPU.
+    """
+
+    def __init__(self, job: SceneJob, translator: Translator, device: Any, dataset: Any, dst_label: Any, *,
+                 device_pixels: Optional[bool] = None, full_batches: Optional[bool] = None) -> None:
         self.job, self.translator, self.device = job, translator, device
         self.dataset, self.dst_label = dataset, dst_label
         self.cuda = device.type == "cuda"
+        self.full_batches = self.cuda if full_batches is None else full_batches
         self.state = PipelineState()
-        self.pixels = DevicePixels(job.target, device) if self.cuda else None
+        self.pixels = DevicePixels(job.target, device) if (self.cuda if device_pixels is None else device_pixels) \
+            else None
         self.blenders: dict[int, Blender] = {}
         self.strips: dict[tuple[int, int], RowDone] = {}
         self.to_writer = Channel(self.state, 2)
@@ -112,7 +125,8 @@ class ScenePipeline:
         pool = BufferPool((job.batch_size, job.source.count, g.tile, g.tile), QUEUE_DEPTH + 2, pinned=self.cuda)
         to_network = Channel(self.state, QUEUE_DEPTH)
         reader = StripReader(job.scene, job.bands, job.source, job.units, g)
-        batcher = TileBatcher(reader, job.panels, pool, job.batch_size, to_network, self.state, read_workers())
+        batcher = TileBatcher(reader, job.panels, pool, job.batch_size, to_network, self.state,
+                              read_workers(self.cuda))
         block_rows = self.dataset.block_shapes[0][0] if self.dataset.profile.get("tiled") else 1
         writer = BlockWriter(self.dataset, job.panels, job.target, block_rows,
                              to_pixels=self.pixels.to_numpy if self.pixels is not None else None)
@@ -150,11 +164,14 @@ class ScenePipeline:
     def _translate(self, batch: TileBatch, pool: BufferPool) -> None:
         import torch
 
-        y = self.translator(batch.buffer[:batch.n])
+        # On CUDA a short batch is run at full size (the rest of the buffer is ignored): one input shape,
+        # so cuDNN's autotuned kernels are chosen once.
+        x = self.translator.upload(batch.buffer if self.full_batches else batch.buffer[:batch.n])
         event = None
         if self.cuda:
             event = torch.cuda.Event()
             event.record()  # the buffer may be refilled once its copy to the device is done
+        y = self.translator(x)
         for i, (p, r, j) in enumerate(batch.where):
             self._blender(p).add(y[i], r, j)
         pool.release(batch.buffer, event)  # after blending: on the CPU ``y`` may be a view of it
@@ -192,12 +209,13 @@ class ScenePipeline:
         data, ready = self._blender(p).finish(k), None
         if valid is None:
             data = None  # no valid pixel in these rows: all nodata, nothing to copy
-        if data is not None and self.cuda:
-            pixels = self.pixels(data)
-            data = torch.empty(pixels.shape, dtype=pixels.dtype, pin_memory=True)
-            data.copy_(pixels, non_blocking=True)
-            ready = torch.cuda.Event()
-            ready.record()
+        if data is not None and self.pixels is not None:
+            data = self.pixels(data)
+            if self.cuda:  # back to the host asynchronously: the writer waits for the event
+                pixels, data = data, torch.empty(data.shape, dtype=data.dtype, pin_memory=True)
+                data.copy_(pixels, non_blocking=True)
+                ready = torch.cuda.Event()
+                ready.record()
         elif data is not None:
             data = data.numpy()
         self.to_writer.put(FinishedRows(p, y0, y1 - y0, data, valid, ready))
