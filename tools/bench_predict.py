@@ -192,7 +192,7 @@ def run_variant(model, src: Path, dst: Path, variant: dict, dev) -> dict:
         "model_mpx_s": px_per_tile / per_tile / 1e6,
         "ratio": (scene_px / e2e_s) / (px_per_tile / per_tile),
         "peak_gpu_mib": (round(torch.cuda.max_memory_allocated(dev) / 2 ** 20, 1) if dev.type == "cuda" else None),
-        "rss_peak_mib": round(rss_mib(), 1),
+        "rss_peak_so_far_mib": round(rss_mib(), 1),  # the worker runs every variant: see --rss for memory
     }
 
 
@@ -297,13 +297,13 @@ def variants_for(args: argparse.Namespace, cuda: bool) -> list[dict]:
 
 def print_throughput(rows: list[dict]) -> None:
     print(f"{'configuration':<15} {'input':<8} {'device':<7} {'prec':<5} {'scene':>11} {'tiles':>6} {'panels':>6} "
-          f"{'e2e s':>7} {'e2e Mpx/s':>10} {'model Mpx/s':>12} {'ratio':>6} {'GPU MiB':>8} {'RSS MiB':>8}")
+          f"{'e2e s':>7} {'e2e Mpx/s':>10} {'model Mpx/s':>12} {'ratio':>6} {'GPU MiB':>8}")
     for r in rows:
         gpu = f"{r['peak_gpu_mib']:.0f}" if r.get("peak_gpu_mib") is not None else "-"
         ratio = f"{r['ratio']:>6.2f}" if r["name"] != "1x1 conv (I/O)" else f"{'-':>6}"
         print(f"{r['name']:<15} {r['input']:<8} {r['device']:<7} {r['precision']:<5} {r['width']}x{r['height']:<6} "
               f"{r['tiles']:>6} {r['panels']:>6} {r['e2e_s']:>7.2f} {r['e2e_mpx_s']:>10.2f} {r['model_mpx_s']:>12.2f} "
-              f"{ratio} {gpu:>8} {r['rss_peak_mib']:>8.0f}", flush=True)
+              f"{ratio} {gpu:>8}", flush=True)
 
 
 def throughput(args: argparse.Namespace, device: str, tmp: str) -> list[dict]:
@@ -338,6 +338,12 @@ def memory(args: argparse.Namespace, tmp: str) -> list[dict]:
               f"{r['seconds']:>7.1f} {r['rss_before_mib']:>10.0f} {r['rss_peak_mib']:>8.0f} "
               f"{r['rss_peak_mib'] / rows[0]['rss_peak_mib']:>6.2f}", flush=True)
     return rows
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def main() -> None:
@@ -381,6 +387,8 @@ def main() -> None:
         print(json.dumps(fn(args)), flush=True)
         return
 
+    if (cuda or args.agreement) and not _cuda_available():
+        raise SystemExit("bench_predict: CUDA requested (--device cuda or --agreement) but torch sees no GPU here")
     report: dict = {"device": args.device}
     with tempfile.TemporaryDirectory(prefix="geogan-bench-", dir=args.tmp) as tmp:
         if args.agreement:
