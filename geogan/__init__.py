@@ -44,6 +44,7 @@ _LAZY = {
     "load_model": "geogan.modelfile",
     "save_model": "geogan.modelfile",
     "translate_raster": "geogan.predict",
+    "translate_rasters": "geogan.predict",
     "evaluate_rasters": "geogan.evaluate",
     "DomainSpec": "geogan.bands",
     "BandStats": "geogan.bands",

@@ -187,7 +187,7 @@ def evaluate_rasters(prediction: Union[str, os.PathLike], truth: Union[str, os.P
     prediction has exactly that many bands and the truth more, it picks the truth's bands and
     the prediction's are taken in order. Rasters on different grids are refused.
     """
-    pred_p, truth_p = Path(prediction), Path(truth)
+    pred_p, truth_p = os.fspath(prediction), os.fspath(truth)  # not Path(): it would mangle /vsicurl/https://
     with raster.open_raster(pred_p, require_georeference=False) as pds, \
             raster.open_raster(truth_p, require_georeference=False) as tds:
         check_same_grid(pds, tds, pred_p, truth_p)

@@ -1,5 +1,6 @@
-"""translate_raster: exact results with known networks across tile borders and scene edges,
-grids and nodata kept, atomic output, COG, every bad input, and a real (tiny) ResNet run."""
+"""translate_raster through files and threads: the same results as the pure blending
+(test_predict_blend.py) across panels, strips and read workers, grids and nodata kept, atomic
+output, COG, every bad input, and a real (tiny) ResNet run."""
 from __future__ import annotations
 
 import logging
@@ -16,8 +17,8 @@ from geogan import errors
 from geogan.bands import DomainSpec, denormalize, normalize
 from geogan.modelfile import TranslationModel, save_model
 from geogan.models.generators import ResnetGenerator
-from geogan.predict import (PredictionResult, blend_window, pad_reflect, seam_positions, tile_origins,
-                            translate_raster)
+from geogan.predict import PredictionResult, tile_origins, translate_raster
+from geogan.predict.blender import blend_array
 
 
 # --------------------------------------------------------------------------- helpers
@@ -56,53 +57,69 @@ def leftovers(directory, keep):
     return sorted(p.name for p in directory.iterdir() if p.name not in keep)
 
 
-# --------------------------------------------------------------------------- pure tiling maths
-
-@pytest.mark.parametrize("tile,overlap", [(64, 16), (32, 0), (48, 20), (16, 7)])
-def test_tile_grid_covers_the_scene_with_margin(tile, overlap):
-    for length in list(range(1, 200)) + [1000, 4097]:
-        origins = tile_origins(length, tile, overlap)
-        assert origins[0] <= -(overlap // 2) or len(origins) == 1
-        assert origins[-1] + tile >= length + overlap // 2
-        assert all(b - a == tile - overlap for a, b in zip(origins, origins[1:]))
-        for s in seam_positions(length, tile, overlap):
-            assert 0 < s < length
-
-
-@pytest.mark.parametrize("blend", ["hann", "linear"])
-def test_blend_windows_sum_to_one_across_an_overlap(blend):
-    t, o = 32, 12
-    a, b = blend_window(t, o, blend), blend_window(t, o, blend)
-    np.testing.assert_allclose(a[t - o:] + b[:o], 1.0)
-    assert (a > 0).all() and a[o:t - o].min() == 1.0
-
-
-def test_pad_reflect_falls_back_for_tiny_axes():
-    a = np.arange(6, dtype=np.float32).reshape(1, 2, 3)
-    out = pad_reflect(a, ((0, 0), (5, 7), (4, 9)))
-    assert out.shape == (1, 14, 16)
-    one = pad_reflect(np.ones((1, 1, 1), np.float32), ((0, 0), (3, 3), (3, 3)))
-    assert one.shape == (1, 7, 7) and (one == 1).all()
-
-
 # --------------------------------------------------------------------------- exact results
 
-SIZES = [(300, 410), (128, 128), (40, 50), (3, 5), (1, 1)]
-
-
 @pytest.mark.parametrize("blend", ["hann", "linear", "none"])
-@pytest.mark.parametrize("shape", SIZES)
-@pytest.mark.parametrize("tile,overlap", [(64, 16), (48, 20), (32, 0)])
+@pytest.mark.parametrize("shape,tile,overlap", [((300, 410), 64, 16), ((40, 50), 48, 20), ((3, 5), 32, 0),
+                                                ((1, 1), 32, 8)])
 def test_identity_reproduces_the_scene_everywhere(tmp_path, shape, blend, tile, overlap):
     spec = make_spec()
     data = scene(shape)
     src = write_raster(tmp_path / "in.tif", data)
     result = translate_raster(identity_model(spec), src, tmp_path / "out.tif", blend=blend, tile_size=tile,
-                              overlap=overlap, batch_size=3, device="cpu")
+                              overlap=overlap, batch_size=3, device="cpu", panel_width=64)
     out, profile, _ = read(result)
     assert out.dtype == np.float32 and out.shape == data.shape
     np.testing.assert_allclose(out, data, rtol=2e-6, atol=1e-7)
     assert isinstance(result, PredictionResult) and os.fspath(result) == str(tmp_path / "out.tif")
+
+
+@pytest.mark.parametrize("blend", ["hann", "none"])
+@pytest.mark.parametrize("workers", [1, 4])
+def test_the_pipeline_equals_the_pure_blending_across_panels_and_read_workers(tmp_path, monkeypatch, blend, workers):
+    """Files, threads, panels, batches spanning rows and panels, block-aligned writes: the same numbers
+    as blending the whole normalised array in memory, then denormalising it."""
+    import geogan.predict.pipeline as pipeline
+
+    monkeypatch.setattr(pipeline.os, "cpu_count", lambda: 2 * workers)
+    torch.manual_seed(0)
+    a, b = make_spec("sar", 2), make_spec("generic", 3, "float32", lo=-5.0, hi=5.0)
+    net = nn.Sequential(nn.Conv2d(2, 4, 3, padding=1), nn.Tanh(), nn.Conv2d(4, 3, 1))
+    model = TranslationModel({"a": a, "b": b}, {"a2b": net}, {"generator": "x", "size_multiple": 4})
+    data = (10 ** (scene((333, 290), lo=-20, hi=0) / 10)).astype(np.float32)
+    src = write_raster(tmp_path / "in.tif", data)
+    out, _, _ = read(translate_raster(model, src, tmp_path / "o.tif", tile_size=32, overlap=8, batch_size=5,
+                                      blend=blend, panel_width=64, device="cpu"))
+    with torch.no_grad():
+        expected = denormalize(blend_array(normalize(data, a), net, 32, 8, blend, panel_width=64), b)
+    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("kind,dtype", [("optical", "uint8"), ("generic", "float32"), ("sar", "float32")])
+def test_the_gpu_paths_logic_on_the_cpu_gives_the_same_output(tmp_path, monkeypatch, kind, dtype):
+    """Final pixels made next to the network (DevicePixels) and short batches run at full size, as on
+    CUDA, against the CPU path: the same output (SAR: to float rounding of exp)."""
+    import geogan.predict.core as core
+    from geogan.predict.pipeline import ScenePipeline
+
+    class GpuLike(ScenePipeline):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, device_pixels=True, full_batches=True, **kwargs)
+
+    spec = make_spec(kind, 2, dtype, nodata=0 if dtype == "uint8" else None, lo=10 if dtype == "uint8" else 0.1,
+                     hi=240 if dtype == "uint8" else 0.9)
+    data = scene((150, 97), lo=0.05, hi=0.95) if kind != "optical" else scene((150, 97), lo=1, hi=255).round()
+    data = data.astype(np.float32)
+    data[:, 10:20, 30:60] = np.nan
+    src = write_raster(tmp_path / "in.tif", data)
+    opts = dict(tile_size=32, overlap=8, batch_size=7, panel_width=64)
+    plain = read(translate_raster(identity_model(spec), src, tmp_path / "cpu.tif", **opts))[0]
+    monkeypatch.setattr(core, "ScenePipeline", GpuLike)
+    gpu_like = read(translate_raster(identity_model(spec), src, tmp_path / "gpu.tif", **opts))[0]
+    if kind == "sar":
+        np.testing.assert_allclose(gpu_like, plain, rtol=1e-6)
+    else:
+        np.testing.assert_array_equal(gpu_like, plain)
 
 
 @pytest.mark.parametrize("blend", ["hann", "none"])
@@ -117,50 +134,12 @@ def test_uint8_identity_is_exact_after_rounding(tmp_path, blend):
     np.testing.assert_array_equal(out, data)
 
 
-@pytest.mark.parametrize("blend", ["hann", "linear", "none"])
-def test_per_pixel_network_changing_band_count(tmp_path, blend):
-    a = make_spec("generic", 2)
-    b = make_spec("generic", 3, "float32", lo=-5.0, hi=5.0)
-    conv = conv1x1(2, 3)
-    model = TranslationModel({"a": a, "b": b}, {"a2b": conv}, {"generator": "conv", "size_multiple": 1})
-    data = scene((77, 130))
-    src = write_raster(tmp_path / "in.tif", data)
-    out, profile, _ = read(translate_raster(model, src, tmp_path / "o.tif", tile_size=32, overlap=10, blend=blend))
-    expected = denormalize(expected_conv1x1(conv, normalize(data, a)), b)
-    assert out.shape == (3, 77, 130)
-    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5)
-
-
 def test_sar_in_linear_power_round_trips_through_db(tmp_path):
     spec = make_spec("sar", 2)
     data = (10 ** (scene((90, 70), lo=-25, hi=3) / 10)).astype(np.float32)
     src = write_raster(tmp_path / "in.tif", data)
     out, _, _ = read(translate_raster(identity_model(spec), src, tmp_path / "o.tif", tile_size=32, overlap=8))
     np.testing.assert_allclose(out, data, rtol=1e-5)
-
-
-def test_none_blend_takes_each_pixel_from_the_tile_that_owns_it(tmp_path):
-    """A network that paints each tile a different constant: the output changes exactly at the seams."""
-
-    class TileId(nn.Module):
-        calls = 0
-
-        def forward(self, x):
-            out = torch.empty_like(x)
-            for i in range(x.shape[0]):
-                TileId.calls += 1
-                out[i] = (TileId.calls % 7) * 0.1
-            return out
-
-    spec = make_spec()
-    data = scene((100, 150))
-    src = write_raster(tmp_path / "in.tif", data)
-    model = TranslationModel({"a": spec, "b": spec}, {"a2b": TileId()}, {"generator": "x", "size_multiple": 4})
-    out, _, _ = read(translate_raster(model, src, tmp_path / "o.tif", tile_size=32, overlap=12, blend="none"))
-    col_changes = sorted({int(c) + 1 for c in np.nonzero(np.diff(out[0], axis=1))[1]})
-    row_changes = sorted({int(r) + 1 for r in np.nonzero(np.diff(out[0], axis=0))[0]})
-    assert col_changes == seam_positions(150, 32, 12)
-    assert row_changes == seam_positions(100, 32, 12)
 
 
 def test_spatial_network_with_centre_crop_matches_whole_scene_reflect_padding(tmp_path):
@@ -451,13 +430,16 @@ def test_warns_on_resolution_and_statistics_unlike_training(tmp_path, caplog):
     assert caplog.text == ""
 
 
-def test_sar_in_db_gets_a_hint(tmp_path, caplog):
+def test_sar_in_db_given_to_a_linear_model_is_converted_with_a_warning(tmp_path, caplog):
     model = identity_model(make_spec("sar", 2))
-    src = write_raster(tmp_path / "db.tif", scene((40, 40), lo=-25, hi=-1))
+    db = scene((40, 40), lo=-25, hi=-1)
+    src = write_raster(tmp_path / "db.tif", db)
     with caplog.at_level(logging.WARNING, logger="geogan"):
-        out = translate_raster(model, src, tmp_path / "o.tif", tile_size=16, overlap=4)
-    assert "linear power, not dB" in caplog.text
-    assert np.isnan(read(out)[0]).all()
+        result = translate_raster(model, src, tmp_path / "o.tif", tile_size=16, overlap=4)
+    assert "SAR in dB" in caplog.text and "trained on linear power; converting" in caplog.text
+    assert result.units == "db"
+    # the identity model writes the model's units: linear power of the same backscatter
+    np.testing.assert_allclose(read(result)[0], 10 ** (db / 10), rtol=1e-5)
 
 
 # --------------------------------------------------------------------------- a real network
@@ -498,9 +480,9 @@ def test_model_file_path_round_trip(tmp_path):
 
 
 def test_write_failure_is_an_output_error_and_leaves_nothing(tmp_path, monkeypatch):
-    import geogan.predict as gp
+    import geogan.predict.writer as writer
 
-    real, calls = gp.denormalize, []
+    real, calls = writer.denormalize, []
 
     def disk_full(y, spec):
         calls.append(1)
@@ -508,7 +490,7 @@ def test_write_failure_is_an_output_error_and_leaves_nothing(tmp_path, monkeypat
             raise OSError(28, "No space left on device")
         return real(y, spec)
 
-    monkeypatch.setattr(gp, "denormalize", disk_full)
+    monkeypatch.setattr(writer, "denormalize", disk_full)
     src = write_raster(tmp_path / "in.tif", scene((120, 60)))
     with pytest.raises(errors.OutputError, match="out.tif'.*writing failed.*No space left"):
         translate_raster(identity_model(make_spec()), src, tmp_path / "out.tif", tile_size=32, overlap=8)
@@ -517,9 +499,9 @@ def test_write_failure_is_an_output_error_and_leaves_nothing(tmp_path, monkeypat
 
 @pytest.mark.parametrize("blend", ["hann", "none"])
 def test_several_read_workers_keep_strips_in_order(tmp_path, monkeypatch, blend):
-    import geogan.predict as gp
+    import geogan.predict.pipeline as pipeline
 
-    monkeypatch.setattr(gp.os, "cpu_count", lambda: 8)  # 4 strip readers
+    monkeypatch.setattr(pipeline.os, "cpu_count", lambda: 8)  # 4 strip readers
     spec = make_spec("sar", 2)
     data = (10 ** (scene((333, 97), lo=-20, hi=0) / 10)).astype(np.float32)
     data[:, 100:140, 20:30] = 0.0
@@ -540,17 +522,17 @@ def test_output_gets_ordinary_file_permissions(tmp_path):
 
 
 def test_read_failure_is_a_raster_error_and_leaves_nothing(tmp_path, monkeypatch):
-    import geogan.predict as gp
+    import geogan.predict.reader as reader
 
-    real, calls = gp.normalize, []
+    real, calls = reader.normalize, []
 
-    def flaky(data, spec, valid=None):
+    def flaky(data, spec, valid=None, units=None):
         calls.append(1)
         if len(calls) > 3:
             raise OSError(5, "Input/output error")
-        return real(data, spec, valid)
+        return real(data, spec, valid, units=units)
 
-    monkeypatch.setattr(gp, "normalize", flaky)
+    monkeypatch.setattr(reader, "normalize", flaky)
     src = write_raster(tmp_path / "in.tif", scene((300, 40)))
     with pytest.raises(errors.RasterError, match="in.tif'.*reading failed.*Input/output error"):
         translate_raster(identity_model(make_spec()), src, tmp_path / "out.tif", tile_size=32, overlap=8)

@@ -92,6 +92,6 @@ def test_predict_cuda_without_cuda(tmp_path, model_file, sar):
 
 def test_predict_help_lists_the_options():
     res = run("predict", "--help")
-    for opt in ("--direction", "--bands", "--tile-size", "--overlap", "--batch-size", "--device", "--blend",
-                "--cog", "--compress", "--overwrite", "--allow-ungeoreferenced"):
+    for opt in ("--direction", "--bands", "--units", "--tile-size", "--overlap", "--batch-size", "--device",
+                "--precision", "--blend", "--cog", "--compress", "--overwrite", "--allow-ungeoreferenced"):
         assert opt in res.output

@@ -1,30 +1,27 @@
 #!/usr/bin/env python
-"""Benchmark ``geogan.translate_raster``: end-to-end vs model-only throughput, and peak memory.
+"""Benchmark ``geogan.translate_raster``: end-to-end vs model-only speed, the alternatives beside the
+chosen defaults, peak memory as the scene grows, and CPU-vs-CUDA agreement.
 
-For each scene size (a generated 2-band float32 SAR-like scene in linear power, written in
-strips so generating it costs no memory) and each device (CPU, and CUDA when torch sees it),
-a fresh worker process:
+Throughput (default, and ``--device cuda``): a generated 2-band float32 SAR-like scene (linear
+power, deflate) is translated by a ResNet generator built in-process with random weights (no
+training needed; tiny on the CPU, the paper's resnet_9blocks ngf 64 on CUDA) into a 3-band uint8
+GeoTIFF, end to end (read, normalise, tile, translate, blend, write), and the same network is
+timed alone on a ready batch on the device (model-only: no I/O, no host copies), at the same
+precision, layout and batch size. The ratio end-to-end / model-only says how much of the
+network's speed survives everything else (target on a GPU: >= 0.9). Each configuration is
+printed beside the chosen defaults (precision, channels_last, batch size, panel width).
 
-1. builds a tiny-but-real ResNet generator (random init, 2 → 3 bands, uint8 optical target),
-2. runs ``translate_raster`` on the scene (read, normalise, tile, translate, blend, write a
-   deflate GeoTIFF) and times it → end-to-end megapixels/s of the scene,
-3. runs the network alone on ready batches of the same tile size and batch size (no I/O),
-   ``--model-only-tiles`` tiles, half just before and half just after the prediction so a busy
-   machine's drift hits both alike → model-only megapixels/s of scene (tiles/s × scene pixels
-   per tile of the real run),
-4. reports its peak RSS (``ru_maxrss``) before and after the prediction.
+Memory (``--rss``, on by default on the CPU): peak RSS of a fresh process translating sparse
+scenes of 4096², 20000² and 50000-pixel width (a full-width stripe of data, the rest empty
+blocks: the predictor still reads, blends and writes every row). Target: the 50k-wide peak
+within 1.5x of the 4k² one.
 
-The ratio end-to-end / model-only says how much of the network's speed survives I/O,
-normalisation and blending (target ≥ 0.9). On a shared machine the wall-clock ratio is noisy;
-"cpu ratio" compares CPU seconds per tile (all threads) of the network alone with the whole
-prediction, i.e. the share of the work that is the network. Memory is bounded by one strip of tiles and the
-batch, not by the scene: the peak RSS must stay flat as the scene grows in rows (a strip, and
-so the RSS, grows with the scene's width). The workers run with a bounded ``GDAL_CACHEMAX``
-(``--gdal-cachemax``) because GDAL's own block cache otherwise keeps what it read, up to 5 % of
-RAM, whatever geogan does.
+Agreement (``--agreement``): one small scene translated by the same tiny model on the CPU in
+fp32 and on CUDA in fp32 and in bf16/fp16 (float32 output): max and mean absolute differences.
 
-    python tools/bench_predict.py                  # 4096x1024 and 4096x4096, CPU (+ CUDA if present)
-    python tools/bench_predict.py --sizes 8192 --device cuda --ngf 64 --blocks 9
+    python tools/bench_predict.py                                   # CPU: throughput + alternatives + RSS
+    python tools/bench_predict.py --device cuda --sizes 8192x8192 --json gpu.json
+    python tools/bench_predict.py --agreement                       # needs CUDA
 """
 from __future__ import annotations
 
@@ -38,9 +35,21 @@ import tempfile
 import time
 from pathlib import Path
 
+RSS_SIZES = "4096x4096,20000x20000,50000x50000"
 
-def make_scene(path: Path, width: int, height: int, seed: int = 0, strip: int = 512) -> None:
-    """A SAR-like scene: smooth backscatter texture (dB) times gamma speckle, in linear power."""
+
+# --------------------------------------------------------------------------- scenes and models
+
+def make_scene(path: Path, width: int, height: int, seed: int = 0, strip: int = 512,
+               stripe: tuple[int, int] | None = None, compress: str = "deflate") -> None:
+    """A SAR-like scene (smooth backscatter texture in dB times gamma speckle, in linear power).
+
+    ``stripe=(row0, rows)``: only those rows hold data; every other block is left unwritten
+    (a sparse GeoTIFF: read back as nodata without touching the disk). Chunks are computed by a
+    few threads (each with its own seeded generator) and written in order.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
     import numpy as np
     import rasterio
     from rasterio.transform import from_origin
@@ -50,21 +59,43 @@ def make_scene(path: Path, width: int, height: int, seed: int = 0, strip: int = 
     waves = [(rng.uniform(0.002, 0.02), rng.uniform(0.002, 0.02), rng.uniform(0, 6.3)) for _ in range(5)]
     profile = dict(driver="GTiff", width=width, height=height, count=2, dtype="float32", crs="EPSG:32633",
                    transform=from_origin(500000.0, 5000000.0, 10.0, 10.0), nodata=0.0, tiled=True,
-                   blockxsize=256, blockysize=256, compress="deflate", predictor=3, BIGTIFF="IF_SAFER")
-    xx = np.arange(width, dtype=np.float32)[None, :]
-    with rasterio.open(path, "w", **profile) as ds:
-        for y0 in range(0, height, strip):
-            h = min(strip, height - y0)
-            yy = np.arange(y0, y0 + h, dtype=np.float32)[:, None]
-            tex = sum(np.sin(fx * xx + fy * yy + ph) for fx, fy, ph in waves)
-            out = np.empty((2, h, width), np.float32)
-            for b, (mean_db, amp) in enumerate(((-9.0, 2.5), (-15.0, 2.0))):
-                speckle = rng.gamma(4.0, 0.25, size=(h, width)).astype(np.float32)
-                out[b] = 10 ** ((mean_db + amp * tex) / 10) * speckle
-            ds.write(out, window=Window(0, y0, width, h))
+                   blockxsize=256, blockysize=256, BIGTIFF="YES", SPARSE_OK=stripe is not None,
+                   NUM_THREADS="ALL_CPUS")
+    if compress != "none":
+        profile.update(compress=compress, predictor=3, zlevel=1)
+    rows = range(0, height, strip) if stripe is None else range(stripe[0], stripe[0] + stripe[1], strip)
+    cols = 4096
+    chunks = [(y0, x0) for y0 in rows for x0 in range(0, width, cols)]
+
+    def chunk(yx: tuple[int, int]):
+        y0, x0 = yx
+        h, w = min(strip, height - y0), min(cols, width - x0)
+        local = np.random.default_rng([seed, y0, x0])
+        yy = np.arange(y0, y0 + h, dtype=np.float32)[:, None]
+        xx = np.arange(x0, x0 + w, dtype=np.float32)[None, :]
+        tex = sum(np.sin(fx * xx + fy * yy + ph) for fx, fy, ph in waves)
+        out = np.empty((2, h, w), np.float32)
+        for b, (mean_db, amp) in enumerate(((-9.0, 2.5), (-15.0, 2.0))):
+            speckle = local.gamma(4.0, 0.25, size=(h, w)).astype(np.float32)
+            out[b] = 10 ** ((mean_db + amp * tex) / 10) * speckle
+        return Window(x0, y0, w, h), out
+
+    with rasterio.open(path, "w", **profile) as ds, ThreadPoolExecutor(max(1, min(8, os.cpu_count() or 1))) as pool:
+        for window, out in pool.map(chunk, chunks):
+            ds.write(out, window=window)
 
 
-def model_for_bench(ngf: int, blocks: int):
+def conv_model():
+    """The same domains with a 1x1 convolution for a network: what the pipeline around it costs."""
+    import torch
+
+    model = bench_model(4, 1)
+    model.generators = {"a2b": torch.nn.Conv2d(2, 3, 1).eval()}
+    return model
+
+
+def bench_model(ngf: int, blocks: int, target: str = "uint8"):
+    """A ResNet generator with random weights, SAR (2 bands, linear) → 3 bands of ``target`` dtype."""
     import torch
 
     from geogan.bands import BandStats, DomainSpec
@@ -75,10 +106,11 @@ def model_for_bench(ngf: int, blocks: int):
     sar_stats = tuple(BandStats(band=b, count=10 ** 6, mean=0.1, std=0.1, min=1e-4, max=2.0, p2=0.01, p98=0.5,
                                 mean_db=m, std_db=3.0, min_db=m - 15, max_db=m + 10, p2_db=m - 7, p98_db=m + 6)
                       for b, m in ((1, -9.0), (2, -15.0)))
-    rgb_stats = tuple(BandStats(band=b, count=10 ** 6, mean=90.0, std=40.0, min=1, max=255, p2=20, p98=220)
+    out_stats = tuple(BandStats(band=b, count=10 ** 6, mean=90.0, std=40.0, min=1, max=255, p2=20, p98=220)
                       for b in (1, 2, 3))
     a = DomainSpec("sar", (1, 2), "float32", 0.0, sar_stats, resolution=(10.0, 10.0))
-    b = DomainSpec("optical", (1, 2, 3), "uint8", 0.0, rgb_stats, resolution=(10.0, 10.0))
+    b = DomainSpec("optical", (1, 2, 3), target, 0.0 if target == "uint8" else None, out_stats,
+                   resolution=(10.0, 10.0))
     net = ResnetGenerator(2, 3, ngf=ngf, n_blocks=blocks)
     arch = {"model": "pix2pix", "generator": "resnet", "ngf": ngf, "size_multiple": 4}
     return TranslationModel({"a": a, "b": b}, {"a2b": net}, arch)
@@ -91,132 +123,295 @@ def parse_size(text: str) -> tuple[int, int]:
 
 
 def rss_mib() -> float:
+    """Peak RSS of this process image (VmHWM: ``ru_maxrss`` would also count the parent's pages at fork)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def worker(args: argparse.Namespace) -> dict:
+# --------------------------------------------------------------------------- measurements (worker side)
+
+def model_only(model, variant: dict, dev, batches: int) -> float:
+    """Seconds per tile of the network alone on a ready batch on the device (same precision and layout)."""
+    import contextlib
+
+    import torch
+
+    from geogan.devices import choose_precision, torch_dtype
+
+    net = model.generators["a2b"]
+    if variant["channels_last"]:
+        net.to(memory_format=torch.channels_last)
+    else:
+        net.to(memory_format=torch.contiguous_format)
+    x = torch.randn(variant["batch_size"], 2, variant["tile_size"], variant["tile_size"], device=dev)
+    if variant["channels_last"]:
+        x = x.contiguous(memory_format=torch.channels_last)
+    dtype = torch_dtype(choose_precision(variant["precision"], dev))
+    autocast = torch.autocast(dev.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    torch.backends.cudnn.benchmark = dev.type == "cuda"  # as the predictor does for its fixed tile size
+    with torch.inference_mode(), autocast:
+        net(x)
+        sync()
+        t0 = time.perf_counter()
+        for _ in range(batches):
+            net(x)
+        sync()
+    return (time.perf_counter() - t0) / (batches * variant["batch_size"])
+
+
+def run_variant(model, src: Path, dst: Path, variant: dict, dev) -> dict:
+    """One end-to-end prediction, and the model alone before and after it (so a drifting machine hits both)."""
+    import torch
+
+    from geogan import translate_raster
+
+    kwargs = {k: variant[k] for k in ("tile_size", "overlap", "batch_size", "precision", "channels_last",
+                                      "panel_width")}
+    per_tile = model_only(model, variant, dev, variant["model_batches"])
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(dev)
+    t0 = time.perf_counter()
+    result = translate_raster(model, src, dst, device=dev, overwrite=True, **kwargs)
+    e2e_s = time.perf_counter() - t0
+    per_tile = (per_tile + model_only(model, variant, dev, variant["model_batches"])) / 2
+    scene_px = result.width * result.height
+    px_per_tile = scene_px / max(1, result.tiles_translated)
+    return {
+        "name": variant["name"], "device": str(dev), "precision": result.precision,
+        "channels_last": variant["channels_last"], "batch_size": variant["batch_size"],
+        "panel_width": variant["panel_width"], "panels": result.panels,
+        "width": result.width, "height": result.height, "tiles": result.tiles_translated,
+        "e2e_s": round(e2e_s, 3), "e2e_mpx_s": scene_px / e2e_s / 1e6,
+        "model_mpx_s": px_per_tile / per_tile / 1e6,
+        "ratio": (scene_px / e2e_s) / (px_per_tile / per_tile),
+        "peak_gpu_mib": (round(torch.cuda.max_memory_allocated(dev) / 2 ** 20, 1) if dev.type == "cuda" else None),
+        "rss_peak_so_far_mib": round(rss_mib(), 1),  # the worker runs every variant: see --rss for memory
+    }
+
+
+def worker(args: argparse.Namespace) -> list[dict]:
     import torch
 
     from geogan.devices import resolve_device
-    from geogan.predict import tile_origins, translate_raster
 
     dev = resolve_device(args.device)
-    x = torch.randn(args.batch_size, 2, args.tile_size, args.tile_size).to(dev)
-    if dev.type == "cuda":
-        x = x.contiguous(memory_format=torch.channels_last)
+    variants = json.loads(args.variants)
+    model = bench_model(args.ngf, args.blocks).to(dev)
+    out = []
+    with tempfile.TemporaryDirectory(prefix="geogan-bench-out-", dir=args.tmp) as tmp:
+        for variant in variants:
+            net = conv_model().to(dev) if variant.get("net") == "conv1x1" else model
+            out.append(run_variant(net, Path(args.scene), Path(tmp) / "pred.tif", variant, dev))
+            out[-1].update(torch_threads=torch.get_num_threads(), input=args.scene_compress)
+    return out
 
-    def model_only(net, batches: int) -> float:
-        """Seconds for ``batches`` network calls on a ready batch (no I/O), output back on the host."""
-        seconds = cpu = 0.0
-        with torch.inference_mode():
-            for _ in range(batches):
-                t0, c0 = time.perf_counter(), time.process_time()
-                net(x).float().cpu()  # the predictor also brings every batch back to the host
-                if dev.type == "cuda":
-                    torch.cuda.synchronize()
-                seconds += time.perf_counter() - t0
-                cpu += time.process_time() - c0
-        return seconds, cpu
 
-    with tempfile.TemporaryDirectory(prefix="geogan-bench-", dir=args.tmp) as tmp:
-        src, dst = Path(tmp) / "scene.tif", Path(tmp) / "pred.tif"
+def rss_worker(args: argparse.Namespace) -> dict:
+    import torch
+
+    from geogan import translate_raster
+
+    model = bench_model(args.ngf, args.blocks)
+    before = rss_mib()
+    with tempfile.TemporaryDirectory(prefix="geogan-bench-out-", dir=args.tmp) as tmp:
         t0 = time.perf_counter()
-        width, height = parse_size(args.size)
-        make_scene(src, width, height)
-        gen_s = time.perf_counter() - t0
-        model = model_for_bench(args.ngf, args.blocks).to(dev)
-        net = model.generators["a2b"]
-        model_only(net, 1)  # warm-up: allocator, kernels, thread pools
-        # The model-only timing is split in two halves, just before and just after the
-        # prediction, so that a busy machine's drift affects both measurements alike.
-        tiles = len(tile_origins(width, args.tile_size, args.overlap)) * len(
-            tile_origins(height, args.tile_size, args.overlap))
-        n_batches = max(2, round(min(tiles, args.model_only_tiles) / args.batch_size))
-        model_s, model_cpu = model_only(net, n_batches // 2)
-        rss_before = rss_mib()
-        t0, c0 = time.perf_counter(), time.process_time()
-        result = translate_raster(model, src, dst, tile_size=args.tile_size, overlap=args.overlap,
-                                  batch_size=args.batch_size, device=dev)
-        e2e_s, e2e_cpu = time.perf_counter() - t0, time.process_time() - c0
-        rss_after = rss_mib()
-        out_mib = dst.stat().st_size / 2 ** 20
-        more_s, more_cpu = model_only(net, n_batches - n_batches // 2)
-        model_s, model_cpu = model_s + more_s, model_cpu + more_cpu
-    tiles = result.tiles_translated
-    tile_rate = n_batches * args.batch_size / model_s
-    scene_px = width * height
-    px_per_tile = scene_px / tiles
-    return {
-        "device": str(dev), "width": width, "height": height, "tiles": tiles,
-        "generate_s": round(gen_s, 2), "e2e_s": round(e2e_s, 2),
-        "e2e_mpx_s": scene_px / e2e_s / 1e6,
-        "model_mpx_s": tile_rate * px_per_tile / 1e6,
-        "model_tiles_timed": n_batches * args.batch_size,
-        # CPU seconds per tile (all threads): robust to other load on a shared machine
-        "e2e_cpu_per_tile": e2e_cpu / tiles, "model_cpu_per_tile": model_cpu / (n_batches * args.batch_size),
-        "rss_before_mib": round(rss_before, 1), "rss_peak_mib": round(rss_after, 1),
-        "output_mib": round(out_mib, 1), "torch_threads": torch.get_num_threads(),
-    }
+        result = translate_raster(model, args.scene, Path(tmp) / "pred.tif", device="cpu", tile_size=256,
+                                  overlap=64, batch_size=8)
+        seconds = time.perf_counter() - t0
+    return {"width": result.width, "height": result.height, "tiles": result.tiles, "panels": result.panels,
+            "translated": result.tiles_translated, "seconds": round(seconds, 1), "rss_before_mib": round(before, 1),
+            "rss_peak_mib": round(rss_mib(), 1), "torch_threads": torch.get_num_threads()}
+
+
+def agreement_worker(args: argparse.Namespace) -> list[dict]:
+    """The same tiny model on the same scene: CPU fp32 vs CUDA fp32 and CUDA autocast (float32 output)."""
+    import numpy as np
+    import rasterio
+    import torch
+
+    from geogan import translate_raster
+
+    if not torch.cuda.is_available():
+        raise SystemExit("--agreement needs CUDA: torch sees no GPU here")
+    model = bench_model(8, 2, target="float32")
+    outs = {}
+    with tempfile.TemporaryDirectory(prefix="geogan-bench-out-", dir=args.tmp) as tmp:
+        for device, precision in (("cpu", "fp32"), ("cuda", "fp32"), ("cuda", "auto"), ("cuda", "fp16")):
+            dst = Path(tmp) / f"{device}-{precision}.tif"
+            r = translate_raster(model, args.scene, dst, device=device, precision=precision, tile_size=256,
+                                 overlap=64, batch_size=8)
+            with rasterio.open(dst) as ds:
+                outs[(device, r.precision)] = ds.read()
+    ref = outs[("cpu", "fp32")]
+    scale = float(np.nanmax(ref) - np.nanmin(ref))
+    rows = []
+    for (device, precision), arr in outs.items():
+        if device == "cpu":
+            continue
+        d = np.abs(arr.astype(np.float64) - ref)
+        rows.append({"compare": f"cuda {precision} vs cpu fp32", "max_abs": float(np.nanmax(d)),
+                     "mean_abs": float(np.nanmean(d)), "max_rel_to_range": float(np.nanmax(d)) / scale,
+                     "output_range": scale})
+    return rows
+
+
+# --------------------------------------------------------------------------- the driver
+
+def run_worker(mode: str, args: argparse.Namespace, extra: list[str], cachemax: str = "") -> object:
+    cmd = [sys.executable, __file__, "--worker", mode, "--ngf", str(args.ngf), "--blocks", str(args.blocks)] + extra
+    if args.tmp:
+        cmd += ["--tmp", args.tmp]
+    env = os.environ.copy()
+    if cachemax:
+        env["GDAL_CACHEMAX"] = str(cachemax)
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if done.returncode != 0:
+        sys.stderr.write(done.stderr)
+        raise SystemExit(f"benchmark worker failed ({mode})")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def variants_for(args: argparse.Namespace, cuda: bool) -> list[dict]:
+    from geogan.predict import DEFAULT_PANEL_WIDTH
+
+    base = dict(name="defaults", tile_size=args.tile_size, overlap=args.overlap, batch_size=args.batch_size,
+                precision="auto", channels_last=False, panel_width=DEFAULT_PANEL_WIDTH,
+                model_batches=args.model_batches)
+    alts = [dict(base, name="channels_last", channels_last=True),
+            dict(base, name=f"batch {args.batch_size * 2}", batch_size=args.batch_size * 2),
+            dict(base, name="panel 2048", panel_width=2048)]
+    if cuda:  # the pipeline-only run bounds what end to end can reach; batch and panels are CPU-side choices
+        alts = [dict(base, name="fp32", precision="fp32"), alts[0],
+                dict(base, name="1x1 conv (I/O)", net="conv1x1", model_batches=2)]
+    elif args.cpu_bf16:
+        alts.insert(0, dict(base, name="bf16 (CPU)", precision="bf16"))
+    return [base] + (alts if not args.no_alternatives else [])
+
+
+def print_throughput(rows: list[dict]) -> None:
+    print(f"{'configuration':<15} {'input':<8} {'device':<7} {'prec':<5} {'scene':>11} {'tiles':>6} {'panels':>6} "
+          f"{'e2e s':>7} {'e2e Mpx/s':>10} {'model Mpx/s':>12} {'ratio':>6} {'GPU MiB':>8}")
+    for r in rows:
+        gpu = f"{r['peak_gpu_mib']:.0f}" if r.get("peak_gpu_mib") is not None else "-"
+        ratio = f"{r['ratio']:>6.2f}" if r["name"] != "1x1 conv (I/O)" else f"{'-':>6}"
+        print(f"{r['name']:<15} {r['input']:<8} {r['device']:<7} {r['precision']:<5} {r['width']}x{r['height']:<6} "
+              f"{r['tiles']:>6} {r['panels']:>6} {r['e2e_s']:>7.2f} {r['e2e_mpx_s']:>10.2f} {r['model_mpx_s']:>12.2f} "
+              f"{ratio} {gpu:>8}", flush=True)
+
+
+def throughput(args: argparse.Namespace, device: str, tmp: str) -> list[dict]:
+    rows = []
+    for size in [s.strip() for s in args.sizes.split(",") if s.strip()]:
+        for compress in [c.strip() for c in args.scene_compress.split(",") if c.strip()]:
+            w, h = parse_size(size)
+            src = Path(tmp) / f"scene-{w}x{h}-{compress}.tif"
+            t0 = time.perf_counter()
+            make_scene(src, w, h, compress=compress)
+            print(f"(generated {w}x{h} {compress} in {time.perf_counter() - t0:.1f} s)", flush=True)
+            variants = variants_for(args, device.startswith("cuda"))
+            if compress != args.scene_compress.split(",")[0].strip():
+                variants = variants[:1] + [v for v in variants if v.get("net") == "conv1x1"]
+            rows += run_worker("throughput", args, ["--scene", str(src), "--device", device, "--scene-compress",
+                                                    compress, "--variants", json.dumps(variants)],
+                               args.gdal_cachemax)
+            src.unlink()
+    return rows
+
+
+def memory(args: argparse.Namespace, tmp: str) -> list[dict]:
+    rows = []
+    for size in [s.strip() for s in args.rss_sizes.split(",") if s.strip()]:
+        w, h = parse_size(size)
+        src = Path(tmp) / f"sparse-{w}x{h}.tif"
+        make_scene(src, w, h, stripe=(h // 2 - 256, 512))
+        r = run_worker("rss", args, ["--scene", str(src)], args.rss_gdal_cachemax)
+        src.unlink()
+        rows.append(r)
+        print(f"{r['width']}x{r['height']:<7} {r['tiles']:>8} {r['translated']:>10} {r['panels']:>6} "
+              f"{r['seconds']:>7.1f} {r['rss_before_mib']:>10.0f} {r['rss_peak_mib']:>8.0f} "
+              f"{r['rss_peak_mib'] / rows[0]['rss_peak_mib']:>6.2f}", flush=True)
+    return rows
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--sizes", default="4096x1024,4096x4096",
-                    help="comma-separated scene sizes, WIDTHxHEIGHT or a side (default: 4096 wide, 1024 and "
-                         "4096 rows: memory is bounded by a strip, so RSS must not grow with the rows)")
-    ap.add_argument("--gdal-cachemax", default="64",
-                    help="GDAL_CACHEMAX for the workers, MB (GDAL's block cache otherwise grows to 5%% of RAM "
-                         "with the blocks it has read; '' keeps the environment's)")
-    ap.add_argument("--device", default=None, help="cpu, cuda or auto (default: cpu, plus cuda when available)")
+    ap.add_argument("--sizes", default=None, help="throughput scene sizes, WIDTHxHEIGHT or a side, comma-separated "
+                                                  "(default: 4096x1024 on the CPU, 8192x8192 on CUDA)")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    ap.add_argument("--json", default=None, metavar="FILE", help="also write every figure to FILE as JSON")
+    ap.add_argument("--rss", action=argparse.BooleanOptionalAction, default=None,
+                    help="measure peak RSS on growing sparse scenes (default: on for the CPU)")
+    ap.add_argument("--rss-sizes", default=RSS_SIZES)
+    ap.add_argument("--agreement", action="store_true", help="CPU fp32 vs CUDA fp32/bf16/fp16 outputs (needs CUDA)")
+    ap.add_argument("--no-alternatives", action="store_true", help="only the chosen defaults")
+    ap.add_argument("--cpu-bf16", action="store_true", help="also time bf16 autocast on the CPU (slow: emulated)")
+    ap.add_argument("--gdal-cachemax", default="256", help="GDAL_CACHEMAX for the throughput workers, MB, as the "
+                                                           "CLI bounds it ('' keeps the environment's)")
+    ap.add_argument("--rss-gdal-cachemax", default="64", help="GDAL_CACHEMAX for the memory workers, MB")
+    ap.add_argument("--scene-compress", default="deflate", help="compression of the generated throughput scenes: "
+                                                                "deflate, none, or both comma-separated")
     ap.add_argument("--tile-size", type=int, default=256)
     ap.add_argument("--overlap", type=int, default=64)
-    ap.add_argument("--batch-size", type=int, default=8)
-    ap.add_argument("--ngf", type=int, default=4, help="generator width (tiny by default for a 2-core CPU)")
-    ap.add_argument("--blocks", type=int, default=2, help="residual blocks")
-    ap.add_argument("--model-only-tiles", type=int, default=64,
-                    help="tiles timed in the model-only run (its rate is what counts)")
-    ap.add_argument("--tmp", default=None, help="directory for the generated scene (default: system temp)")
-    ap.add_argument("--json", action="store_true", help="print one JSON object per run")
-    ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
-    ap.add_argument("--size", default="", help=argparse.SUPPRESS)
+    ap.add_argument("--batch-size", type=int, default=None, help="default 8 on the CPU, 32 on CUDA")
+    ap.add_argument("--ngf", type=int, default=None, help="generator width (default 4 on the CPU, 64 on CUDA)")
+    ap.add_argument("--blocks", type=int, default=None, help="residual blocks (default 2 on the CPU, 9 on CUDA)")
+    ap.add_argument("--model-batches", type=int, default=None, help="batches timed for model-only (default 8 "
+                                                                    "on the CPU, 20 on CUDA)")
+    ap.add_argument("--tmp", default=None, help="directory for the generated scenes (default: system temp)")
+    ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--scene", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--variants", default="[]", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    cuda = args.device.startswith("cuda")
+    args.ngf = args.ngf or (64 if cuda or args.agreement else 4)
+    args.blocks = args.blocks or (9 if cuda else 2)
+    args.batch_size = args.batch_size or (32 if cuda else 8)
+    args.model_batches = args.model_batches or (20 if cuda else 8)
+    args.sizes = args.sizes or ("8192x8192" if cuda else "4096x1024")
 
     if args.worker:
-        print(json.dumps(worker(args)), flush=True)
+        fn = {"throughput": worker, "rss": rss_worker, "agreement": agreement_worker}[args.worker]
+        print(json.dumps(fn(args)), flush=True)
         return
 
-    import torch
-
-    devices = [args.device] if args.device else (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
-    sizes = [s.strip() for s in args.sizes.split(",") if s.strip()]
-    common = ["--tile-size", str(args.tile_size), "--overlap", str(args.overlap), "--batch-size",
-              str(args.batch_size), "--ngf", str(args.ngf), "--blocks", str(args.blocks),
-              "--model-only-tiles", str(args.model_only_tiles)] + (["--tmp", args.tmp] if args.tmp else [])
-    if not args.json:
-        print(f"geogan predict benchmark: ResNet generator ngf={args.ngf} blocks={args.blocks}, 2-band float32 SAR "
-              f"-> 3-band uint8, tile {args.tile_size}, overlap {args.overlap}, batch {args.batch_size}")
-        print(f"{'device':<7} {'scene':>11} {'tiles':>6} {'e2e s':>7} {'e2e Mpx/s':>10} {'model Mpx/s':>12} "
-              f"{'ratio':>6} {'cpu ratio':>9} {'RSS MiB':>8} {'(before)':>9}")
-    for dev in devices:
-        for size in sizes:
-            cmd = [sys.executable, __file__, "--worker", "--size", str(size), "--device", dev] + common
-            env = os.environ.copy()
-            if args.gdal_cachemax:
-                env["GDAL_CACHEMAX"] = str(args.gdal_cachemax)
-            out = subprocess.run(cmd, capture_output=True, text=True, env=env)
-            if out.returncode != 0:
-                sys.stderr.write(out.stderr)
-                raise SystemExit(f"benchmark worker failed for {dev} {size}")
-            r = json.loads(out.stdout.strip().splitlines()[-1])
-            r["ratio"] = r["e2e_mpx_s"] / r["model_mpx_s"]
-            r["cpu_ratio"] = r["model_cpu_per_tile"] / r["e2e_cpu_per_tile"]
-            if args.json:
-                print(json.dumps(r))
-            else:
-                w, h = parse_size(size)
-                print(f"{r['device']:<7} {f'{w}x{h}':>11} {r['tiles']:>6} {r['e2e_s']:>7.1f} "
-                      f"{r['e2e_mpx_s']:>10.3f} {r['model_mpx_s']:>12.3f} {r['ratio']:>6.2f} {r['cpu_ratio']:>9.2f} "
-                      f"{r['rss_peak_mib']:>8.0f} {r['rss_before_mib']:>9.0f}", flush=True)
+    if (cuda or args.agreement) and not _cuda_available():
+        raise SystemExit("bench_predict: CUDA requested (--device cuda or --agreement) but torch sees no GPU here")
+    report: dict = {"device": args.device}
+    with tempfile.TemporaryDirectory(prefix="geogan-bench-", dir=args.tmp) as tmp:
+        if args.agreement:
+            src = Path(tmp) / "agree.tif"
+            make_scene(src, 1024, 768)
+            rows = run_worker("agreement", args, ["--scene", str(src)], args.gdal_cachemax)
+            for r in rows:
+                print(f"{r['compare']:<26} max |diff| {r['max_abs']:.3g}  mean |diff| {r['mean_abs']:.3g}  "
+                      f"(max {100 * r['max_rel_to_range']:.3f}% of the output range {r['output_range']:.4g})")
+            report["agreement"] = rows
+        else:
+            print(f"geogan predict benchmark on {args.device}: ResNet generator ngf={args.ngf} blocks={args.blocks}, "
+                  f"2-band float32 SAR -> 3-band uint8, tile {args.tile_size}, overlap {args.overlap}")
+            report["throughput"] = throughput(args, args.device, tmp)
+            print_throughput(report["throughput"])
+            if args.rss if args.rss is not None else not cuda:
+                print(f"\npeak RSS, fresh process per scene (sparse: a 512-row stripe of data), GDAL_CACHEMAX "
+                      f"{args.rss_gdal_cachemax} MB")
+                print(f"{'scene':<13} {'tiles':>8} {'translated':>10} {'panels':>6} {'s':>7} {'RSS before':>10} "
+                      f"{'RSS peak':>8} {'x 4k':>6}")
+                report["memory"] = memory(args, tmp)
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=1))
 
 
 if __name__ == "__main__":

@@ -1,9 +1,11 @@
-"""``geogan predict`` and ``geogan evaluate``: thin wrappers over :func:`geogan.predict.translate_raster`
-and :func:`geogan.evaluate.evaluate_rasters`."""
+"""``geogan predict`` and ``geogan evaluate``: thin wrappers over :func:`geogan.predict.translate_raster`,
+:func:`geogan.predict.translate_rasters` and :func:`geogan.evaluate.evaluate_rasters`."""
 from __future__ import annotations
 
 import json
-from typing import Optional
+import os
+import time
+from typing import Any, Optional
 
 import click
 
@@ -17,45 +19,152 @@ _CLI_GDAL_CACHEMAX_MB = 256
 
 @cli.command("predict")
 @click.argument("model", metavar="MODEL.geogan")
-@click.argument("src", metavar="INPUT.tif")
-@click.argument("dst", metavar="OUTPUT.tif")
+@click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
+@click.argument("output", metavar="OUTPUT")
 @click.option("--direction", type=click.Choice(["a2b", "b2a"]), default="a2b", show_default=True,
               help="Which generator to run (Pix2Pix models have only a2b).")
 @click.option("--bands", default=None, metavar="LIST",
               help="1-based input bands in order, e.g. 1,2 (default: the bands the model was trained on).")
+@click.option("--units", type=click.Choice(["linear", "amplitude", "db"]), default=None,
+              help="SAR input units (default: inferred from the values); converted when the model was trained "
+                   "on others.")
 @click.option("--tile-size", default=256, show_default=True, type=int,
               help="Tile side in pixels (a multiple of the generator's size multiple).")
 @click.option("--overlap", default=64, show_default=True, type=int,
               help="Pixels shared by neighbouring tiles (0 <= overlap < tile size / 2).")
 @click.option("--batch-size", default=8, show_default=True, type=int, help="Tiles per network call.")
-@click.option("--device", default="auto", show_default=True, metavar="auto|cpu|cuda",
-              help="Compute device: auto uses CUDA when available.")
+@click.option("--device", default="auto", show_default=True, metavar="auto|cpu|cuda|cuda:N",
+              help="Compute device: auto uses CUDA when available (under torchrun: the rank's own GPU).")
+@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default="auto", show_default=True,
+              help="Network precision: auto is bf16 on GPUs that run it natively, fp16 on older GPUs, fp32 on "
+                   "the CPU.")
 @click.option("--blend", type=click.Choice(_BLENDS), default="hann", show_default=True,
               help="How overlaps are merged: tapered weights (hann, linear) or centre crop (none).")
-@click.option("--cog", is_flag=True, help="Write a Cloud Optimized GeoTIFF with overviews.")
+@click.option("--cog", is_flag=True, help="Write Cloud Optimized GeoTIFFs with overviews.")
 @click.option("--compress", type=click.Choice(_COMPRESSIONS), default="deflate", show_default=True,
               help="GeoTIFF compression.")
-@click.option("--overwrite", is_flag=True, help="Replace OUTPUT if it exists.")
+@click.option("--overwrite", is_flag=True,
+              help="Replace an existing OUTPUT (in a batch: also outputs that are already complete).")
 @click.option("--allow-ungeoreferenced", is_flag=True,
               help="Translate an input without CRS/geotransform (the output has none either).")
-def predict_command(model: str, src: str, dst: str, direction: str, bands: Optional[str], tile_size: int,
-                    overlap: int, batch_size: int, device: str, blend: str, cog: bool, compress: str,
-                    overwrite: bool, allow_ungeoreferenced: bool) -> None:
-    """Translate INPUT.tif with a trained model into OUTPUT.tif on the same grid."""
+def predict_command(model: str, inputs: tuple[str, ...], output: str, direction: str, bands: Optional[str],
+                    units: Optional[str], tile_size: int, overlap: int, batch_size: int, device: str,
+                    precision: str, blend: str, cog: bool, compress: str, overwrite: bool,
+                    allow_ungeoreferenced: bool) -> None:
+    """Translate INPUT with a trained model into OUTPUT on the same grid.
+
+    \b
+    One scene:    geogan predict MODEL IN.tif OUT.tif
+    Many scenes:  geogan predict MODEL @scenes.txt OUTDIR/      (also a glob, a folder or several INPUTs)
+    Many GPUs:    torchrun --nproc_per_node=N -m geogan predict MODEL @scenes.txt OUTDIR/
+
+    INPUT is a raster, a GDAL path (/vsizip/...), the comma-joined files of one scene (VV.tif,VH.tif;
+    Sentinel-2 bands at 10/20 m are resampled onto the finest grid), @list.txt (one scene per line), a
+    glob or a folder. Many scenes give one OUTDIR/<scene name>.tif each; outputs already complete are
+    skipped (so a stopped batch resumes), a failed scene does not stop the others, and the exit status
+    is 1 if any failed.
+    """
+    from ..predict.distributed import RankInfo
+
+    options = dict(direction=direction, bands=bands, units=units, tile_size=tile_size, overlap=overlap,
+                   batch_size=batch_size, blend=blend, cog=cog, compress=compress,
+                   allow_ungeoreferenced=allow_ungeoreferenced)
+    rank = RankInfo.from_env()
+    with _bounded_gdal_cache():
+        single = _single_scene(inputs, output)
+        if single is None:
+            _predict_batch(model, inputs, output, options, device, precision, overwrite, rank)
+        elif rank is None or rank.rank == 0:  # one scene under torchrun: rank 0 translates it
+            _predict_one(model, single, output, options, device, precision, overwrite)
+
+
+def _single_scene(inputs: tuple[str, ...], output: str) -> Any:
+    """The scene of the single-scene form (one scene into a file name), or None for a batch (an output
+    folder, or several scenes)."""
+    from ..errors import ConfigError
+    from ..scenes import expand_scenes
+
+    if output.endswith(("/", os.sep)) or os.path.isdir(output):
+        return None
+    scenes = expand_scenes(list(inputs), what="input")
+    if len(scenes) > 1:
+        raise ConfigError(f"{len(scenes)} scenes need an output folder: end {output!r} with / "
+                          "(one <scene name>.tif each)")
+    return scenes[0]
+
+
+def _predict_one(model: str, src: Any, dst: str, options: dict, device: str, precision: str,
+                 overwrite: bool) -> None:
     from ..predict import translate_raster
     from ..progress import TqdmProgress
 
     bar = TqdmProgress(desc="predict", unit="tile", is_cancelled=stop_requested, disable=None, leave=False)
     try:
-        with _bounded_gdal_cache():
-            result = translate_raster(model, src, dst, direction=direction, bands=bands, tile_size=tile_size,
-                                      overlap=overlap, batch_size=batch_size, device=device, blend=blend,
-                                      cog=cog, compress=compress, overwrite=overwrite,
-                                      allow_ungeoreferenced=allow_ungeoreferenced, progress=bar)
+        result = translate_raster(model, src, dst, device=device, precision=precision, overwrite=overwrite,
+                                  progress=bar, **options)
     finally:
         bar.close()
     click.echo(f"wrote {result.path}: {result.width}x{result.height}, {result.count} band(s) {result.dtype}, "
-               f"nodata {result.nodata}; {result.tiles} tile(s) on {result.device} in {result.seconds:.1f} s")
+               f"nodata {result.nodata}; {result.tiles} tile(s) on {result.device} ({result.precision}) in "
+               f"{result.seconds:.1f} s")
+
+
+def _predict_batch(model: str, inputs: tuple[str, ...], out_dir: str, options: dict, device: str, precision: str,
+                   overwrite: bool, rank: Any) -> None:
+    from ..predict import translate_rasters
+    from ..progress import TqdmProgress
+
+    bar = TqdmProgress(desc="predict", unit="scene", is_cancelled=stop_requested,
+                       disable=None if rank is None or rank.rank == 0 else True, leave=False)
+    try:
+        if rank is None:
+            result = translate_rasters(model, list(inputs), out_dir, overwrite=overwrite, progress=bar, device=device,
+                                       precision=precision, **options)
+        else:
+            result = _predict_shard(model, inputs, out_dir, options, device, precision, overwrite, rank, bar)
+    finally:
+        bar.close()
+    if result is not None:
+        _report(result)
+
+
+def _predict_shard(model: str, inputs: tuple[str, ...], out_dir: str, options: dict, device: str, precision: str,
+                   overwrite: bool, rank: Any, bar: Any) -> Any:
+    """This rank's share; on rank 0 the whole job's result once every rank has posted (others: None)."""
+    from ..errors import Cancelled, GeoganError
+    from ..predict import translate_rasters
+    from ..predict.batch import merge_results
+    from ..predict.distributed import RankExchange
+
+    started = time.perf_counter()
+    with RankExchange(rank) as exchange:
+        try:
+            mine = translate_rasters(model, list(inputs), out_dir, overwrite=overwrite, progress=bar, device=device,
+                                     precision=precision, rank=rank.rank, world_size=rank.world_size,
+                                     local_rank=rank.local_rank, **options)
+        except Cancelled:
+            raise
+        except GeoganError as exc:
+            exchange.post({"fatal": str(exc)})
+            raise type(exc)(f"rank {rank.rank}: {exc}") from None
+        exchange.post(mine.to_dict())
+        if rank.rank != 0:
+            return None
+        return merge_results(exchange.collect(stop_requested), mine.out_dir, time.perf_counter() - started)
+
+
+def _report(result: Any) -> None:
+    """The summary on stdout; each failure on one line on stderr; exit 1 if anything failed."""
+    click.echo(f"geogan predict: {result.summary()}")
+    if result.world_size > 1:
+        for line in result.rank_lines():
+            click.echo(f"  {line}")
+    for o in result.failed:
+        click.echo(f"geogan: error: {o.describe_failure()}", err=True)
+    for problem in result.rank_problems:
+        click.echo(f"geogan: error: {problem}", err=True)
+    if not result.ok:
+        raise click.exceptions.Exit(1)
 
 
 def _bounded_gdal_cache():

@@ -1,0 +1,296 @@
+"""translate_raster: one scene in, one verified GeoTIFF out, on exactly the input's grid.
+
+:class:`Predictor` holds what does not change from scene to scene (the model on its device, the
+precision, the checked options) so a batch loads the model once; :func:`translate_raster` is
+one Predictor call. Each output is written to a temporary file beside the destination, under a
+lock on the destination, verified block by block (GDAL does not report every failed write,
+e.g. on a full disk) and only then renamed into place.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import os
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional, Sequence, Union
+
+from .. import raster
+from ..errors import ConfigError, GeoganError, ModelFileError, OutputError, RasterError, describe
+from ..outputs import OutputLock, temp_path
+from ..progress import ProgressLike, as_progress
+from ..scenes import Scene, SceneLike, as_scene
+from ..tiling import BLENDS
+from . import inputs
+from .pipeline import SceneJob, ScenePipeline, Translator
+from .plan import DEFAULT_PANEL_WIDTH, TileGrid, plan_panels
+from .stages import io_errors
+
+log = logging.getLogger(__name__)
+
+COMPRESSIONS = ("deflate", "zstd", "lzw", "none")
+
+
+@dataclass(frozen=True)
+class PredictionResult(os.PathLike):
+    """What :func:`translate_raster` wrote. Usable as a path (``os.fspath(result)``)."""
+
+    path: Path
+    direction: str
+    width: int
+    height: int
+    count: int
+    dtype: str
+    nodata: Optional[float]
+    tiles: int
+    tiles_translated: int
+    seconds: float
+    device: str
+    #: The input as given (comma-joined files for a multi-file scene).
+    scene: str = ""
+    #: "fp32", "bf16" or "fp16": the precision the network ran in.
+    precision: str = "fp32"
+    #: The input's SAR units (converted to the model's when they differ); None for other kinds.
+    units: Optional[str] = None
+    #: Column panels the scene was processed in (memory is bounded by one panel).
+    panels: int = 1
+
+    def __fspath__(self) -> str:
+        return str(self.path)
+
+
+@dataclass(frozen=True)
+class PredictOptions:
+    """Checked prediction options (see :func:`translate_raster`)."""
+
+    direction: str = "a2b"
+    bands: Union[None, str, Sequence[int]] = None
+    tile_size: int = 256
+    overlap: int = 64
+    batch_size: int = 8
+    blend: str = "hann"
+    cog: bool = False
+    compress: str = "deflate"
+    units: Optional[str] = None
+    allow_ungeoreferenced: bool = False
+    panel_width: int = DEFAULT_PANEL_WIDTH
+    channels_last: bool = False
+
+    def __post_init__(self) -> None:
+        fix = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731
+        fix("blend", str(self.blend).lower())
+        fix("compress", str(self.compress or "none").lower())
+        fix("units", inputs.check_units_option(self.units))
+        for name in ("tile_size", "overlap", "batch_size", "panel_width"):
+            fix(name, int(getattr(self, name)))
+        if self.blend not in BLENDS:
+            raise ConfigError(f"unknown blend {self.blend!r} (expected one of {', '.join(BLENDS)})")
+        if self.compress not in COMPRESSIONS:
+            raise ConfigError(f"unknown compression {self.compress!r} (expected one of {', '.join(COMPRESSIONS)})")
+        if self.batch_size < 1:
+            raise ConfigError(f"batch size must be at least 1, not {self.batch_size}")
+        if self.panel_width < 1:
+            raise ConfigError(f"panel width must be at least 1, not {self.panel_width}")
+
+
+class Predictor:
+    """A model ready on its device, with checked options: translates scenes one after another."""
+
+    def __init__(self, model_or_path: Any, options: PredictOptions, *, device: Any = "auto",
+                 precision: Any = "auto", local_rank: Optional[int] = None) -> None:
+        from ..devices import choose_precision, resolve_device
+        from ..modelfile import TranslationModel, load_model
+
+        self.options = options
+        self.device = resolve_device(device, local_rank=local_rank)
+        self.precision = choose_precision(precision, self.device, where="--precision")
+        if isinstance(model_or_path, TranslationModel):
+            self.model, self.model_name = model_or_path, "model"
+        else:
+            self.model, self.model_name = load_model(model_or_path, "cpu"), describe(model_or_path)
+        d = options.direction
+        if d not in self.model.generators:
+            have = ", ".join(self.model.directions) or "none"
+            raise ModelFileError(f"{self.model_name}: this model cannot translate {d!r} (it has: {have})")
+        self.source, self.target = self.model.source(d), self.model.target(d)
+        inputs.check_target_dtype(self.target, self.model_name, d)
+        inputs.check_tiling(options.tile_size, options.overlap, self.model)
+        self.nodata = inputs.output_nodata(self.target)
+        self.out_spec = dataclasses.replace(self.target, nodata=self.nodata)
+        self.model.to(self.device)  # a caller's model moves to the chosen device (and stays there)
+        net = self.model.generators[d]
+        if options.channels_last:
+            import torch
+
+            net.to(memory_format=torch.channels_last)
+        self.translator = Translator(net, self.device, self.precision, options.channels_last, self.target.count,
+                                     options.tile_size, self.model_name, d)
+
+    @property
+    def precision_name(self) -> str:
+        return self.precision or "fp32"
+
+    def expected_output(self, scene: SceneLike) -> tuple[int, int, int, str]:
+        """(width, height, bands, dtype) of the output for ``scene`` (opens its header only)."""
+        with raster.open_raster(scene, require_georeference=False) as ds:
+            return ds.width, ds.height, self.out_spec.count, self.out_spec.dtype
+
+    def translate(self, src: SceneLike, dst: Union[str, os.PathLike], *, overwrite: bool = False,
+                  progress: ProgressLike = None) -> PredictionResult:
+        """Translate one scene into ``dst`` (see :func:`translate_raster`)."""
+        started = time.perf_counter()
+        scene, dst_p, opts = as_scene(src), Path(dst), self.options
+        prog = as_progress(progress)
+        with raster.open_raster(scene, require_georeference=False) as ds:
+            georef = self._check_input(ds, scene)
+            band_list = inputs.choose_bands(opts.bands, ds.count, self.source, scene.label)
+            raster.check_output_path(dst_p, overwrite=overwrite, inputs=[scene])
+            data, masks = inputs.read_sample(ds, band_list, scene.label)
+            units = inputs.input_units(self.source, data, masks, opts.units, scene.label)
+            inputs.warn_if_unlike_training(ds, data, masks, band_list, self.source, units, scene.label, georef)
+            del data, masks
+            with OutputLock(dst_p, "prediction"):
+                raster.check_output_path(dst_p, overwrite=overwrite, inputs=[scene])  # another run may have finished
+                stats = self._write_scene(ds, scene, band_list, units, georef, dst_p, prog)
+            width, height = ds.width, ds.height
+        return PredictionResult(path=dst_p, direction=opts.direction, width=width, height=height,
+                                count=self.out_spec.count, dtype=self.out_spec.dtype, nodata=self.nodata,
+                                tiles=stats[0], tiles_translated=stats[1], seconds=time.perf_counter() - started,
+                                device=str(self.device), scene=scene.label, precision=self.precision_name,
+                                units=units, panels=stats[2])
+
+    def _check_input(self, ds: Any, scene: Scene) -> bool:
+        inputs.check_input_dtype(ds, scene.label)
+        georef = raster.is_georeferenced(ds)
+        if not georef:
+            if not self.options.allow_ungeoreferenced:
+                raise RasterError(f"{describe(scene.label)}: has no CRS or geotransform (not georeferenced); "
+                                  "use --allow-ungeoreferenced to translate it anyway")
+            log.warning("%s has no CRS or geotransform; the output will not be georeferenced either",
+                        describe(scene.label))
+        return georef
+
+    def _write_scene(self, ds: Any, scene: Scene, band_list: list[int], units: Optional[str], georef: bool,
+                     dst: Path, prog: Any) -> tuple[int, int, int]:
+        """Translate into a verified temporary file and rename it onto ``dst``; returns (tiles, translated, panels)."""
+        o = self.options
+        profile = raster.gtiff_profile(width=ds.width, height=ds.height, count=self.out_spec.count,
+                                       dtype=self.out_spec.dtype, crs=ds.crs if georef else None,
+                                       transform=ds.transform, nodata=self.nodata, compress=o.compress)
+        if o.compress != "none":
+            profile["NUM_THREADS"] = "ALL_CPUS"  # GDAL compresses finished blocks in parallel
+        grid = TileGrid.for_scene(ds.height, ds.width, o.tile_size, o.overlap, o.blend)
+        block = profile["blockxsize"] if profile.get("tiled") else ds.width
+        panels = plan_panels(grid, o.panel_width, block)
+        job = SceneJob(scene, band_list, self.source, units, self.out_spec, grid, panels, o.batch_size, prog,
+                       self.model_name, o.direction)
+
+        def verify(path: Path) -> None:
+            raster.verify_raster(path, width=ds.width, height=ds.height, count=self.out_spec.count,
+                                 dtype=self.out_spec.dtype, label=dst)
+
+        with raster.atomic_output(dst, verify=verify, what="prediction") as tmp:
+            if o.cog:
+                plain = temp_path(dst, ".tif", kind="plain")
+                try:
+                    stats = self._run(job, profile, plain, dst)
+                    verify(plain)
+                    write_cog(plain, tmp, o.compress, dst)
+                finally:
+                    for leftover in (plain, Path(str(plain) + ".aux.xml")):
+                        with contextlib.suppress(OSError):
+                            leftover.unlink()
+            else:
+                stats = self._run(job, profile, tmp, dst)
+        return stats[0], stats[1], len(panels)
+
+    def _run(self, job: SceneJob, profile: dict, path: Path, dst: Path) -> tuple[int, int]:
+        import rasterio
+        from rasterio.errors import NotGeoreferencedWarning
+
+        from .. import __version__
+
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", NotGeoreferencedWarning)
+                with rasterio.open(path, "w", **profile) as out, self._cudnn_autotune():
+                    for i, desc in enumerate(self.out_spec.band_descriptions[:self.out_spec.count], start=1):
+                        if desc:
+                            out.set_band_description(i, str(desc))
+                    out.update_tags(GEOGAN_VERSION=__version__, GEOGAN_DIRECTION=job.direction,
+                                    GEOGAN_PRECISION=self.precision_name)
+                    stats = ScenePipeline(job, self.translator, self.device, out, dst).run()
+        except io_errors() as exc:
+            if isinstance(exc, GeoganError):
+                raise
+            raise raster.write_failed(dst, exc) from None
+        if stats[1] == 0:
+            raise RasterError(f"{describe(job.scene.label)}: no valid pixel anywhere in the input (all nodata, "
+                              "masked or non-finite), so the output would be empty; nothing was written")
+        return stats
+
+    @contextlib.contextmanager
+    def _cudnn_autotune(self):
+        """Let cuDNN pick its fastest kernels for the fixed tile size (restored afterwards)."""
+        if self.device.type != "cuda":
+            yield
+            return
+        import torch
+
+        before = torch.backends.cudnn.benchmark
+        torch.backends.cudnn.benchmark = True
+        try:
+            yield
+        finally:
+            torch.backends.cudnn.benchmark = before
+
+
+def write_cog(plain: Path, dst: Path, compress: str, label: Path) -> None:
+    """Copy a finished GeoTIFF into a Cloud Optimized GeoTIFF (GDAL's COG driver, with overviews)."""
+    import rasterio.shutil
+
+    options = {"BIGTIFF": "IF_SAFER", "OVERVIEWS": "AUTO", "RESAMPLING": "AVERAGE", "BLOCKSIZE": 512}
+    if compress != "none":
+        options["COMPRESS"] = compress.upper()
+        options["PREDICTOR"] = "YES"
+    else:
+        options["COMPRESS"] = "NONE"
+    try:
+        rasterio.shutil.copy(plain, dst, driver="COG", **options)
+    except io_errors() as exc:
+        raise OutputError(f"{describe(label)}: writing the Cloud Optimized GeoTIFF failed ({raster.first_line(exc)}); "
+                          f"{raster.disk_hint(dst)}") from None
+
+
+def translate_raster(model_or_path: Any, src: SceneLike, dst: Union[str, os.PathLike], *,
+                     direction: str = "a2b", bands: Union[None, str, Sequence[int]] = None,
+                     tile_size: int = 256, overlap: int = 64, batch_size: int = 8, device: Any = "auto",
+                     precision: Any = "auto", units: Optional[str] = None, blend: str = "hann",
+                     cog: bool = False, compress: str = "deflate", overwrite: bool = False,
+                     allow_ungeoreferenced: bool = False, progress: ProgressLike = None,
+                     panel_width: int = DEFAULT_PANEL_WIDTH, channels_last: bool = False) -> PredictionResult:
+    """Translate the scene ``src`` with a trained model and write ``dst`` on the same grid.
+
+    ``model_or_path`` is a :class:`~geogan.modelfile.TranslationModel` or a ``.geogan`` file;
+    ``src`` any scene geogan reads (a file, a GDAL path, ``"VV.tif,VH.tif"``, a list of files,
+    a :class:`~geogan.scenes.Scene`). The output has the input's width, height, CRS and
+    transform, and the target domain's band count, dtype and nodata
+    (:func:`~geogan.predict.inputs.output_nodata`); pixels invalid in the input are nodata in the
+    output. ``bands`` picks the input bands (default: those the model was trained on);
+    ``units`` states a SAR input's units (default: inferred; converted when they differ from the
+    model's). ``precision``: ``auto`` (bf16 on GPUs that run it natively, fp16 on older GPUs,
+    fp32 on the CPU), ``fp32``, ``bf16`` or ``fp16``. Memory is bounded by one column panel of at
+    most ``panel_width`` pixels. Progress is reported in tiles; a cancel raises
+    :class:`~geogan.errors.Cancelled` within one batch. Nothing is left at ``dst`` unless the
+    whole scene was written and verified; a second run into the same ``dst`` is refused while
+    this one is alive.
+    """
+    options = PredictOptions(direction=direction, bands=bands, tile_size=tile_size, overlap=overlap,
+                             batch_size=batch_size, blend=blend, cog=cog, compress=compress, units=units,
+                             allow_ungeoreferenced=allow_ungeoreferenced, panel_width=panel_width,
+                             channels_last=channels_last)
+    predictor = Predictor(model_or_path, options, device=device, precision=precision)
+    return predictor.translate(src, dst, overwrite=overwrite, progress=progress)

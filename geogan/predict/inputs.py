@@ -1,0 +1,216 @@
+"""Checks before a scene is translated: bands, dtypes, tiling, SAR units, and whether the input looks
+like what the model was trained on. Warnings are logged (the CLI shows them); what would give a
+wrong result is refused in one line instead.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any, Optional, Sequence, Union
+
+import numpy as np
+
+from .. import raster
+from ..bands import SAR_UNITS, DomainSpec, check_stated_units, explain_units, normalize
+from ..errors import BandMismatchError, ConfigError, ModelFileError, RasterError, describe
+
+log = logging.getLogger("geogan.predict")
+
+#: Side of the decimated sample read to compare the input with the training data.
+SAMPLE_SIDE = 512
+#: Share of a sample that may be invalid before the user is warned that the output will be mostly nodata.
+MOSTLY_NODATA = 0.9
+
+
+def output_nodata(spec: DomainSpec) -> float:
+    """The nodata value written for a target domain, outside its valid range when nobody declared one.
+
+    The spec's own value if it has one; NaN for float outputs. For integers, from the training
+    statistics: the dtype's minimum when every band's minimum lies above it (0 for unsigned
+    imagery whose darkest value is 1 or more, -32768 for a DEM), else the dtype's maximum when
+    every band stays below it, else (the data span the whole dtype) the minimum, with valid pixels
+    kept one step above it by :func:`geogan.bands.cast_to_dtype`.
+    """
+    if spec.nodata is not None:
+        return float(spec.nodata)
+    dt = np.dtype(spec.dtype)
+    if dt.kind == "f":
+        return float("nan")
+    info = np.iinfo(dt)
+    mins = [s.min for s in spec.stats if s.min is not None and np.isfinite(s.min)]
+    maxs = [s.max for s in spec.stats if s.max is not None and np.isfinite(s.max)]
+    if mins and min(mins) > info.min:
+        return float(info.min)
+    if maxs and max(maxs) < info.max:
+        return float(info.max)
+    log.info("the training data span the whole %s range; output nodata is %d and valid pixels of that value "
+             "become %d", dt.name, info.min, info.min + 1)
+    return float(info.min)
+
+
+def check_target_dtype(spec: DomainSpec, model_name: str, direction: str) -> None:
+    """A model whose target dtype cannot be written as a GeoTIFF band (e.g. complex64) is refused."""
+    if spec.dtype not in raster.SUPPORTED_DTYPES:
+        raise ModelFileError(f"{model_name}: direction {direction} produces {spec.dtype} pixels, which geogan cannot "
+                             f"write (supported: {', '.join(raster.SUPPORTED_DTYPES)})")
+
+
+def check_input_dtype(ds: Any, label: str) -> None:
+    bad = sorted({d for d in ds.dtypes if np.dtype(d).kind == "c"})
+    if bad:
+        raise RasterError(f"{describe(label)}: complex pixels ({', '.join(bad)}) cannot be translated; "
+                          "convert them to intensity or amplitude first")
+
+
+def check_tiling(tile_size: int, overlap: int, model: Any) -> None:
+    mult = model.size_multiple
+    gen = model.architecture.get("generator", "generator")
+    if tile_size <= 0 or tile_size % mult:
+        raise ConfigError(f"tile size {tile_size} is not a positive multiple of {mult} (the {gen} generator needs it)")
+    if overlap < 0 or 2 * overlap >= tile_size:
+        raise ConfigError(f"overlap {overlap} does not fit tile size {tile_size} (need 0 <= overlap < tile size / 2)")
+
+
+def check_units_option(units: Optional[str]) -> Optional[str]:
+    if units is None:
+        return None
+    u = str(units).strip().lower()
+    if u not in SAR_UNITS:
+        raise ConfigError(f"unknown SAR units {units!r} (expected one of {', '.join(SAR_UNITS)})")
+    return u
+
+
+def choose_bands(bands: Union[None, str, Sequence[int]], count: int, spec: DomainSpec, label: str) -> list[int]:
+    """The input bands to feed the network, in order.
+
+    Default: the bands recorded in the model when training picked a deliberate subset or
+    order that this raster has (e.g. 4,3,2 of a 13-band scene); all bands when the model was
+    trained on all bands of an equally wide raster. Anything else asks for ``--bands``.
+    """
+    listed = ",".join(map(str, spec.bands))
+    expects = f"model expects {spec.count} band(s) ({spec.kind}: bands {listed})"
+    if bands is not None and not (isinstance(bands, str) and not bands.strip()):
+        chosen = raster.parse_bands(bands, count, label)
+        if len(chosen) != spec.count:
+            raise BandMismatchError(f"{expects}; --bands names {len(chosen)} of {describe(label)}")
+        return chosen
+    trivial = tuple(spec.bands) == tuple(range(1, spec.count + 1))
+    if trivial and count == spec.count:
+        return list(spec.bands)
+    if not trivial and max(spec.bands) <= count:
+        log.info("using bands %s of %s, as in training", listed, describe(label))
+        return list(spec.bands)
+    raise BandMismatchError(f"{expects}; {describe(label)} has {count} — use --bands")
+
+
+# ------------------------------------------------------------------------------ the sample
+
+def read_sample(ds: Any, bands: list[int], label: str) -> tuple[np.ndarray, np.ndarray]:
+    """A cheap sample of the scene: a decimated read from overviews when the file has them (or is
+    small), else a 4×4 grid of small windows (a decimated read without overviews decodes every block)."""
+    from rasterio.enums import Resampling
+    from rasterio.errors import RasterioError
+    from rasterio.windows import Window
+
+    if ds.overviews(bands[0]) or max(ds.width, ds.height) <= SAMPLE_SIDE:
+        scale = max(1, math.ceil(max(ds.width, ds.height) / SAMPLE_SIDE))
+        shape = (len(bands), max(1, ds.height // scale), max(1, ds.width // scale))
+        try:
+            return (ds.read(bands, out_shape=shape, resampling=Resampling.nearest),
+                    ds.read_masks(bands, out_shape=shape, resampling=Resampling.nearest))
+        except RasterioError as exc:
+            raise RasterError(f"{describe(label)}: reading a decimated sample of the whole raster failed "
+                              f"({raster.first_line(exc)}); the file may be truncated or damaged") from None
+    side = SAMPLE_SIDE // 4
+    parts, mparts = [], []
+    for fy in (0.125, 0.375, 0.625, 0.875):
+        for fx in (0.125, 0.375, 0.625, 0.875):
+            w, h = min(side, ds.width), min(side, ds.height)
+            x0 = min(max(0, int(fx * ds.width) - w // 2), ds.width - w)
+            y0 = min(max(0, int(fy * ds.height) - h // 2), ds.height - h)
+            d, m = raster.read_window(ds, bands, Window(x0, y0, w, h))
+            parts.append(d)
+            mparts.append(m)
+    return np.concatenate(parts, axis=2), np.concatenate(mparts, axis=2)
+
+
+def input_units(spec: DomainSpec, data: np.ndarray, masks: np.ndarray, stated: Optional[str],
+                label: str) -> Optional[str]:
+    """The SAR units of the input: as stated (checked against the values) or inferred from the sample.
+
+    When they differ from the units the model was trained on, the input is converted on the
+    way in (the network works in dB either way) and a warning says so. None for other kinds.
+    """
+    if spec.kind != "sar":
+        if stated is not None:
+            raise ConfigError(f"--units {stated}: the model's source domain is {spec.kind}, not SAR; units are for "
+                              "SAR backscatter only")
+        return None
+    usable = np.all(masks > 0, axis=0)
+    values = data[:, usable].astype(np.float64)
+    values = values[np.isfinite(values)]
+    if stated is not None:
+        problem = check_stated_units(stated, values)
+        if problem:
+            raise RasterError(f"{describe(label)}: {problem}")
+        units, reason = stated, "as stated"
+    else:
+        units, reason = explain_units(values, str(data.dtype))
+    if units != spec.units:
+        log.warning("%s: SAR in %s (%s) but the model was trained on %s; converting the input to the model's units",
+                    describe(label), _units_name(units), reason, _units_name(spec.units))
+    else:
+        log.info("%s: SAR in %s (%s), as the model was trained", describe(label), _units_name(units), reason)
+    return units
+
+
+def _units_name(units: Optional[str]) -> str:
+    return {"linear": "linear power", "amplitude": "amplitude", "db": "dB"}.get(units or "linear", str(units))
+
+
+def warn_if_unlike_training(ds: Any, data: np.ndarray, masks: np.ndarray, bands: list[int], spec: DomainSpec,
+                            units: Optional[str], label: str, georef: bool) -> float:
+    """Warn (never fail) when the input's resolution, validity or values differ from the training data.
+
+    Returns the share of the sample that is valid.
+    """
+    if georef and spec.resolution is not None:
+        _check_resolution(ds, spec, label)
+    valid = raster.valid_mask(ds, data, masks, spec.kind, units=units)
+    share = float(valid.mean()) if valid.size else 0.0
+    if share == 0.0:
+        log.warning("%s: no valid pixel in a sample of the input (all nodata, masked or non-finite); the output "
+                    "will be nodata wherever the input is", describe(label))
+        return share
+    if share < 1.0 - MOSTLY_NODATA:
+        log.warning("%s: %.0f%% of a sample of the input is nodata, masked or invalid; most of the output will "
+                    "be nodata", describe(label), 100 * (1 - share))
+    norm = normalize(data, spec, valid, units=units)
+    lo, hi = spec.ranges()
+    for i, band in enumerate(bands):
+        values = norm[i][valid]
+        median = float(np.median(values))
+        far = float(np.mean(np.abs(values) > 3.0))
+        if abs(median) > 2.0 or far > 0.5:
+            unit = " dB" if spec.kind == "sar" else ""
+            log.warning("%s: band %d looks unlike the training data (%.0f%% of a sample lies far outside the "
+                        "training range %.4g..%.4g%s); check the sensor, units and scaling",
+                        describe(label), band, 100 * far, lo[i], hi[i], unit)
+    return share
+
+
+def _check_resolution(ds: Any, spec: DomainSpec, label: str) -> None:
+    rx, ry = raster.resolution(ds)
+    sx, sy = spec.resolution
+    same_units = True
+    if spec.crs:
+        try:
+            from rasterio.crs import CRS
+
+            same_units = CRS.from_user_input(spec.crs).is_geographic == ds.crs.is_geographic
+        except Exception:  # an unparsable CRS in the model: compare the numbers anyway
+            same_units = True
+    if same_units and sx > 0 and sy > 0 and (abs(rx - sx) > 0.1 * sx or abs(ry - sy) > 0.1 * sy):
+        log.warning("%s: pixel size %.4g x %.4g differs by more than 10%% from the training data's "
+                    "%.4g x %.4g; resample the input to the training resolution for best results",
+                    describe(label), rx, ry, sx, sy)
