@@ -123,6 +123,8 @@ class GanModel:
 
     # -- construction -------------------------------------------------------------------------
     def _finish_build(self) -> None:
+        #: Images enter the networks in their parameters' dtype (float32; float64 in exactness tests).
+        self.image_dtype = torch.get_default_dtype()
         for net in self.nets.values():
             init_weights(net)
             net.to(self.device)
@@ -163,7 +165,7 @@ class GanModel:
             self.nets = wrapped
 
     def _image(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.to(self.device, non_blocking=True)
+        x = x.to(self.device, dtype=self.image_dtype, non_blocking=True)
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
     # -- the pieces of a step -------------------------------------------------------------------

@@ -58,9 +58,10 @@ def wrap_network(net: nn.Module, *, compile: bool = False, ddp: bool = False,
     wrapped: nn.Module = torch.compile(net) if compile else net
     if ddp:
         cuda = device is not None and device.type == "cuda"
+        # The networks hold no buffers (instance norm keeps no running statistics), so there is
+        # nothing to broadcast before each forward.
         wrapped = NetworkDDP(_MethodRouter(wrapped), device_ids=[device.index] if cuda else None,
-                             broadcast_buffers=False, gradient_as_bucket_view=True,
-                             process_group=process_group)
+                             gradient_as_bucket_view=True, process_group=process_group)
     return wrapped
 
 
