@@ -126,21 +126,29 @@ def count_step_flops(device: Any, size: int) -> float:
 # ------------------------------------------------------------------------------------------
 # CUDA: one process, the whole sweep
 # ------------------------------------------------------------------------------------------
-def sweep_specs(args: argparse.Namespace) -> list[dict]:
-    """Eager configurations first (cheap), then compiled ones, largest batches first."""
-    batches = [int(b) for b in args.batches.split(",") if b.strip()]
-    compile_batches = [int(b) for b in args.compile_batches.split(",") if b.strip()]
+def sweep_specs(args: argparse.Namespace, compiled: bool) -> list[dict]:
+    """Every precision × layout × batch, eager or compiled, largest batches first."""
+    batches = [int(b) for b in (args.compile_batches if compiled else args.batches).split(",") if b.strip()]
     specs = []
-    for compiled in (False, True):
-        for precision in PRECISIONS:
-            for channels_last in (False, True):
-                chosen = compile_batches if compiled else batches
-                for batch in sorted(chosen, reverse=True):
-                    layout = "channels_last" if channels_last else "contiguous"
-                    specs.append(dict(name=f"{precision}, {layout}, {'compile' if compiled else 'eager'}, batch {batch}",
-                                      batch=batch, precision=precision, channels_last=channels_last,
-                                      compile=compiled, size=args.size))
+    for precision in PRECISIONS:
+        for channels_last in (False, True):
+            for batch in sorted(batches, reverse=True):
+                layout = "channels_last" if channels_last else "contiguous"
+                specs.append(dict(name=f"{precision}, {layout}, {'compile' if compiled else 'eager'}, batch {batch}",
+                                  batch=batch, precision=precision, channels_last=channels_last,
+                                  compile=compiled, size=args.size))
     return specs
+
+
+def most_promising_first(compiled: list[dict], eager: list[dict]) -> list[dict]:
+    """Compiled configurations ordered by how fast the same precision and layout ran eagerly
+    (grouped, so one compiled model serves its batch sizes): the time budget goes to the best."""
+    def eager_speed(spec: dict) -> float:
+        same = [r["images_per_s"] for r in eager if (r["precision"], r["channels_last"]) ==
+                (spec["precision"], spec["channels_last"])]
+        return max(same, default=0.0)
+
+    return sorted(compiled, key=lambda s: (-eager_speed(s), -s["batch"]))
 
 
 def measure_cuda(spec: dict, device: Any, args: argparse.Namespace, models: dict) -> dict:
@@ -182,25 +190,54 @@ def run_cuda(args: argparse.Namespace) -> dict:
           "(bf16 dense)", flush=True)
     flops = count_step_flops(device, args.size)
     print(f"  FLOPs per image (one training step, batch 1): {flops / 1e12:.3f} TFLOP", flush=True)
-    results, models = [], {}
+    models: dict = {}
     paper = measure_cuda(dict(PAPER, size=args.size), device, args, models)
     _print_row(paper, flops, args)
-    results.append(paper)
-    skipped = []
-    for spec in sweep_specs(args):
-        if time.perf_counter() - started > args.budget_s:
-            skipped.append(spec["name"])
-            continue
-        try:
-            r = measure_cuda(spec, device, args, models)
-        except torch.cuda.OutOfMemoryError:
-            models.clear()
-            torch.cuda.empty_cache()
-            print(f"  {spec['name']:45s} out of GPU memory", flush=True)
-            continue
-        _print_row(r, flops, args)
-        results.append(r)
+    results, skipped = [paper], []
+    for compiled in (False, True):
+        specs = sweep_specs(args, compiled)
+        for spec in most_promising_first(specs, results) if compiled else specs:
+            if not _fits_budget(spec, results, started, args):
+                skipped.append(spec["name"])
+                continue
+            r = _measure_or_none(spec, device, args, models)
+            if r is not None:
+                _print_row(r, flops, args)
+                results.append(r)
+            if args.json:  # after every configuration: a run cut short still leaves its figures
+                _write_json(args.json, cuda_report(results, paper, flops, skipped, args,
+                                                   time.perf_counter() - started, quiet=True))
     return cuda_report(results, paper, flops, skipped, args, time.perf_counter() - started)
+
+
+def _fits_budget(spec: dict, results: list[dict], started: float, args: argparse.Namespace) -> bool:
+    """Start a configuration only if it can finish inside the budget (a compilation takes long)."""
+    left = args.budget_s - (time.perf_counter() - started)
+    if not spec["compile"]:
+        return left > 0
+    compiles = [r["compile_s"] for r in results if r["compile"]]
+    return left > (max(compiles) if compiles else args.compile_estimate_s) + 5
+
+
+def _measure_or_none(spec: dict, device: Any, args: argparse.Namespace, models: dict) -> Optional[dict]:
+    import torch
+
+    try:
+        return measure_cuda(spec, device, args, models)
+    except torch.cuda.OutOfMemoryError:
+        models.clear()
+        torch.cuda.empty_cache()
+        print(f"  {spec['name']:45s} out of GPU memory", flush=True)
+    except Exception as exc:  # noqa: BLE001 - e.g. a compiler failure: report it, measure the rest
+        models.clear()
+        print(f"  {spec['name']:45s} failed: {type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}",
+              flush=True)
+    return None
+
+
+def _write_json(path: str, report: dict) -> None:
+    with open(path, "w") as fh:
+        json.dump(report, fh, indent=1, default=str)
 
 
 def _print_row(r: dict, flops: float, args: argparse.Namespace) -> None:
@@ -211,18 +248,19 @@ def _print_row(r: dict, flops: float, args: argparse.Namespace) -> None:
 
 
 def cuda_report(results: list[dict], paper: dict, flops: float, skipped: list[str], args: argparse.Namespace,
-                seconds: float) -> dict:
+                seconds: float, quiet: bool = False) -> dict:
     """The summary lines and the JSON document: every configuration, the fastest, ratio and MFU."""
     best = max(results, key=lambda r: r["images_per_s"])
     ratio = best["images_per_s"] / paper["images_per_s"]
     mfu = flops * best["images_per_s"] / (args.peak_tflops * 1e12)
-    if skipped:
-        print(f"  skipped (time budget {args.budget_s:g} s): {', '.join(skipped)}")
-    print(f"  fastest: {best['name']} — {best['images_per_s']:.2f} images/s")
-    print(f"  ratio fastest/paper: {ratio:.2f}x   (paper {paper['images_per_s']:.2f} images/s)")
-    print(f"  MFU fastest: {100 * mfu:.1f} % of {args.peak_tflops:g} TFLOP/s   "
-          f"(paper: {100 * flops * paper['images_per_s'] / (args.peak_tflops * 1e12):.1f} %)")
-    print(f"  whole run: {seconds:.0f} s")
+    if not quiet:
+        if skipped:
+            print(f"  skipped (time budget {args.budget_s:g} s): {', '.join(skipped)}")
+        print(f"  fastest: {best['name']} — {best['images_per_s']:.2f} images/s")
+        print(f"  ratio fastest/paper: {ratio:.2f}x   (paper {paper['images_per_s']:.2f} images/s)")
+        print(f"  MFU fastest: {100 * mfu:.1f} % of {args.peak_tflops:g} TFLOP/s   "
+              f"(paper: {100 * flops * paper['images_per_s'] / (args.peak_tflops * 1e12):.1f} %)")
+        print(f"  whole run: {seconds:.0f} s")
     return {"device": _device_name(), "size": args.size, "flops_per_image": flops, "peak_tflops": args.peak_tflops,
             "paper": paper, "fastest": best, "ratio_fastest_over_paper": ratio, "mfu_fastest": mfu,
             "mfu_paper": flops * paper["images_per_s"] / (args.peak_tflops * 1e12),
@@ -333,8 +371,10 @@ def main() -> None:
                         help="CUDA: batch sizes measured with torch.compile (each size is a new compilation)")
     parser.add_argument("--peak-tflops", type=float, default=989.0,
                         help="the GPU's bf16 dense peak for MFU (989 = H100 SXM; 756 = H100 PCIe)")
-    parser.add_argument("--budget-s", type=float, default=150.0,
-                        help="CUDA: stop starting new configurations after this many seconds (listed as skipped)")
+    parser.add_argument("--budget-s", type=float, default=140.0,
+                        help="CUDA: start no configuration that would end after this many seconds (listed as skipped)")
+    parser.add_argument("--compile-estimate-s", type=float, default=60.0,
+                        help="CUDA: compile time assumed for the budget until one compilation was measured")
     parser.add_argument("--json", help="write every figure to this file")
     parser.add_argument("--all", action="store_true",
                         help="CPU: also torch.compile, and bf16 even without native bf16 support")
@@ -357,8 +397,7 @@ def main() -> None:
     else:
         report = run_cpu(args)
     if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(report, fh, indent=1, default=str)
+        _write_json(args.json, report)
 
 
 if __name__ == "__main__":
