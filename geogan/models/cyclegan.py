@@ -123,7 +123,7 @@ class GanModel:
 
     # -- construction -------------------------------------------------------------------------
     def _finish_build(self) -> None:
-        #: Images enter the networks in their parameters' dtype (float32; float64 in exactness tests).
+        #: Images enter the networks in the dtype they were built in (float32; float64 in exactness tests).
         self.image_dtype = torch.get_default_dtype()
         for net in self.nets.values():
             init_weights(net)

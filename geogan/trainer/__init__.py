@@ -21,7 +21,7 @@ from .checkpoints import (ARCHITECTURE_KEYS, CHECKPOINT_FORMAT, CHECKPOINT_NAME,
                           save_checkpoint)
 from .distributed import PeerFailedError
 from .loop import MODEL_NAME, TrainingRun, load_train_config, train
-from .previews import _display_bands, to_display, write_preview
+from .previews import _display_bands, to_display, write_preview  # noqa: F401  (_display_bands: tests)
 from .runtime import Runtime, resolve_runtime
 
 __all__ = [
