@@ -6,6 +6,7 @@ silently ignored and train for hours with a default).
 from __future__ import annotations
 
 import dataclasses
+import re
 import typing
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -128,19 +129,30 @@ class TrainConfig:
     #: all = random crop, flips and 90° rotations; flips = no rotations (e.g. to keep SAR look
     #: direction or sun azimuth consistent); crop = random crop only. Never any resampling.
     augment: Literal["all", "flips", "crop"] = "all"
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    #: auto = bf16 autocast on CUDA where supported, else fp16 with a GradScaler; off on the CPU.
-    #: YAML ``true``/``false`` mean auto/off.
-    amp: Union[Literal["auto", "off", "bf16", "fp16"], bool] = "auto"
+    #: auto (CUDA when present) | cpu | cuda | cuda:N; under torchrun ``cuda`` is each process's own GPU.
+    device: str = "auto"
+    #: auto = bf16 autocast where the GPU runs it natively (compute capability >= 8), fp16 with a
+    #: GradScaler on older GPUs, fp32 on the CPU. YAML ``true``/``false`` mean auto/off.
+    amp: Union[Literal["auto", "off", "fp32", "bf16", "fp16"], bool] = "auto"
+    #: Memory layout of images and weights; auto = as measured fastest (contiguous, see README).
     channels_last: Literal["auto", "on", "off"] = "auto"
+    #: torch.compile every network; auto = on for CUDA, off on the CPU. YAML true/false mean on/off.
+    compile: Union[Literal["auto", "on", "off"], bool] = "auto"
     seed: int = 0
     checkpoint_every: int = 1000
     log_every: int = 10
-    num_workers: int = 0
+    #: DataLoader worker processes; null = auto (up to 4 per process on CUDA, 0 on the CPU).
+    num_workers: Optional[int] = None
+    #: Data-parallel backend under torchrun: auto = NCCL on CUDA, gloo on the CPU.
+    dist_backend: Literal["auto", "nccl", "gloo"] = "auto"
 
     def __post_init__(self) -> None:
         if isinstance(self.amp, bool):
             object.__setattr__(self, "amp", "auto" if self.amp else "off")
+        if isinstance(self.compile, bool):
+            object.__setattr__(self, "compile", "on" if self.compile else "off")
+        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device):
+            raise ConfigError(f"config: device: {self.device!r} is not one of auto, cpu, cuda, cuda:N")
         if self.generator is None:
             object.__setattr__(self, "generator", "unet_256" if self.model == "pix2pix" else "resnet_9blocks")
         if self.dropout is None:
@@ -154,8 +166,10 @@ class TrainConfig:
         for name in ("ngf", "ndf", "n_layers_d", "batch_size", "crop_size", "lr", "log_every"):
             positive(name)
         for name in ("lambda_cycle", "lambda_identity", "lambda_l1", "pool_size", "epochs_decay",
-                     "checkpoint_every", "num_workers", "epochs"):
+                     "checkpoint_every", "epochs"):
             positive(name, allow_zero=True)
+        if self.num_workers is not None:
+            positive("num_workers", allow_zero=True)
         if self.epochs + self.epochs_decay == 0:
             raise ConfigError("config: epochs + epochs_decay must be > 0")
         if not 0.0 <= self.beta1 < 1.0:

@@ -5,11 +5,22 @@ A ``.geogan`` file is a ``torch.save`` of plain containers and tensors only, so 
 nanoGPT's checkpoints it carries the arguments that rebuild the networks, and beyond that
 each domain's :class:`~geogan.bands.DomainSpec` so the predictor normalises exactly as
 training did.
+
+Integrity: the file stores a SHA-256 of its weights and one of everything else
+(``checksum: {"algorithm": "sha256", "weights": ..., "metadata": ...}``, see
+:func:`payload_digest`), checked at every load, because the zip container's own CRCs are not
+checked by ``torch.load``: one flipped byte inside a weight would otherwise load silently and
+change every prediction. Files written before checksums existed still load (logged at debug
+level). Every key the loader relies on is checked for its type, so a damaged or foreign file is
+one clear line, never a traceback.
 """
 from __future__ import annotations
 
+import hashlib
 import io
+import logging
 import os
+import zipfile
 from pathlib import Path
 from typing import Any, Mapping, Optional, Union
 
@@ -18,9 +29,14 @@ import numpy as np
 from .bands import DomainSpec, denormalize, normalize
 from .errors import ModelFileError, describe
 
+log = logging.getLogger(__name__)
+
 FORMAT = "geogan-model"
 FORMAT_VERSION = 1
 DIRECTIONS = {"a2b": ("a", "b"), "b2a": ("b", "a")}
+CHECKSUM_ALGORITHM = "sha256"
+#: Weight dtypes a model file may hold (what training writes: float32).
+WEIGHT_DTYPES = ("torch.float32", "torch.float16", "torch.bfloat16", "torch.float64")
 
 
 class ModelFileNotFoundError(ModelFileError, FileNotFoundError):
@@ -116,42 +132,197 @@ def model_payload(model: TranslationModel) -> dict:
 
 
 def save_model(model: TranslationModel, path: Union[str, os.PathLike]) -> Path:
-    """Write ``model`` to ``path`` atomically (temporary file beside it, then rename)."""
+    """Write ``model`` to ``path`` atomically (temporary file beside it, then rename), with its checksums."""
     import torch
 
     from .raster import atomic_write_bytes
 
+    payload = model_payload(model)
+    payload["checksum"] = payload_checksum(payload)
     buf = io.BytesIO()
-    torch.save(model_payload(model), buf)
-    atomic_write_bytes(path, buf.getvalue())
+    torch.save(payload, buf)
+    atomic_write_bytes(path, buf.getvalue(), what="model file")
     return Path(path)
+
+
+# ------------------------------------------------------------------------------------------
+# integrity
+# ------------------------------------------------------------------------------------------
+def payload_digest(obj: Any) -> str:
+    """SHA-256 of nested dicts/lists/tuples of tensors, strings and numbers, independent of pickling.
+
+    Dict items are taken in sorted key order; a tensor contributes its dtype, shape and raw
+    bytes; any other leaf its ``repr``. The same value gives the same digest after a save/load.
+    """
+    h = hashlib.sha256()
+    _feed(h, obj)
+    return h.hexdigest()
+
+
+def _feed(h: Any, obj: Any) -> None:
+    import torch
+
+    if isinstance(obj, torch.Tensor):
+        t = obj.detach().cpu().contiguous()
+        h.update(f"T{t.dtype}{tuple(t.shape)}".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    elif isinstance(obj, Mapping):
+        h.update(f"D{len(obj)}".encode())
+        for key in sorted(obj, key=repr):
+            _feed(h, key)
+            _feed(h, obj[key])
+    elif isinstance(obj, (list, tuple)):
+        h.update(f"L{len(obj)}".encode())
+        for item in obj:
+            _feed(h, item)
+    else:
+        h.update(f"S{obj!r};".encode())
+
+
+def payload_checksum(payload: Mapping[str, Any]) -> dict:
+    """The ``checksum`` entry of a model file: digests of the weights and of everything else."""
+    metadata = {k: v for k, v in payload.items() if k not in ("generators", "checksum")}
+    return {"algorithm": CHECKSUM_ALGORITHM, "weights": payload_digest(payload["generators"]),
+            "metadata": payload_digest(metadata)}
+
+
+def verify_checksum(payload: Mapping[str, Any], label: str) -> None:
+    """Raise :class:`ModelFileError` when the stored checksums do not match; files without one pass."""
+    stored = payload.get("checksum")
+    if stored is None:
+        log.debug("%s has no checksum (written before geogan stored one); loaded without verification", label)
+        return
+    if not isinstance(stored, dict) or stored.get("algorithm") != CHECKSUM_ALGORITHM:
+        raise ModelFileError(f"{label}: model file has an unreadable checksum entry (expected {CHECKSUM_ALGORITHM})")
+    actual = payload_checksum(payload)
+    for part in ("weights", "metadata"):
+        if stored.get(part) != actual[part]:
+            raise ModelFileError(f"{label}: model file is damaged: its {part} do not match the {CHECKSUM_ALGORITHM} "
+                                 "checksum stored in it (copy it again from the original)")
+
+
+# ------------------------------------------------------------------------------------------
+# reading
+# ------------------------------------------------------------------------------------------
+def load_torch_file(p: Path, what: str, error: type) -> Any:
+    """``torch.load(weights_only=True)`` with every failure as one line of ``error`` naming ``p``.
+
+    A file that is not a PyTorch zip archive (a plain pickle, an image, a truncated download)
+    is "not a geogan {what}"; one holding Python objects other than tensors and containers is
+    refused without running anything.
+    """
+    import pickle
+
+    import torch
+
+    with open(p, "rb") as fh:
+        magic = fh.read(4)
+    if magic != b"PK\x03\x04":
+        raise error(f"{describe(p)}: not a geogan {what} (not a PyTorch archive)")
+    if not zipfile.is_zipfile(p):
+        raise error(f"{describe(p)}: damaged {what} (the archive is truncated or corrupt)")
+    try:
+        return torch.load(p, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise error(f"{describe(p)}: not a geogan {what} (it holds Python objects a geogan {what} never "
+                    "contains; not loaded, nothing was run)") from None
+    except Exception as exc:  # zip and torch errors all mean the same to a user
+        reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        raise error(f"{describe(p)}: damaged {what} ({reason})") from None
 
 
 def read_payload(path: Union[str, os.PathLike]) -> dict:
     """Load and validate a model file's dict without building networks (safe: weights_only)."""
-    import torch
-
     p = Path(path)
     if not p.exists():
         raise ModelFileNotFoundError(f"{describe(p)}: no such model file")
     if p.is_dir():
         raise ModelFileError(f"{describe(p)}: is a directory, not a model file")
     try:
-        payload = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as exc:  # pickle, zip and torch errors all mean the same to a user
-        reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
-        raise ModelFileError(f"{describe(p)}: not a readable geogan model file ({reason})") from None
+        payload = load_torch_file(p, "model file", ModelFileError)
+    except OSError as exc:
+        raise ModelFileError(f"{describe(p)}: cannot read the model file ({exc.strerror or exc})") from None
+    label = describe(p)
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise ModelFileError(f"{describe(p)}: not a geogan model file")
-    version = payload.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
-        raise ModelFileError(
-            f"{describe(p)}: model format {version!r} is newer than this geogan reads ({FORMAT_VERSION}); upgrade geogan"
-        )
-    for key in ("architecture", "domains", "generators"):
+        raise ModelFileError(f"{label}: not a geogan model file")
+    check_version(payload.get("format_version"), label)
+    for key, kind in (("architecture", dict), ("domains", dict), ("generators", dict)):
         if key not in payload:
-            raise ModelFileError(f"{describe(p)}: model file is missing {key!r}")
+            raise ModelFileError(f"{label}: model file is missing {key!r}")
+        if not isinstance(payload[key], kind):
+            raise ModelFileError(f"{label}: model file entry {key!r} is a {type(payload[key]).__name__}, "
+                                 f"expected a {kind.__name__}")
+    verify_checksum(payload, label)
+    check_generators(payload["generators"], label)
     return payload
+
+
+def check_version(version: Any, label: str) -> None:
+    """``format_version`` must be a positive integer this geogan reads."""
+    if type(version) is not int or version < 1:
+        raise ModelFileError(f"{label}: model format_version {version!r} is not a positive integer; "
+                             "not a valid geogan model file")
+    if version > FORMAT_VERSION:
+        raise ModelFileError(
+            f"{label}: model format {version} is newer than this geogan reads ({FORMAT_VERSION}); upgrade geogan"
+        )
+
+
+def check_generators(generators: Mapping[Any, Any], label: str) -> None:
+    """Directions known, each a mapping of names to floating-point tensors."""
+    import torch
+
+    unknown = [d for d in generators if d not in DIRECTIONS]
+    if unknown or not generators:
+        raise ModelFileError(f"{label}: model file has generator direction(s) {sorted(map(str, unknown))} "
+                             "(expected a2b and/or b2a)")
+    for direction, state in generators.items():
+        if not isinstance(state, dict):
+            raise ModelFileError(f"{label}: generator {direction} is a {type(state).__name__}, not a weights mapping")
+        for name, tensor in state.items():
+            if not isinstance(name, str) or not isinstance(tensor, torch.Tensor):
+                raise ModelFileError(f"{label}: generator {direction} entry {name!r} is not a named tensor")
+            if str(tensor.dtype) not in WEIGHT_DTYPES:
+                raise ModelFileError(f"{label}: generator {direction} weight {name!r} has dtype "
+                                     f"{str(tensor.dtype).replace('torch.', '')} (expected floating point)")
+
+
+def check_domains(domains: Mapping[Any, Any], directions: Any, label: str) -> dict:
+    """Each domain a valid :class:`DomainSpec` with a raster dtype geogan reads and writes."""
+    from .raster import SUPPORTED_DTYPES
+
+    specs = {}
+    for name, d in domains.items():
+        if name not in ("a", "b") or not isinstance(d, dict):
+            raise ModelFileError(f"{label}: model file has an invalid domain entry {name!r}")
+        try:
+            spec = DomainSpec.from_dict(d)
+        except Exception as exc:  # noqa: BLE001 - any malformed field is the same one-line error
+            reason = (str(exc).splitlines() or [""])[0][:160]
+            raise ModelFileError(f"{label}: domain {name.upper()} is invalid ({type(exc).__name__}: {reason})") from None
+        if spec.dtype not in SUPPORTED_DTYPES:
+            raise ModelFileError(f"{label}: domain {name.upper()} has dtype {spec.dtype!r}, which geogan cannot "
+                                 f"read or write ({', '.join(SUPPORTED_DTYPES)})")
+        specs[name] = spec
+    for direction in directions:
+        missing = [d for d in DIRECTIONS[direction] if d not in specs]
+        if missing:
+            raise ModelFileError(f"{label}: generator {direction} needs domain {missing[0].upper()}, "
+                                 "which the model file does not describe")
+    return specs
+
+
+def check_architecture(arch: Mapping[str, Any], label: str) -> None:
+    """The keys :func:`load_model` rebuilds the networks from, with their types."""
+    expected = {"generator": str, "ngf": int, "dropout": bool, "upsample": str, "size_multiple": int}
+    if "generator" not in arch:
+        raise ModelFileError(f"{label}: model architecture is missing 'generator'")
+    for key, kind in expected.items():
+        if key in arch and (type(arch[key]) is not kind):
+            raise ModelFileError(f"{label}: model architecture {key}={arch[key]!r} is not a {kind.__name__}")
+    for key in ("ngf", "size_multiple"):
+        if key in arch and arch[key] < 1:
+            raise ModelFileError(f"{label}: model architecture {key}={arch[key]!r} must be positive")
 
 
 def load_model(path: Union[str, os.PathLike], device: Any = "cpu") -> TranslationModel:
@@ -161,8 +332,9 @@ def load_model(path: Union[str, os.PathLike], device: Any = "cpu") -> Translatio
     p = Path(path)
     payload = read_payload(p)
     arch = payload["architecture"]
+    check_architecture(arch, describe(p))
+    domains = check_domains(payload["domains"], payload["generators"], describe(p))
     try:
-        domains = {name: DomainSpec.from_dict(d) for name, d in payload["domains"].items()}
         generators = {}
         for direction, state in payload["generators"].items():
             src, dst = DIRECTIONS[direction]

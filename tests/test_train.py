@@ -440,17 +440,25 @@ def test_bad_data_directories(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
-def test_device_and_resume_errors(tmp_path):
-    from geogan.errors import CheckpointError, DeviceError, OutputError
+def test_device_and_resume_errors(tmp_path, caplog):
+    from geogan.errors import CheckpointError, ConfigError, DeviceError, OutputError
     from geogan.trainer import train
 
     chips = make_chips(tmp_path / "chips", n_train=2)
     out = str(tmp_path / "run")
     if not torch.cuda.is_available():
         _expect(DeviceError, dict(TINY, data=str(chips), out=out, device="cuda"), "CUDA")
-    _expect(CheckpointError, dict(TINY, data=str(chips), out=out), "no checkpoint", resume=True)
+        _expect(DeviceError, dict(TINY, data=str(chips), out=out, device="cuda:7"), "CUDA")
+    else:
+        _expect(DeviceError, dict(TINY, data=str(chips), out=out, device="cuda:99"), "cuda:99")
+    _expect(ConfigError, dict(TINY, data=str(chips), out=out, device="gpu"), "device")
+    _expect(ConfigError, dict(TINY, data=str(chips), out=out, amp="fp16"), "fp16")  # the CPU has no fp16 path
     assert not (tmp_path / "run").exists()
-    train(dict(TINY, data=str(chips), out=out))
+    # --resume before any checkpoint exists starts the run, and says so
+    with caplog.at_level("WARNING", logger="geogan"):
+        train(dict(TINY, data=str(chips), out=out), resume=True)
+    assert any("no checkpoint yet" in r.getMessage() for r in caplog.records)
+    assert (tmp_path / "run" / "model.geogan").exists()
     _expect(OutputError, dict(TINY, data=str(chips), out=out), "--resume")
     _expect(CheckpointError, dict(TINY, data=str(chips), out=out, ngf=16), "ngf", resume=True)
     _expect(CheckpointError, dict(TINY, data=str(chips), out=out, generator="resnet_9blocks"), "generator",

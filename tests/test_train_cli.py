@@ -45,9 +45,21 @@ def test_train_command_errors_are_one_line(tmp_path):
     result = runner.invoke(cli, ["train", "--data", str(tmp_path), "--out", str(tmp_path / "o")])
     assert result.exit_code == 1 and "chips" in result.output
     result = runner.invoke(cli, ["train", "--data", str(chips), "--out", str(tmp_path / "o2"), "--crop-size", "32",
-                                 "--resume"])
-    assert result.exit_code == 1 and "no checkpoint" in result.output
+                                 "--device", "cuda:7"])
+    assert result.exit_code == 1 and "cuda" in result.output.lower() and "Traceback" not in result.output
     assert len([l for l in result.output.splitlines() if l.startswith("geogan: error")]) == 1
+    assert not (tmp_path / "o2").exists()
+
+
+def test_resume_without_a_checkpoint_starts_the_run_and_says_so(tmp_path):
+    chips = make_chips(tmp_path / "chips", n_train=2)
+    config = tmp_path / "train.yaml"
+    config.write_text(yaml.safe_dump(TINY_YAML))
+    out = tmp_path / "run"
+    result = CliRunner().invoke(cli, ["train", str(config), "--data", str(chips), "--out", str(out), "--resume"])
+    assert result.exit_code == 0, result.output
+    assert "geogan: warning:" in result.output and "no checkpoint yet" in result.output
+    assert (out / "model.geogan").exists()
 
 
 def test_train_command_help_lists_the_options():

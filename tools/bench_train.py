@@ -1,14 +1,29 @@
 #!/usr/bin/env python
-"""Training throughput (images/s) and peak memory at 256x256 for CycleGAN configurations.
+"""Training throughput (images/s), peak memory and model FLOP utilisation of the CycleGAN step.
 
 Runs the real training step (``CycleGAN.optimize_parameters``: both generators, both
-discriminators, history pools, Adam) on synthetic 3-band tensors already in memory, so the
-figure is the compute of the step, not chip reading. Each configuration runs in its own
-process so its peak memory (CPU: max RSS; CUDA: torch.cuda.max_memory_allocated) is its own.
-Warmup steps are excluded from the timing.
+discriminators, history pools, Adam) on synthetic 3-band 256x256 tensors already on the device,
+with the networks wrapped exactly as ``geogan train`` wraps them (``torch.compile`` when on), so
+the figure is the compute of the step, not chip reading. Warm-up steps (and any compilation)
+are excluded from the timing; compile time is reported on its own.
 
-    python tools/bench_train.py                    # CPU (and CUDA when present), ~4 min on 2 cores
-    python tools/bench_train.py --device cuda --iters 20
+CPU (the default without a GPU): the paper configuration beside the alternatives geogan could
+choose (channels_last, bf16 where the CPU has native bf16), each in its own process so its peak
+RSS is its own, and the defaults geogan picks for the CPU::
+
+    python tools/bench_train.py                      # ~1 min on 2 cores
+
+CUDA: the paper configuration (resnet_9blocks, ngf 64, 256², fp32, batch 1, contiguous, no
+compile: the reference repository's setting), then precision (fp32/bf16) × layout
+(contiguous/channels_last) × compile (off/on) × batch (1/4/8/16) in one process, the fastest,
+its ratio to the paper configuration, and MFU against ``--peak-tflops`` (bf16 dense; 989 for an
+H100 SXM). FLOPs are counted with ``torch.utils.flop_counter.FlopCounterMode`` over one real
+training step (forward and backward of all four networks as the step runs them)::
+
+    python tools/bench_train.py --device cuda --json bench_train.json     # ~2.5 min on an H100
+
+Output: one line per configuration, then ``fastest: ...``, ``ratio fastest/paper: X.XXx`` and
+``MFU fastest: YY.Y % of Z TFLOP/s``; ``--json FILE`` writes every figure (see ``cuda_report``).
 """
 from __future__ import annotations
 
@@ -18,25 +33,249 @@ import os
 import subprocess
 import sys
 import time
+from typing import Any, Optional
 
-PAPER = dict(name="paper: resnet_9blocks ngf64, batch 1, fp32", batch=1, amp="off", channels_last=False)
-# On the CPU a step of the paper's configuration is already ~1e12 multiply-adds, so larger
-# batches only add memory (batch 4: ~12 GiB, no faster per image); the candidates vary precision
-# and memory layout at batch 1 (--cpu-batch to change).
-CPU_CANDIDATES = [
-    dict(name="fp32, channels_last", batch=1, amp="off", channels_last=True),
-    dict(name="bf16 autocast", batch=1, amp="bf16", channels_last=False),
-]
-CPU_MORE = [dict(name="bf16 autocast, channels_last", batch=1, amp="bf16", channels_last=True)]
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+PAPER = dict(name="paper: fp32, contiguous, no compile, batch 1", batch=1, precision="fp32",
+             channels_last=False, compile=False)
+PRECISIONS = ("fp32", "bf16")
+BATCHES = (1, 4, 8, 16)
 #: The size tools/demo_train.yaml uses: what a CPU-only user can train in minutes.
-SMALL = dict(name="small: resnet_6blocks ngf16 ndf32, 64x64, batch 4", batch=4, amp="off", channels_last=False,
-             generator="resnet_6blocks", ngf=16, ndf=32, size=64)
-CUDA_CANDIDATES = [
-    dict(name="batch 8, bf16 autocast, channels_last", batch=8, amp="bf16", channels_last=True),
-    dict(name="batch 8, fp16 + GradScaler, channels_last", batch=8, amp="fp16", channels_last=True),
-]
+SMALL = dict(name="small: resnet_6blocks ngf16 ndf32, 64x64, batch 4", batch=4, precision="fp32",
+             channels_last=False, compile=False, generator="resnet_6blocks", ngf=16, ndf=32, size=64)
 
 
+# ------------------------------------------------------------------------------------------
+# one configuration
+# ------------------------------------------------------------------------------------------
+def build_model(spec: dict, device: Any) -> Any:
+    """A CycleGAN as ``geogan train`` builds it for ``spec`` (3 -> 3 bands, identity loss on)."""
+    import torch
+
+    from geogan.bands import BandStats, DomainSpec
+    from geogan.config import TrainConfig
+    from geogan.devices import torch_dtype
+    from geogan.models.cyclegan import CycleGAN
+    from geogan.models.wrapping import wrap_network
+
+    stats = tuple(BandStats(i + 1, 1, 0.5, 0.2, 0.0, 1.0, 0.0, 1.0) for i in range(3))
+    domain = DomainSpec("optical", (1, 2, 3), "uint8", None, stats)
+    cfg = TrainConfig(generator=spec.get("generator", "resnet_9blocks"), ngf=spec.get("ngf", 64),
+                      ndf=spec.get("ndf", 64), n_layers_d=3, batch_size=spec["batch"], crop_size=spec["size"])
+    precision = None if spec["precision"] == "fp32" else spec["precision"]
+    torch.manual_seed(0)
+    model = CycleGAN(cfg, domain, domain, device, amp_dtype=torch_dtype(precision),
+                     channels_last=spec["channels_last"])
+    model.wrap_networks(lambda name, net: wrap_network(net, compile=spec["compile"]))
+    return model
+
+
+def make_batch(batch: int, size: int, device: Any) -> dict:
+    import torch
+
+    g = torch.Generator().manual_seed(1)
+    data = {"a": torch.rand(batch, 3, size, size, generator=g) * 2 - 1,
+            "b": torch.rand(batch, 3, size, size, generator=g) * 2 - 1,
+            "a_valid": torch.ones(batch, 1, size, size, dtype=torch.bool),
+            "b_valid": torch.ones(batch, 1, size, size, dtype=torch.bool)}
+    return {k: v.to(device) for k, v in data.items()}
+
+
+def _sync(device: Any) -> None:
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_steps(model: Any, batch: dict, device: Any, warmup: int, iters: int) -> tuple[float, float]:
+    """(seconds of the warm-up steps, seconds per timed step)."""
+    start = time.perf_counter()
+    for _ in range(warmup):
+        model.set_input(batch)
+        model.optimize_parameters()
+    _sync(device)
+    warm = time.perf_counter() - start
+    start = time.perf_counter()
+    for _ in range(iters):
+        model.set_input(batch)
+        model.optimize_parameters()
+    _sync(device)
+    return warm, (time.perf_counter() - start) / iters
+
+
+def count_step_flops(device: Any, size: int) -> float:
+    """FLOPs of one batch-1 training step (forward + backward of all four networks)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    spec = dict(PAPER, size=size)
+    model = build_model(spec, device)
+    batch = make_batch(1, size, device)
+    model.set_input(batch)
+    model.optimize_parameters()  # the history pools fill on the first step: count a steady one
+    counter = FlopCounterMode(display=False)
+    with counter:
+        model.set_input(batch)
+        model.optimize_parameters()
+    return float(counter.get_total_flops())
+
+
+# ------------------------------------------------------------------------------------------
+# CUDA: one process, the whole sweep
+# ------------------------------------------------------------------------------------------
+def sweep_specs(args: argparse.Namespace, compiled: bool) -> list[dict]:
+    """Every precision × layout × batch, eager or compiled, largest batches first."""
+    batches = [int(b) for b in (args.compile_batches if compiled else args.batches).split(",") if b.strip()]
+    specs = []
+    for precision in PRECISIONS:
+        for channels_last in (False, True):
+            for batch in sorted(batches, reverse=True):
+                layout = "channels_last" if channels_last else "contiguous"
+                specs.append(dict(name=f"{precision}, {layout}, {'compile' if compiled else 'eager'}, batch {batch}",
+                                  batch=batch, precision=precision, channels_last=channels_last,
+                                  compile=compiled, size=args.size))
+    return specs
+
+
+def most_promising_first(compiled: list[dict], eager: list[dict]) -> list[dict]:
+    """Compiled configurations ordered by how fast the same precision and layout ran eagerly
+    (grouped, so one compiled model serves its batch sizes): the time budget goes to the best."""
+    def eager_speed(spec: dict) -> float:
+        same = [r["images_per_s"] for r in eager if (r["precision"], r["channels_last"]) ==
+                (spec["precision"], spec["channels_last"])]
+        return max(same, default=0.0)
+
+    return sorted(compiled, key=lambda s: (-eager_speed(s), -s["batch"]))
+
+
+def measure_cuda(spec: dict, device: Any, args: argparse.Namespace, models: dict) -> dict:
+    """One configuration; models are reused across batch sizes (a compiled one keeps its cache)."""
+    import torch
+
+    key = (spec["precision"], spec["channels_last"], spec["compile"])
+    fresh = key not in models
+    if fresh:
+        models.clear()  # free the previous configuration's memory and compiled code
+        torch._dynamo.reset()
+        torch.cuda.empty_cache()
+        models[key] = build_model(spec, device)
+    model = models[key]
+    batch = make_batch(spec["batch"], spec["size"], device)
+    torch.cuda.reset_peak_memory_stats(device)
+    warmup = args.warmup + (2 if spec["compile"] else 0)
+    warm, step = time_steps(model, batch, device, warmup, args.iters)
+    return dict(spec, images_per_s=spec["batch"] / step, step_ms=step * 1e3,
+                peak_gib=torch.cuda.max_memory_allocated(device) / 2 ** 30,
+                warmup_s=warm, compile_s=max(0.0, warm - warmup * step) if spec["compile"] else 0.0)
+
+
+def run_cuda(args: argparse.Namespace) -> dict:
+    import torch
+
+    from geogan.devices import resolve_device
+
+    device = resolve_device("cuda")
+    torch.backends.cudnn.benchmark = True  # as geogan train does on CUDA (fixed crop size)
+    # Every (network, batch, precision, layout) is its own compiled graph: allow them all, so no
+    # configuration silently falls back to eager.
+    torch._dynamo.config.cache_size_limit = 256
+    if hasattr(torch._dynamo.config, "recompile_limit"):
+        torch._dynamo.config.recompile_limit = 256
+    started = time.perf_counter()
+    print(f"geogan training benchmark: CycleGAN resnet_9blocks ngf 64 / PatchGAN ndf 64, {args.size}x{args.size}, "
+          f"torch {torch.__version__}, {torch.cuda.get_device_name(device)}, peak {args.peak_tflops:g} TFLOP/s "
+          "(bf16 dense)", flush=True)
+    flops = count_step_flops(device, args.size)
+    print(f"  FLOPs per image (one training step, batch 1): {flops / 1e12:.3f} TFLOP", flush=True)
+    models: dict = {}
+    paper = measure_cuda(dict(PAPER, size=args.size), device, args, models)
+    _print_row(paper, flops, args)
+    results, skipped = [paper], []
+    for compiled in (False, True):
+        specs = sweep_specs(args, compiled)
+        for spec in most_promising_first(specs, results) if compiled else specs:
+            if not _fits_budget(spec, results, started, args):
+                skipped.append(spec["name"])
+                continue
+            r = _measure_or_none(spec, device, args, models)
+            if r is not None:
+                _print_row(r, flops, args)
+                results.append(r)
+            if args.json:  # after every configuration: a run cut short still leaves its figures
+                _write_json(args.json, cuda_report(results, paper, flops, skipped, args,
+                                                   time.perf_counter() - started, quiet=True))
+    return cuda_report(results, paper, flops, skipped, args, time.perf_counter() - started)
+
+
+def _fits_budget(spec: dict, results: list[dict], started: float, args: argparse.Namespace) -> bool:
+    """Start a configuration only if it can finish inside the budget (a compilation takes long)."""
+    left = args.budget_s - (time.perf_counter() - started)
+    if not spec["compile"]:
+        return left > 0
+    compiles = [r["compile_s"] for r in results if r["compile"]]
+    return left > (max(compiles) if compiles else args.compile_estimate_s) + 5
+
+
+def _measure_or_none(spec: dict, device: Any, args: argparse.Namespace, models: dict) -> Optional[dict]:
+    import torch
+
+    try:
+        return measure_cuda(spec, device, args, models)
+    except torch.cuda.OutOfMemoryError:
+        models.clear()
+        torch.cuda.empty_cache()
+        print(f"  {spec['name']:45s} out of GPU memory", flush=True)
+    except Exception as exc:  # noqa: BLE001 - e.g. a compiler failure: report it, measure the rest
+        models.clear()
+        print(f"  {spec['name']:45s} failed: {type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}",
+              flush=True)
+    return None
+
+
+def _write_json(path: str, report: dict) -> None:
+    with open(path, "w") as fh:
+        json.dump(report, fh, indent=1, default=str)
+
+
+def _print_row(r: dict, flops: float, args: argparse.Namespace) -> None:
+    mfu = 100 * flops * r["images_per_s"] / (args.peak_tflops * 1e12)
+    extra = f"  compile {r['compile_s']:5.1f} s" if r["compile"] else ""
+    print(f"  {r['name']:45s} {r['images_per_s']:8.2f} images/s  {r['step_ms']:8.1f} ms/step  "
+          f"peak {r['peak_gib']:6.2f} GiB  MFU {mfu:5.1f} %{extra}", flush=True)
+
+
+def cuda_report(results: list[dict], paper: dict, flops: float, skipped: list[str], args: argparse.Namespace,
+                seconds: float, quiet: bool = False) -> dict:
+    """The summary lines and the JSON document: every configuration, the fastest, ratio and MFU."""
+    best = max(results, key=lambda r: r["images_per_s"])
+    ratio = best["images_per_s"] / paper["images_per_s"]
+    mfu = flops * best["images_per_s"] / (args.peak_tflops * 1e12)
+    if not quiet:
+        if skipped:
+            print(f"  skipped (time budget {args.budget_s:g} s): {', '.join(skipped)}")
+        print(f"  fastest: {best['name']} — {best['images_per_s']:.2f} images/s")
+        print(f"  ratio fastest/paper: {ratio:.2f}x   (paper {paper['images_per_s']:.2f} images/s)")
+        print(f"  MFU fastest: {100 * mfu:.1f} % of {args.peak_tflops:g} TFLOP/s   "
+              f"(paper: {100 * flops * paper['images_per_s'] / (args.peak_tflops * 1e12):.1f} %)")
+        print(f"  whole run: {seconds:.0f} s")
+    return {"device": _device_name(), "size": args.size, "flops_per_image": flops, "peak_tflops": args.peak_tflops,
+            "paper": paper, "fastest": best, "ratio_fastest_over_paper": ratio, "mfu_fastest": mfu,
+            "mfu_paper": flops * paper["images_per_s"] / (args.peak_tflops * 1e12),
+            "results": results, "skipped": skipped, "seconds": seconds}
+
+
+def _device_name() -> str:
+    import torch
+
+    return torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
+
+
+# ------------------------------------------------------------------------------------------
+# CPU: a process per configuration (its own peak RSS)
+# ------------------------------------------------------------------------------------------
 def cpu_has_native_bf16() -> bool:
     """AVX512-BF16 or AMX: without them bf16 convolutions are emulated and far slower than fp32."""
     try:
@@ -47,122 +286,118 @@ def cpu_has_native_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-def run_one(spec: dict) -> dict:
+def run_one_cpu(spec: dict) -> dict:
     import resource
 
     import torch
 
-    from geogan.bands import BandStats, DomainSpec
-    from geogan.config import TrainConfig
-    from geogan.models.cyclegan import CycleGAN
-
     if spec.get("threads"):
         torch.set_num_threads(spec["threads"])
-    device = torch.device(spec["device"])
-    size, batch = spec["size"], spec["batch"]
-    stats = tuple(BandStats(i + 1, 1, 0.5, 0.2, 0.0, 1.0, 0.0, 1.0) for i in range(3))
-    domain = DomainSpec("optical", (1, 2, 3), "uint8", None, stats)
-    cfg = TrainConfig(generator=spec.get("generator", "resnet_9blocks"), ngf=spec.get("ngf", 64),
-                      ndf=spec.get("ndf", 64), n_layers_d=3, batch_size=batch, crop_size=size)
-    amp = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}[spec["amp"]]
-    torch.manual_seed(0)
-    model = CycleGAN(cfg, domain, domain, device, amp_dtype=amp, channels_last=spec["channels_last"])
-    batch_data = {
-        "a": torch.rand(batch, 3, size, size) * 2 - 1, "b": torch.rand(batch, 3, size, size) * 2 - 1,
-        "a_valid": torch.ones(batch, 1, size, size, dtype=torch.bool),
-        "b_valid": torch.ones(batch, 1, size, size, dtype=torch.bool),
-    }
+    device = torch.device("cpu")
+    model = build_model(spec, device)
+    warm, step = time_steps(model, make_batch(spec["batch"], spec["size"], device), device,
+                            spec["warmup"], spec["iters"])
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return dict(spec, images_per_s=spec["batch"] / step, step_s=step, warmup_s=warm, peak_mib=peak,
+                threads=torch.get_num_threads())
 
-    def sync() -> None:
-        if device.type == "cuda":
-            torch.cuda.synchronize()
 
-    for _ in range(spec["warmup"]):
-        model.set_input(batch_data)
-        model.optimize_parameters()
-    sync()
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-    start = time.perf_counter()
-    for _ in range(spec["iters"]):
-        model.set_input(batch_data)
-        model.optimize_parameters()
-    sync()
-    seconds = time.perf_counter() - start
-    if device.type == "cuda":
-        peak = torch.cuda.max_memory_allocated() / 2 ** 20
-        peak_what = "GPU max_memory_allocated"
-    else:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        peak_what = "process max RSS"
-    return dict(spec, images_per_s=batch * spec["iters"] / seconds, step_s=seconds / spec["iters"],
-                peak_mib=peak, peak_what=peak_what, threads=torch.get_num_threads())
+def cpu_specs(args: argparse.Namespace) -> tuple[list[dict], Optional[dict], list[str]]:
+    """The paper configuration, geogan's CPU default, the alternatives; and what was skipped."""
+    from geogan.config import TrainConfig
+    from geogan.trainer.runtime import resolve_runtime
+
+    import torch
+
+    rt = resolve_runtime(TrainConfig(), torch.device("cpu"))
+    default = dict(name="geogan default on the CPU: " + ", ".join(f"{k} {v}" for k, v in rt.summary().items()),
+                   batch=1, precision=rt.precision or "fp32", channels_last=rt.channels_last, compile=rt.compile)
+    specs = [PAPER, dict(name="fp32, channels_last", batch=1, precision="fp32", channels_last=True, compile=False),
+             dict(name="bf16 autocast", batch=1, precision="bf16", channels_last=False, compile=False)]
+    if args.all:
+        specs.append(dict(name="fp32, torch.compile", batch=1, precision="fp32", channels_last=False, compile=True))
+    skipped = []
+    if not args.all and not cpu_has_native_bf16():
+        skipped = [s["name"] for s in specs if s["precision"] == "bf16"]
+        specs = [s for s in specs if s["precision"] != "bf16"]
+    if args.small:
+        specs.append(SMALL)
+    same_as_paper = all(default[k] == PAPER[k] for k in ("precision", "channels_last", "compile"))
+    return specs, (None if same_as_paper else default), skipped
+
+
+def run_cpu(args: argparse.Namespace) -> dict:
+    import torch
+
+    print(f"geogan training benchmark: CycleGAN resnet_9blocks ngf 64 / PatchGAN ndf 64, {args.size}x{args.size}, "
+          f"torch {torch.__version__}, {os.cpu_count()} CPU(s)")
+    specs, default, skipped = cpu_specs(args)
+    for name in skipped:
+        print(f"  cpu  {name:45s} skipped: no AVX512-BF16/AMX on this CPU, bf16 is emulated "
+              "(measured >270 s/step on a 2-core AVX2 VM); --all to run it anyway")
+    if default is not None:
+        specs.insert(1, default)
+    results = []
+    for config in specs:
+        spec = dict(config, size=config.get("size", args.size), iters=args.iters or (10 if config.get("size") else 1),
+                    warmup=1 if args.warmup is None else args.warmup, threads=args.threads)
+        proc = subprocess.run([sys.executable, __file__, "--one", json.dumps(spec)], capture_output=True, text=True)
+        if proc.returncode != 0:
+            print(f"  cpu  {config['name']:45s} failed: {proc.stderr.strip().splitlines()[-1:]}")
+            continue
+        r = json.loads(proc.stdout.strip().splitlines()[-1])
+        results.append(r)
+        print(f"  cpu  {r['name']:45s} {r['images_per_s']:8.3f} images/s  {r['step_s']:7.2f} s/step  "
+              f"peak {r['peak_mib']:8.0f} MiB (process max RSS, {r['threads']} thread(s))", flush=True)
+    if default is None:
+        print("  cpu  geogan's CPU default is the paper configuration (fp32, contiguous, no compile, 0 workers)")
+    same_size = [r for r in results if "small" not in r["name"]]
+    if len(same_size) > 1:
+        best = max(same_size, key=lambda r: r["images_per_s"])
+        print(f"  cpu  fastest: {best['name']} — {best['images_per_s'] / results[0]['images_per_s']:.2f}x the paper "
+              "configuration")
+    return {"device": "cpu", "results": results, "skipped": skipped}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
-                        help="auto = CPU, and CUDA as well when present")
+                        help="auto = CUDA when present, else the CPU")
     parser.add_argument("--size", type=int, default=256)
-    parser.add_argument("--iters", type=int, default=None, help="timed steps (default 1 on CPU, 20 on CUDA)")
-    parser.add_argument("--warmup", type=int, default=None, help="untimed steps first (default 1 on CPU, 5 on CUDA)")
+    parser.add_argument("--iters", type=int, default=None, help="timed steps (default 1 on CPU, 6 on CUDA)")
+    parser.add_argument("--warmup", type=int, default=None, help="untimed steps first (default 1 on CPU, 3 on CUDA)")
+    parser.add_argument("--batches", default=",".join(map(str, BATCHES)), help="CUDA: eager batch sizes")
+    parser.add_argument("--compile-batches", default="16,8",
+                        help="CUDA: batch sizes measured with torch.compile (each size is a new compilation)")
+    parser.add_argument("--peak-tflops", type=float, default=989.0,
+                        help="the GPU's bf16 dense peak for MFU (989 = H100 SXM; 756 = H100 PCIe)")
+    parser.add_argument("--budget-s", type=float, default=140.0,
+                        help="CUDA: start no configuration that would end after this many seconds (listed as skipped)")
+    parser.add_argument("--compile-estimate-s", type=float, default=60.0,
+                        help="CUDA: compile time assumed for the budget until one compilation was measured")
+    parser.add_argument("--json", help="write every figure to this file")
     parser.add_argument("--all", action="store_true",
-                        help="on the CPU also bf16 + channels_last, and bf16 even without native bf16 support")
-    parser.add_argument("--small", action="store_true", help="also the demo-sized configuration (64x64, ngf 16)")
-    parser.add_argument("--cpu-batch", type=int, default=1, help="batch size of the CPU candidates")
-    parser.add_argument("--threads", type=int, default=0,
-                        help="CPU threads (default: torch's choice; use 1 on a machine shared with other jobs, "
-                             "where OpenMP threads waiting on each other can slow a step tenfold)")
+                        help="CPU: also torch.compile, and bf16 even without native bf16 support")
+    parser.add_argument("--small", action="store_true", help="CPU: also the demo-sized configuration")
+    parser.add_argument("--threads", type=int, default=0, help="CPU threads (default: torch's choice)")
     parser.add_argument("--one", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(run_one(json.loads(args.one))))
+        print(json.dumps(run_one_cpu(json.loads(args.one))))
         return
 
     import torch
 
-    devices = ["cpu", "cuda"] if args.device == "auto" else [args.device]
-    if "cuda" in devices and not torch.cuda.is_available():
-        if args.device == "cuda":
-            sys.exit("bench_train: CUDA requested but not available")
-        devices.remove("cuda")
-    print(f"geogan training benchmark: CycleGAN resnet_9blocks ngf 64 / PatchGAN ndf 64, {args.size}x{args.size}, "
-          f"torch {torch.__version__}, {os.cpu_count()} CPU(s)"
-          + (f", {torch.cuda.get_device_name(0)}" if "cuda" in devices else ""))
-    for device in devices:
-        cpu = device == "cpu"
-        iters = args.iters or (1 if cpu else 20)
-        warmup = args.warmup if args.warmup is not None else (1 if cpu else 5)
-        configs = [PAPER] + (CPU_CANDIDATES + (CPU_MORE if args.all else []) if cpu else CUDA_CANDIDATES)
-        if args.small:
-            configs.append(dict(SMALL, iters=max(iters, 10 if cpu else 50)))
-        if cpu:
-            configs = [c if c is PAPER or c.get("size")
-                       else dict(c, batch=args.cpu_batch, name=f"batch {args.cpu_batch}, {c['name']}")
-                       for c in configs]
-        if cpu and not args.all and not cpu_has_native_bf16():
-            skipped = [c["name"] for c in configs if c.get("amp") == "bf16"]
-            configs = [c for c in configs if c.get("amp") != "bf16"]
-            for name in skipped:
-                print(f"  cpu  {name:45s} skipped: no AVX512-BF16/AMX on this CPU, bf16 is emulated "
-                      "(measured >270 s/step on a 2-core AVX2 VM); --all to run it anyway")
-        results = []
-        for config in configs:
-            spec = dict(config, device=device, size=config.get("size", args.size), iters=config.get("iters", iters),
-                        warmup=warmup, threads=args.threads)
-            proc = subprocess.run([sys.executable, __file__, "--one", json.dumps(spec)], capture_output=True, text=True)
-            if proc.returncode != 0:
-                print(f"  {device:4s} {config['name']:45s} failed: {proc.stderr.strip().splitlines()[-1:]}")
-                continue
-            r = json.loads(proc.stdout.strip().splitlines()[-1])
-            results.append(r)
-            print(f"  {device:4s} {r['name']:45s} {r['images_per_s']:8.2f} images/s  {r['step_s']:7.2f} s/step  "
-                  f"peak {r['peak_mib']:8.0f} MiB ({r['peak_what']}, {r['threads']} thread(s))", flush=True)
-        same_size = [r for r in results if "small" not in r["name"]]
-        if len(same_size) > 1:
-            best = max(same_size, key=lambda r: r["images_per_s"])
-            base = results[0]["images_per_s"]
-            print(f"  {device:4s} fastest: {best['name']} — {best['images_per_s'] / base:.2f}x the paper configuration")
+    cuda = args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
+    if cuda and not torch.cuda.is_available():
+        sys.exit("bench_train: --device cuda requested but torch sees no CUDA GPU")
+    if cuda:
+        args.iters, args.warmup = args.iters or 6, 3 if args.warmup is None else args.warmup
+        report = run_cuda(args)
+    else:
+        report = run_cpu(args)
+    if args.json:
+        _write_json(args.json, report)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """``geogan train``: options → :func:`geogan.trainer.train`, with a tqdm bar per epoch."""
 from __future__ import annotations
 
+import os
 from typing import Optional
 
 import click
@@ -46,16 +47,22 @@ class EpochBars:
 @click.option("--epochs-decay", type=int, help="Further epochs with the learning rate decaying linearly to 0.")
 @click.option("--batch-size", type=int, help="Chips per step (per process).")
 @click.option("--crop-size", type=int, help="Training crop in pixels (at most the chip size).")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), help="Compute device (default: CUDA when present).")
-@click.option("--resume", is_flag=True, help="Continue exactly from OUT/checkpoint.pt.")
+@click.option("--device", metavar="auto|cpu|cuda|cuda:N",
+              help="Compute device (default: CUDA when present; under torchrun each process its own GPU).")
+@click.option("--resume", is_flag=True,
+              help="Continue exactly from OUT/checkpoint.pt (starts the run, with a warning, when there is none yet).")
 def train_command(config: Optional[str], data: Optional[str], out: Optional[str], model: Optional[str],
                   epochs: Optional[int], epochs_decay: Optional[int], batch_size: Optional[int],
                   crop_size: Optional[int], device: Optional[str], resume: bool) -> None:
     """Train a GAN on a chips export and write OUT/model.geogan.
 
     CONFIG is an optional YAML file of training settings (see tools/train_example.yaml);
-    without it the papers' defaults are used. Several GPUs:
+    without it the papers' defaults are used. Ctrl-C or SIGTERM saves a checkpoint and exits
+    130/143; --resume continues from it. Several GPUs (DistributedDataParallel):
+
+    \b
     torchrun --nproc_per_node=N -m geogan train CONFIG.yaml
+    torchrun --nnodes=M --nproc_per_node=N --rdzv-backend=c10d --rdzv-endpoint=HOST:29500 --rdzv-id=JOB -m geogan train CONFIG.yaml
     """
     from ..trainer import load_train_config, train
 
@@ -67,7 +74,5 @@ def train_command(config: Optional[str], data: Optional[str], out: Optional[str]
         path = train(cfg, progress=bars, resume=resume)
     finally:
         bars.close()
-    import os
-
     if os.environ.get("RANK", "0") == "0":
         click.echo(f"wrote {path}")

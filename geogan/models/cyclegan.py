@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import random
-from typing import Any, Callable, Iterable, Optional
+from typing import Any, Callable, Iterable, Iterator, Optional
 
 import torch
 from torch import nn
@@ -34,8 +34,10 @@ from .discriminators import NLayerDiscriminator
 from .generators import init_weights
 from .losses import GANLoss, masked_l1
 from .registry import build_generator
+from .wrapping import set_frozen, unwrap
 
-GradSync = Callable[[list[torch.Tensor]], None]
+#: name, network → the network as the training step calls it (compiled, in its own DDP).
+NetWrapper = Callable[[str, nn.Module], nn.Module]
 
 
 def identity_decision(spec_a: DomainSpec, spec_b: DomainSpec, lambda_identity: float) -> tuple[bool, str]:
@@ -96,10 +98,11 @@ def lr_factor(epoch: int, epochs: int, epochs_decay: int) -> float:
 
 
 class GanModel:
-    """Networks, optimizers, schedules, mixed precision and gradient averaging shared by both models.
+    """Networks, optimizers, schedules and mixed precision shared by both models.
 
-    ``grad_sync`` (data-parallel training) averages gradients across processes after each
-    backward pass and before the optimizer step; ``None`` for a single process.
+    ``nets`` holds the networks as the step calls them: bare, or after :meth:`wrap_networks`
+    compiled and each in its own DistributedDataParallel (which averages gradients across
+    processes while backward runs). Checkpoints, model files and previews use the bare ones.
     """
 
     generator_names: tuple[str, ...] = ()
@@ -107,12 +110,11 @@ class GanModel:
     loss_names: tuple[str, ...] = ()
 
     def __init__(self, cfg: Any, device: torch.device, amp_dtype: Optional[torch.dtype] = None,
-                 channels_last: bool = False, grad_sync: Optional[GradSync] = None) -> None:
+                 channels_last: bool = False) -> None:
         self.cfg = cfg
         self.device = device
         self.amp_dtype = amp_dtype
         self.channels_last = channels_last
-        self.grad_sync = grad_sync
         self.nets: dict[str, nn.Module] = {}
         self.losses: dict[str, torch.Tensor] = {}
         self.criterion_gan = GANLoss(cfg.gan_mode)
@@ -121,6 +123,8 @@ class GanModel:
 
     # -- construction -------------------------------------------------------------------------
     def _finish_build(self) -> None:
+        #: Images enter the networks in the dtype they were built in (float32; float64 in exactness tests).
+        self.image_dtype = torch.get_default_dtype()
         for net in self.nets.values():
             init_weights(net)
             net.to(self.device)
@@ -138,8 +142,30 @@ class GanModel:
     def _params(self, names: Iterable[str]) -> list[nn.Parameter]:
         return [p for n in names for p in self.nets[n].parameters()]
 
+    def wrap_networks(self, wrap: NetWrapper) -> None:
+        """Replace each network by ``wrap(name, net)`` for the step (the optimizers keep the same parameters)."""
+        self.nets = {name: wrap(name, net) for name, net in self.nets.items()}
+
+    def bare_nets(self) -> dict[str, nn.Module]:
+        """Name → the network without its compile/DDP wrappers (what is saved and previewed)."""
+        return {name: unwrap(net) for name, net in self.nets.items()}
+
+    @contextlib.contextmanager
+    def bare(self) -> Iterator[None]:
+        """Run the enclosed code (a preview on one process) on the bare networks in eval mode."""
+        wrapped = self.nets
+        self.nets = self.bare_nets()
+        for net in self.nets.values():
+            net.eval()
+        try:
+            yield
+        finally:
+            for net in self.nets.values():
+                net.train()
+            self.nets = wrapped
+
     def _image(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.to(self.device, non_blocking=True)
+        x = x.to(self.device, dtype=self.image_dtype, non_blocking=True)
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
     # -- the pieces of a step -------------------------------------------------------------------
@@ -150,20 +176,17 @@ class GanModel:
 
     @staticmethod
     def set_requires_grad(nets: Iterable[nn.Module], flag: bool) -> None:
+        """Unfreeze (True) or freeze (False) networks; a frozen DDP network also leaves its reducer."""
         for net in nets:
-            for p in net.parameters():
-                p.requires_grad_(flag)
+            set_frozen(net, not flag)
 
     def _step(self, name: str, loss: torch.Tensor) -> None:
-        """Backward ``loss`` (scaled under fp16), average gradients across processes, step optimizer ``name``."""
+        """Backward ``loss`` (scaled under fp16; DDP averages gradients meanwhile), step optimizer ``name``."""
         optimizer = self.optimizers[name]
         if self.scaler is not None:
             self.scaler.scale(loss).backward()
         else:
             loss.backward()
-        if self.grad_sync is not None:
-            params = [p for g in optimizer.param_groups for p in g["params"]]
-            self.grad_sync(params)
         if self.scaler is not None:
             self.scaler.step(optimizer)
         else:
@@ -183,24 +206,29 @@ class GanModel:
         return float(self.optimizers["G"].param_groups[0]["lr"])
 
     def current_losses(self) -> dict[str, float]:
-        return {k: float(self.losses[k].detach().float().item()) for k in self.loss_names if k in self.losses}
+        """The last step's losses as numbers (one device-to-host copy for all of them)."""
+        names = [k for k in self.loss_names if k in self.losses]
+        if not names:
+            return {}
+        values = torch.stack([self.losses[k].detach().float().reshape(()) for k in names]).cpu().tolist()
+        return dict(zip(names, values))
 
     def generators(self) -> dict[str, nn.Module]:
-        """Direction name → generator network, as the model file stores them."""
-        return {name.split("_", 1)[1]: self.nets[name] for name in self.generator_names}
+        """Direction name → bare generator network, as the model file stores them."""
+        return {name.split("_", 1)[1]: unwrap(self.nets[name]) for name in self.generator_names}
 
     # -- checkpoints -------------------------------------------------------------------------
     def state_dict(self) -> dict:
         return {
             "nets": {k: {n: t.detach().cpu().clone() for n, t in net.state_dict().items()}
-                     for k, net in self.nets.items()},
+                     for k, net in self.bare_nets().items()},
             "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
             "schedulers": {k: s.state_dict() for k, s in self.schedulers.items()},
             "scaler": self.scaler.state_dict() if self.scaler is not None else None,
         }
 
     def load_state_dict(self, state: dict) -> None:
-        for k, net in self.nets.items():
+        for k, net in self.bare_nets().items():
             net.load_state_dict(state["nets"][k])
         for k, o in self.optimizers.items():
             o.load_state_dict(state["optimizers"][k])
@@ -230,9 +258,8 @@ class CycleGAN(GanModel):
     loss_names = ("D_a", "G_a2b", "cycle_a", "idt_a", "D_b", "G_b2a", "cycle_b", "idt_b")
 
     def __init__(self, cfg: Any, spec_a: DomainSpec, spec_b: DomainSpec, device: torch.device,
-                 amp_dtype: Optional[torch.dtype] = None, channels_last: bool = False,
-                 grad_sync: Optional[GradSync] = None, seed: int = 0) -> None:
-        super().__init__(cfg, device, amp_dtype, channels_last, grad_sync)
+                 amp_dtype: Optional[torch.dtype] = None, channels_last: bool = False, seed: int = 0) -> None:
+        super().__init__(cfg, device, amp_dtype, channels_last)
         ca, cb = spec_a.count, spec_b.count
         self.nets = {
             "G_a2b": build_generator(cfg.generator, ca, cb, cfg.ngf, cfg.dropout, cfg.upsample),

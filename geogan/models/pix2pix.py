@@ -13,7 +13,7 @@ from typing import Any, Optional
 import torch
 
 from ..bands import DomainSpec
-from .cyclegan import GanModel, GradSync, hide_invalid
+from .cyclegan import GanModel, hide_invalid
 from .discriminators import NLayerDiscriminator
 from .losses import masked_l1
 from .registry import build_generator
@@ -27,9 +27,8 @@ class Pix2Pix(GanModel):
     loss_names = ("G_gan", "G_l1", "D_real", "D_fake")
 
     def __init__(self, cfg: Any, spec_a: DomainSpec, spec_b: DomainSpec, device: torch.device,
-                 amp_dtype: Optional[torch.dtype] = None, channels_last: bool = False,
-                 grad_sync: Optional[GradSync] = None, seed: int = 0) -> None:
-        super().__init__(cfg, device, amp_dtype, channels_last, grad_sync)
+                 amp_dtype: Optional[torch.dtype] = None, channels_last: bool = False, seed: int = 0) -> None:
+        super().__init__(cfg, device, amp_dtype, channels_last)
         ca, cb = spec_a.count, spec_b.count
         self.nets = {
             "G_a2b": build_generator(cfg.generator, ca, cb, cfg.ngf, cfg.dropout, cfg.upsample),

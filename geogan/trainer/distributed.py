@@ -1,0 +1,259 @@
+"""This process's place in a data-parallel run, and the few host-side messages ranks exchange.
+
+Under ``torchrun`` (or any launcher that sets ``WORLD_SIZE``/``RANK``/``LOCAL_RANK`` and a
+rendezvous) every process trains on its share of each epoch. Gradients travel through the
+training process group (NCCL on CUDA, gloo on the CPU) inside DDP's backward. Everything else —
+the cancel flag, the agreement that setup succeeded, gathering the ranks' RNG and pool states
+into rank 0's checkpoint, the barrier after rank 0 writes a file — goes through a CPU (gloo)
+group, so none of it makes the GPU wait.
+
+A failure on one rank must end the job, not leave the others waiting in a collective: the
+failing rank leaves its reason in the rendezvous store and tears its process groups down, and a
+rank whose collective then fails reports "stopped because rank R failed: ..." in one line.
+"""
+from __future__ import annotations
+
+import datetime
+import logging
+import os
+from typing import Any, Mapping, Optional
+
+from ..errors import ConfigError, GeoganError
+
+log = logging.getLogger("geogan.trainer")
+
+FAILURE_KEY = "geogan/failure"
+
+
+class PeerFailedError(GeoganError, RuntimeError):
+    """Another process of a data-parallel run failed, so this one stopped too."""
+
+
+def _env_int(env: Mapping[str, str], name: str, default: int) -> int:
+    text = env.get(name)
+    if text is None or text == "":
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        raise ConfigError(f"environment: {name}={text!r} is not an integer (set by torchrun or your launcher)") from None
+    if value < 0:
+        raise ConfigError(f"environment: {name}={text!r} must be >= 0")
+    return value
+
+
+class Dist:
+    """World size, rank and local rank (1, 0, 0 outside a launcher) and the process groups."""
+
+    def __init__(self, env: Optional[Mapping[str, str]] = None) -> None:
+        env = os.environ if env is None else env
+        self.world = max(1, _env_int(env, "WORLD_SIZE", 1))
+        self.rank = _env_int(env, "RANK", 0)
+        self.local_rank = _env_int(env, "LOCAL_RANK", 0)
+        if self.rank >= self.world:
+            raise ConfigError(f"environment: RANK={self.rank} is not below WORLD_SIZE={self.world}")
+        self.started_here = False
+        self.cpu_group: Any = None
+        self.backend = "none"
+        self._store: Any = None  # held so a failing rank 0 keeps serving its reason to the others
+
+    @property
+    def active(self) -> bool:
+        return self.world > 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    # -- life cycle ------------------------------------------------------------------------
+    def start(self, device_type: str, backend: str = "auto", timeout_s: Optional[float] = None) -> None:
+        """Join the process group (NCCL on CUDA, gloo on the CPU, or ``backend``) and make a CPU group."""
+        if not self.active:
+            return
+        import torch.distributed as dist
+
+        if backend == "auto":
+            backend = "nccl" if device_type == "cuda" else "gloo"
+        if backend == "nccl" and device_type != "cuda":
+            raise ConfigError("config: dist_backend: nccl needs CUDA devices; use gloo or auto on the CPU")
+        timeout = datetime.timedelta(seconds=timeout_s) if timeout_s else None
+        if not dist.is_initialized():
+            kwargs = {"timeout": timeout} if timeout else {}
+            dist.init_process_group(backend=backend, **kwargs)
+            self.started_here = True
+        self.backend = dist.get_backend()
+        self.cpu_group = dist.new_group(backend="gloo") if self.backend != "gloo" else dist.group.WORLD
+        self._store = _default_store()
+
+    def stop(self) -> None:
+        """Leave the process group after a normal end (every rank got here)."""
+        if self.started_here:
+            import torch.distributed as dist
+
+            if dist.is_initialized():
+                dist.destroy_process_group()
+            self.started_here = False
+
+    def fail(self, exc: BaseException) -> None:
+        """This rank failed: tell the others why (through the store) and tear the groups down.
+
+        Tearing down closes this rank's connections, so a peer waiting for it in a collective
+        gets an error at once instead of waiting for a timeout.
+        """
+        if not self.active:
+            return
+        import torch.distributed as dist
+
+        if not dist.is_initialized():
+            return
+        if not isinstance(exc, PeerFailedError):
+            self._leave_reason(exc)
+        _abort_groups()
+        self.started_here = False
+
+    def _leave_reason(self, exc: BaseException) -> None:
+        try:
+            if self._store is not None and not self._store.check([FAILURE_KEY]):
+                self._store.set(FAILURE_KEY, f"rank {self.rank} failed: {_first_line(exc)}")
+        except Exception:  # noqa: BLE001 - the store may be gone with the rank that hosted it
+            pass
+
+    def peer_reason(self) -> Optional[str]:
+        """Why another rank failed, when it left its reason in the store (None otherwise)."""
+        try:
+            if self._store is not None and self._store.check([FAILURE_KEY]):
+                reason = self._store.get(FAILURE_KEY).decode("utf-8", "replace")
+                return None if reason.startswith(f"rank {self.rank} ") else reason
+        except Exception:  # noqa: BLE001 - the store may be gone with the rank that hosted it
+            pass
+        return None
+
+    def classify(self, exc: BaseException) -> BaseException:
+        """The error this rank reports: its own, or "stopped because rank R failed: ..." for a peer's.
+
+        Call from an ``except`` block; an own failure also tears the groups down (:meth:`fail`).
+        """
+        if not self.active or isinstance(exc, PeerFailedError):
+            return exc
+        reason = self.peer_reason()
+        if reason is None and is_collective_failure(exc):
+            reason = f"another process of the job stopped ({_first_line(exc)})"
+        if reason is not None:
+            _abort_groups()
+            self.started_here = False
+            return PeerFailedError(f"rank {self.rank} stopped because {reason}")
+        self.fail(exc)
+        return exc
+
+    # -- host-side messages ----------------------------------------------------------------
+    def agree(self, error: Optional[BaseException]) -> None:
+        """Every rank says whether its setup succeeded; all raise if any failed (no rank waits alone)."""
+        if not self.active:
+            if error is not None:
+                raise error
+            return
+        statuses = self.all_gather(None if error is None else f"rank {self.rank} failed: {_first_line(error)}")
+        if error is not None:
+            raise error
+        failed = [s for s in statuses if s]
+        if failed:
+            raise PeerFailedError(f"rank {self.rank} stopped because {failed[0]}")
+
+    def all_gather(self, obj: Any) -> list:
+        if not self.active:
+            return [obj]
+        import torch.distributed as dist
+
+        out: list = [None] * self.world
+        dist.all_gather_object(out, obj, group=self.cpu_group)
+        return out
+
+    def gather_to_main(self, obj: Any) -> Optional[list]:
+        """Every rank's ``obj`` as a list on rank 0 (None elsewhere): only rank 0 writes them."""
+        if not self.active:
+            return [obj]
+        import torch.distributed as dist
+
+        out: Optional[list] = [None] * self.world if self.main else None
+        dist.gather_object(obj, out, dst=0, group=self.cpu_group)
+        return out
+
+    def any_flag(self, flag: bool) -> bool:
+        """True on every rank if ``flag`` is True on any, through the CPU group (no device synchronisation)."""
+        if not self.active:
+            return flag
+        import torch
+        import torch.distributed as dist
+
+        t = torch.tensor([1 if flag else 0], dtype=torch.int32)
+        dist.all_reduce(t, op=dist.ReduceOp.MAX, group=self.cpu_group)
+        return bool(t[0])
+
+    def share(self, obj: Any) -> Any:
+        """Rank 0's ``obj`` (e.g. the checkpoint it loaded) on every rank."""
+        if not self.active:
+            return obj
+        import torch.distributed as dist
+
+        box = [obj if self.main else None]
+        dist.broadcast_object_list(box, src=0, group=self.cpu_group)
+        return box[0]
+
+    def barrier(self) -> None:
+        if self.active:
+            import torch.distributed as dist
+
+            dist.barrier(group=self.cpu_group)
+
+
+def _default_store() -> Any:
+    try:
+        from torch.distributed import distributed_c10d
+
+        return distributed_c10d._get_default_store()
+    except Exception:  # noqa: BLE001 - a private API: without it peers report a generic reason
+        return None
+
+
+def _abort_groups() -> None:
+    import torch.distributed as dist
+    from torch.distributed import distributed_c10d
+
+    abort = getattr(distributed_c10d, "_abort_process_group", None)
+    if abort is not None and dist.get_backend() == "nccl":
+        try:
+            abort()
+            return
+        except Exception:  # noqa: BLE001 - fall back to an ordinary teardown
+            pass
+    try:
+        dist.destroy_process_group()
+    except Exception:  # noqa: BLE001 - we are already failing; the original error is what matters
+        pass
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    text = lines[0] if lines else type(exc).__name__
+    return text[:300]
+
+
+def is_collective_failure(exc: BaseException) -> bool:
+    """True for the errors torch.distributed raises when a peer vanished (gloo/NCCL/store)."""
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    if names & {"DistBackendError", "DistNetworkError", "DistStoreError", "DistError"}:
+        return True
+    text = str(exc)
+    return isinstance(exc, RuntimeError) and any(s in text for s in (
+        "Connection closed by peer", "Connection reset by peer", "Broken pipe", "gloo", "Gloo", "NCCL"))
+
+
+def split_cpu_threads(device_type: str, world: int) -> Optional[int]:
+    """On the CPU give each of ``world`` processes its share of the cores (unless OMP_NUM_THREADS is set)."""
+    if device_type != "cpu" or world == 1 or "OMP_NUM_THREADS" in os.environ:
+        return None
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:
+        cores = os.cpu_count() or 1
+    return max(1, cores // world)

@@ -1,0 +1,437 @@
+"""The run: checks, process group, networks, one DataLoader, the step loop, checkpoints, the model file.
+
+Order of a run, on every process:
+
+1. :meth:`TrainingRun.prepare` — every check that can fail on bad input (device, sizes, chips);
+   nothing is written. All ranks then agree that it succeeded, so a rank with bad input ends
+   the job with its one-line reason instead of leaving the others waiting.
+2. :meth:`TrainingRun.claim_outputs` — rank 0 locks ``OUT`` (a second run into it refuses
+   while this one lives; a lock left by a dead process is taken over), removes temporary files
+   of killed runs, and decides between a new run and ``--resume``; the checkpoint it loads is
+   sent to the other ranks.
+3. :meth:`TrainingRun.build` — seeded networks (identical on every rank), each wrapped in its
+   own DDP and optionally compiled; states restored from the checkpoint.
+4. :meth:`TrainingRun.loop` — one loader for the whole run; a cancel (the progress object, or
+   SIGINT/SIGTERM through the CLI) is polled before each batch is fetched and ends the run
+   with a checkpoint of the last finished step.
+5. :meth:`TrainingRun.finish` — rank 0 writes ``model.geogan`` (bare fp32 weights).
+"""
+from __future__ import annotations
+
+import copy
+import csv
+import io
+import logging
+import os
+import random
+import time
+from pathlib import Path
+from typing import Any, Callable, Mapping, Optional, Union
+
+import numpy as np
+
+from ..config import TrainConfig, from_mapping, load_yaml, to_dict
+from ..devices import resolve_device
+from ..errors import Cancelled, CheckpointError, ConfigError, GeoganError, OutputError, describe
+from ..progress import ProgressLike, as_progress
+from .batches import BatchPlan, PlanSampler, run_loader
+from .checkpoints import (CHECKPOINT_FORMAT, CHECKPOINT_NAME, CHECKPOINT_VERSION, architecture, check_compatible,
+                          load_checkpoint, rng_state, save_checkpoint, set_rng_state)
+from .distributed import Dist, split_cpu_threads
+from .previews import render_preview
+from .runtime import Runtime, cudnn_settings, resolve_runtime
+
+log = logging.getLogger("geogan.trainer")
+
+MODEL_NAME = "model.geogan"
+LOSSES_NAME = "losses.csv"
+#: Under data-parallel training the ranks agree on a cancel every this many steps (one tiny
+#: CPU-side collective); a single process checks before every step.
+CANCEL_POLL_STEPS = 10
+
+EventHook = Callable[[str, dict], None]
+
+
+def load_train_config(source: Union[None, str, os.PathLike, Mapping[str, Any], TrainConfig] = None,
+                      overrides: Optional[Mapping[str, Any]] = None) -> TrainConfig:
+    """A :class:`TrainConfig` from a YAML path, a mapping or a config, with ``overrides`` on top.
+
+    Overrides whose value is ``None`` are ignored (an unset command-line option). Unknown keys
+    and bad values raise :class:`ConfigError` naming the key and the file.
+    """
+    where = "config"
+    if source is None:
+        data: dict = {}
+    elif isinstance(source, TrainConfig):
+        data = dict(to_dict(source))
+    elif isinstance(source, Mapping):
+        data = dict(source)
+    else:
+        data = load_yaml(source)
+        where = describe(source)
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            data[key] = value
+    return from_mapping(TrainConfig, data, source=where)
+
+
+def train(config: Union[TrainConfig, Mapping[str, Any], str, os.PathLike], progress: ProgressLike = None, *,
+          resume: bool = False, on_event: Optional[EventHook] = None) -> Path:
+    """Train a CycleGAN or Pix2Pix on a chips export and return the path of ``OUT/model.geogan``.
+
+    ``config`` is a :class:`TrainConfig`, a mapping of its keys, or a YAML file. ``progress``
+    gets ``update(step_in_epoch, steps_per_epoch, "epoch e/E  losses")`` and is polled for
+    cancellation before each step (a cancel writes a checkpoint of the last finished step first,
+    so ``resume=True`` continues exactly there). ``resume=True`` without a checkpoint yet starts
+    the run (with a warning). ``on_event(name, info)`` is called with ``"checkpoint"``,
+    ``"epoch"`` and ``"end"`` (``info["generators"]`` holds the final weights on every process):
+    a hook for tests and tools.
+    """
+    cfg = config if isinstance(config, TrainConfig) else load_train_config(config)
+    if not cfg.data:
+        raise ConfigError("config: data: no chips directory given (--data DIR or 'data:' in the config)")
+    if not cfg.out:
+        raise ConfigError("config: out: no output directory given (--out DIR or 'out:' in the config)")
+    return TrainingRun(cfg, as_progress(progress), resume, on_event).run()
+
+
+def _requested_device_type(cfg: TrainConfig) -> str:
+    if cfg.device == "auto":
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return "cuda" if cfg.device.startswith("cuda") else "cpu"
+
+
+class LossLog:
+    """``losses.csv`` on rank 0: the header, rows kept from before the checkpoint on resume, then appends."""
+
+    def __init__(self, path: Path, loss_names: list[str]) -> None:
+        self.path, self.loss_names = path, loss_names
+
+    def start(self, resume_iteration: Optional[int]) -> None:
+        from ..raster import atomic_write_bytes
+
+        rows: list[list[str]] = []
+        if resume_iteration is not None and self.path.exists():
+            # Drop what a killed run logged after its last checkpoint: those steps run again.
+            with open(self.path, newline="") as fh:
+                rows = [r for r in list(csv.reader(fh))[1:] if r and _int_or_none(r[1]) is not None
+                        and int(r[1]) <= resume_iteration]
+        buf = io.StringIO()
+        writer = csv.writer(buf)
+        writer.writerow(["epoch", "iteration", "lr"] + self.loss_names)
+        writer.writerows(rows)
+        atomic_write_bytes(self.path, buf.getvalue().encode("utf-8"), what="loss log")
+
+    def append(self, epoch: int, iteration: int, lr: float, losses: Mapping[str, float]) -> None:
+        row = [epoch, iteration, f"{lr:.6g}"] + [f"{losses.get(k, float('nan')):.6g}" for k in self.loss_names]
+        try:
+            with open(self.path, "a", newline="") as fh:
+                csv.writer(fh).writerow(row)
+        except OSError as exc:
+            raise OutputError(f"{describe(self.path)}: cannot append to the loss log ({exc.strerror or exc})") from None
+
+
+def _int_or_none(text: str) -> Optional[int]:
+    try:
+        return int(text)
+    except ValueError:
+        return None
+
+
+def _ignore_sigint_in_worker(worker_id: int) -> None:
+    """Ctrl-C reaches the whole process group; loader workers leave it to the main process's cancel."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+class TrainingRun:
+    """One call of :func:`train` on one process (see the module docstring for the stages)."""
+
+    def __init__(self, cfg: TrainConfig, progress: Any, resume: bool, on_event: Optional[EventHook]) -> None:
+        self.cfg, self.progress, self.resume, self.on_event = cfg, progress, resume, on_event
+        self.lock: Any = None
+        self.checkpoint: Optional[dict] = None
+
+    def emit(self, name: str, info: dict) -> None:
+        if self.on_event is not None:
+            self.on_event(name, info)
+
+    # -- the stages --------------------------------------------------------------------------
+    def run(self) -> Path:
+        self.dist = Dist()
+        self.dist.start(_requested_device_type(self.cfg), self.cfg.dist_backend)
+        try:
+            self.agreed(self.prepare)
+            self.checkpoint = self.agreed(self.claim_outputs)
+            self.checkpoint = self.dist.share(self.checkpoint)
+            self.build()
+            self.agreed(self.open_outputs)
+            with cudnn_settings(self.runtime):
+                self.loop()
+            return self.finish()
+        except Cancelled:
+            raise
+        except BaseException as exc:
+            reported = self.dist.classify(exc)
+            if reported is exc:
+                raise
+            raise reported from None
+        finally:
+            if self.lock is not None:
+                self.lock.release()
+            self.dist.stop()
+
+    def agreed(self, stage: Callable[[], Any]) -> Any:
+        """Run a setup stage on every rank; if any rank hits bad input, every rank stops with a line."""
+        error: Optional[GeoganError] = None
+        result = None
+        try:
+            result = stage()
+        except GeoganError as exc:
+            error = exc
+        self.dist.agree(error)
+        return result
+
+    def prepare(self) -> None:
+        """Every check that can fail on bad input, before anything is written."""
+        from ..data import open_chips
+        from ..models.registry import SIZE_MULTIPLE
+
+        cfg = self.cfg
+        self.device = resolve_device(cfg.device, self.dist.local_rank if self.dist.active else None)
+        local_world = int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1) if self.dist.active else 1
+        self.runtime: Runtime = resolve_runtime(cfg, self.device, local_world)
+        multiple = SIZE_MULTIPLE[cfg.generator]
+        if cfg.crop_size % multiple:
+            raise ConfigError(f"config: crop_size: {cfg.crop_size} is not a multiple of {multiple}, which "
+                              f"{cfg.generator} needs (crop must be a multiple of SIZE_MULTIPLE = {multiple})")
+        self.export = open_chips(cfg.data, require_paired=cfg.model == "pix2pix")
+        h, w = self.export.chip_size
+        if cfg.crop_size > min(h, w):
+            raise ConfigError(f"config: crop_size: {cfg.crop_size} is larger than the chips in "
+                              f"{describe(cfg.data)} ({h}x{w}); set crop_size <= {min(h, w)}")
+        self.out = Path(cfg.out)
+        if self.out.exists() and not self.out.is_dir():
+            raise OutputError(f"{describe(self.out)}: exists and is not a directory")
+        self.ckpt_path = self.out / CHECKPOINT_NAME
+        self.model_path = self.out / MODEL_NAME
+        self.arch = architecture(cfg, multiple)
+
+    def claim_outputs(self) -> Optional[dict]:
+        """Rank 0: lock OUT, clear debris of killed runs, and return the checkpoint to resume (or None)."""
+        from ..outputs import OutputLock, remove_stale_temps
+
+        if not self.dist.main:
+            return None
+        self.lock = OutputLock(self.out, "training output", directory=True).acquire()
+        for name in (CHECKPOINT_NAME, MODEL_NAME, LOSSES_NAME, "config.yaml"):
+            for removed in remove_stale_temps(self.out / name):
+                log.info("removed %s, left by a run that was killed while writing", removed)
+        if self.resume:
+            if not self.ckpt_path.exists():
+                log.warning("%s: no checkpoint yet, so there is nothing to resume; starting the run from the "
+                            "beginning", self.out)
+                return None
+            ckpt = load_checkpoint(self.ckpt_path)
+            check_compatible(self.ckpt_path, ckpt, self.arch, self.export.specs)
+            return ckpt
+        for existing in (self.ckpt_path, self.model_path):
+            if existing.exists():
+                raise OutputError(f"{describe(existing)}: already exists from an earlier run; pass --resume "
+                                  "(resume=True) to continue it or choose another --out")
+        return None
+
+    def build(self) -> None:
+        """Seeded networks, identical on every rank; states from the checkpoint; then wrapped."""
+        import torch
+
+        from ..models.cyclegan import CycleGAN
+        from ..models.pix2pix import Pix2Pix
+        from ..models.wrapping import wrap_network
+
+        cfg, dist, rt = self.cfg, self.dist, self.runtime
+        threads = split_cpu_threads(self.device.type, dist.world)
+        if threads:
+            torch.set_num_threads(threads)
+            log.info("using %d CPU thread(s) per process", threads)
+        torch.manual_seed(cfg.seed)  # the same initial weights in every process
+        cls = Pix2Pix if cfg.model == "pix2pix" else CycleGAN
+        self.model = cls(cfg, self.export.specs["a"], self.export.specs["b"], self.device, rt.amp_dtype,
+                         rt.channels_last, seed=cfg.seed + 7919 * dist.rank)
+        torch.manual_seed(cfg.seed + dist.rank)
+        np.random.seed(cfg.seed + dist.rank)
+        random.seed(cfg.seed + dist.rank)
+        self.epoch, self.batch_in_epoch, self.iteration, self.seconds = 0, 0, 0, 0.0
+        if self.checkpoint is not None:
+            self.restore(self.checkpoint)
+        self.model.wrap_networks(lambda name, net: wrap_network(net, compile=rt.compile, ddp=dist.active,
+                                                                device=self.device))
+        if dist.main:
+            if self.model.identity_note != "on" and cfg.model == "cyclegan":
+                log.warning("identity loss %s", self.model.identity_note)
+            log.info("training on %s (%d process(es)): %s", self.device, dist.world,
+                     ", ".join(f"{k} {v}" for k, v in rt.summary().items()))
+
+    def restore(self, ck: dict) -> None:
+        """Weights, optimizers, pools, RNG and position from a checkpoint (one line if it does not fit)."""
+        dist = self.dist
+        ranks = ck["ranks"]
+        mine = ranks[dist.rank] if len(ranks) == dist.world else ranks[0]
+        if len(ranks) != dist.world and dist.main:
+            log.warning("the checkpoint was written by %d process(es), this run has %d: it continues, but not "
+                        "bit-for-bit as the original run would have", len(ranks), dist.world)
+        try:
+            self.model.load_state_dict(ck["model"])
+            self.model.load_local_state(mine["local"])
+            set_rng_state(mine["rng"])
+        except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as exc:
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+            raise CheckpointError(f"{describe(self.ckpt_path)}: checkpoint does not fit these networks "
+                                  f"({type(exc).__name__}: {reason})") from None
+        self.epoch, self.batch_in_epoch = int(ck["epoch"]), int(ck["batch_in_epoch"])
+        self.iteration, self.seconds = int(ck["iteration"]), float(ck["seconds"])
+        if dist.main:
+            log.info("resuming from %s at epoch %d, step %d", self.ckpt_path, self.epoch + 1, self.iteration)
+
+    def open_outputs(self) -> None:
+        """Rank 0: the folders, the resolved config and the loss log (trimmed to the checkpoint on resume)."""
+        import yaml
+
+        from ..raster import atomic_write_bytes
+
+        self.losses = LossLog(self.out / LOSSES_NAME, list(self.model.loss_names))
+        if not self.dist.main:
+            return
+        (self.out / "previews").mkdir(parents=True, exist_ok=True)
+        resolved = yaml.safe_dump(to_dict(self.cfg), sort_keys=False).encode("utf-8")
+        atomic_write_bytes(self.out / "config.yaml", resolved, what="config")
+        self.losses.start(self.iteration if self.checkpoint is not None else None)
+
+    # -- the loop ------------------------------------------------------------------------------
+    def loop(self) -> None:
+        from ..data import ChipDataset
+
+        cfg, dist = self.cfg, self.dist
+        dataset = ChipDataset(self.export, cfg.crop_size, augment=cfg.augment, seed=cfg.seed)
+        total_epochs = cfg.epochs + cfg.epochs_decay
+        self.last_losses: dict[str, float] = dict(self.checkpoint["losses"]) if self.checkpoint else {}
+        self.started = time.perf_counter() - self.seconds
+        plan = BatchPlan(len(dataset), cfg.batch_size, cfg.seed, dist.world, dist.rank)
+        sampler = PlanSampler(plan, self.epoch, self.batch_in_epoch, total_epochs)
+        loader = run_loader(dataset, sampler, self.runtime.num_workers, self.device.type == "cuda",
+                            worker_init=_ignore_sigint_in_worker)
+        batches = iter(loader)
+        try:
+            for epoch, number, n_batches, _ in plan.steps(self.epoch, self.batch_in_epoch, total_epochs):
+                self.stop_if_cancelled()  # before fetching: a stop never waits for data
+                self.train_step(self.fetch(batches))
+                self.after_step(number, n_batches, total_epochs)
+        finally:
+            del batches  # ends the loader's workers
+
+    def fetch(self, batches: Any) -> dict:
+        try:
+            return next(batches)
+        except RuntimeError:
+            # A loader worker killed by the signal that is stopping us: stop as a cancel would
+            # (one process only: under DDP the ranks must agree first, see stop_if_cancelled).
+            if not self.dist.active and self.progress.cancelled():
+                self.save_and_stop()
+            raise
+
+    def train_step(self, batch: dict) -> None:
+        self.model.set_input(batch)
+        self.model.optimize_parameters()
+        self.iteration += 1
+        self.batch_in_epoch += 1
+
+    def after_step(self, number: int, n_batches: int, total_epochs: int) -> None:
+        cfg, main = self.cfg, self.dist.main
+        last = number == n_batches
+        if main and (self.iteration % cfg.log_every == 0 or last):
+            self.last_losses = self.model.current_losses()  # the only device sync of a step, on rank 0
+            self.losses.append(self.epoch + 1, self.iteration, self.model.lr, self.last_losses)
+            self.progress.update(number, n_batches, self.message(total_epochs))
+        elif main and number == 1:
+            self.progress.update(number, n_batches, self.message(total_epochs))
+        if last:
+            self.end_epoch()
+        elif cfg.checkpoint_every and self.iteration % cfg.checkpoint_every == 0:
+            self.save(epoch_end=False)
+
+    def end_epoch(self) -> None:
+        self.model.update_learning_rate()
+        self.epoch += 1
+        self.batch_in_epoch = 0
+        self.save(epoch_end=True)
+        if self.dist.main:
+            preview = self.out / "previews" / f"epoch_{self.epoch:03d}.png"
+            render_preview(self.model, self.export, self.cfg.crop_size, preview)
+        self.emit("epoch", {"epoch": self.epoch, "iteration": self.iteration, "losses": dict(self.last_losses)})
+
+    def stop_if_cancelled(self) -> None:
+        """Every rank asks its progress object; the ranks agree every few steps on a CPU-side channel."""
+        asked = bool(self.progress.cancelled())
+        if self.dist.active and self.iteration % CANCEL_POLL_STEPS:
+            return
+        if self.dist.any_flag(asked):
+            self.save_and_stop()
+
+    def save_and_stop(self) -> None:
+        self.save(epoch_end=False)
+        raise Cancelled("training cancelled; continue it with --resume (resume=True)")
+
+    def message(self, total_epochs: int) -> str:
+        losses = " ".join(f"{k} {v:.3f}" for k, v in self.last_losses.items())
+        return f"epoch {self.epoch + 1}/{total_epochs}" + (f"  {losses}" if losses else "")
+
+    # -- checkpoints and the result ----------------------------------------------------------
+    def save(self, epoch_end: bool) -> None:
+        """Checkpoint: the ranks' RNG and pool states are gathered to rank 0, which writes."""
+        self.seconds = time.perf_counter() - self.started
+        ranks = self.dist.gather_to_main({"rng": rng_state(), "local": self.model.local_state()})
+        if self.dist.main:
+            save_checkpoint(self.ckpt_path, self.checkpoint_payload(ranks))
+        self.dist.barrier()
+        self.emit("checkpoint", {"path": self.ckpt_path, "epoch": self.epoch, "iteration": self.iteration,
+                                 "epoch_end": epoch_end, "rank": self.dist.rank})
+
+    def checkpoint_payload(self, ranks: Optional[list]) -> dict:
+        return {
+            "format": CHECKPOINT_FORMAT, "format_version": CHECKPOINT_VERSION,
+            "architecture": self.arch,
+            "domains": {k: s.to_dict() for k, s in self.export.specs.items()},
+            "config": to_dict(self.cfg),
+            "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch, "iteration": self.iteration,
+            "seconds": self.seconds, "world_size": self.dist.world,
+            "model": self.model.state_dict(),
+            "ranks": ranks,
+            "losses": dict(self.last_losses),
+        }
+
+    def finish(self) -> Path:
+        """Rank 0 writes the model file: the bare generators in fp32, contiguous, on the CPU."""
+        import torch
+
+        from ..modelfile import TranslationModel, save_model
+
+        generators = {d: copy.deepcopy(net).cpu().float().to(memory_format=torch.contiguous_format)
+                      for d, net in self.model.generators().items()}
+        if self.dist.main:
+            summary = {
+                "epochs": self.epoch, "iterations": self.iteration, "seconds": round(self.seconds, 3),
+                "final_losses": dict(self.last_losses), "device": str(self.device), "amp": self.runtime.amp_mode,
+                "runtime": self.runtime.summary(),
+                "world_size": self.dist.world, "chips_dir": str(Path(self.cfg.data).resolve()),
+                "identity_loss": self.model.identity_note, "config": to_dict(self.cfg),
+            }
+            save_model(TranslationModel(self.export.specs, generators, self.arch, summary), self.model_path)
+            log.info("wrote %s", self.model_path)
+        self.dist.barrier()
+        self.emit("end", {"path": self.model_path, "rank": self.dist.rank,
+                          "generators": {d: {k: v.clone() for k, v in g.state_dict().items()}
+                                         for d, g in generators.items()}})
+        return self.model_path
