@@ -205,5 +205,5 @@ def test_torchrun_idle_ranks_exit_cleanly_and_a_failing_rank_ends_the_job(tmp_pa
     failed = torchrun(bad, one, f"{tmp_path / 'out2'}/")
     assert failed.returncode != 0
     lines = [line for line in failed.stderr.splitlines() if line.startswith("geogan: error: rank")]
-    assert lines and all("bad.geogan" in line and "not a readable geogan model file" in line for line in lines)
+    assert lines and all("bad.geogan" in line and "not a geogan model file" in line for line in lines)
     assert "Traceback" not in "".join(line for line in failed.stderr.splitlines() if line.startswith("geogan"))
