@@ -229,3 +229,15 @@ def test_reservoir_is_a_uniform_sample_beyond_its_size():
     assert s.count == 20000
     # uniform over chunks 0..49: the 2 % and 98 % points are near 1 and 49
     assert s.p2 == pytest.approx(1.0, abs=0.6) and s.p98 == pytest.approx(49.0, abs=0.6)
+
+
+def test_amplitude_digital_numbers_get_exact_db_statistics_from_the_histogram():
+    rng = np.random.default_rng(4)
+    dn = (np.sqrt(rng.gamma(2.0, 0.05, (1, 50, 50))) * 1000).astype(np.uint16) + 1
+    acc = StatsAccumulator(1, "uint16", "sar", units="amplitude")
+    acc.update(dn, np.ones((50, 50), bool))
+    (s,) = acc.result([1])
+    db = 20 * np.log10(dn.astype(np.float64)).ravel()
+    assert s.mean_db == pytest.approx(db.mean(), rel=1e-6) and s.std_db == pytest.approx(db.std(), rel=1e-5)  # float32 dB
+    assert (s.min_db, s.max_db) == (pytest.approx(db.min()), pytest.approx(db.max()))
+    assert s.p98_db == pytest.approx(np.percentile(db, 98), rel=1e-6)
