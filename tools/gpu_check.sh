@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# The GPU check: one script, a few minutes on one CUDA GPU, printing the figures the README quotes.
+#
+#   tools/gpu_check.sh [OUTDIR]        (OUTDIR: JSON results; default: a temp dir)
+#
+# 1. Training: CycleGAN images/s for the paper configuration (resnet_9blocks ngf64, 256², fp32,
+#    batch 1: the reference repo's setting) and the fastest measured configuration (precision x
+#    layout x compile x batch), their ratio, and model FLOP utilisation (bf16 dense peak).
+# 2. Prediction: end-to-end vs model-only megapixels/s on a generated 8192x8192 scene, peak GPU memory.
+# 3. Agreement: the same prediction on the CPU (fp32) and on CUDA (fp32, bf16, fp16).
+# 4. The CUDA tests (tests/test_train_gpu.py, tests/test_predict_gpu.py): training with the CUDA
+#    defaults (bf16/fp16 + GradScaler, compile, workers) and an exact resume, two DDP processes on
+#    this one GPU (gloo: NCCL refuses two ranks on one GPU) ending with identical weights, and
+#    the GPU prediction path against the CPU.
+#
+# Without CUDA it refuses in one line. Needs geogan's dependencies importable; on a machine with
+# no package index, GEOGAN_WHEELS=DIR installs wheels from DIR into a temporary site first.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUTDIR="${1:-$(mktemp -d)}"
+mkdir -p "$OUTDIR"
+PY="${PYTHON:-python3}"
+if [ -n "${GEOGAN_WHEELS:-}" ] && ! "$PY" -c "import rasterio, shapely, pyproj" 2>/dev/null; then
+  "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/geogan-site \
+    "$GEOGAN_WHEELS"/*.whl || { echo "gpu_check: could not install the wheels in $GEOGAN_WHEELS" >&2; exit 2; }
+  export PYTHONPATH="/tmp/geogan-site${PYTHONPATH:+:$PYTHONPATH}"
+fi
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+if ! "$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" 2>/dev/null; then
+  echo "gpu_check: no CUDA GPU visible to torch; this check needs one (CI and CPU machines skip it)" >&2
+  exit 2
+fi
+"$PY" - <<'PYEOF'
+import torch, platform
+p = torch.cuda.get_device_properties(0)
+print(f"device: {p.name}, {p.total_memory / 2**30:.0f} GiB, compute capability {p.major}.{p.minor}, "
+      f"{p.multi_processor_count} SMs; torch {torch.__version__}, CUDA {torch.version.cuda}, python {platform.python_version()}")
+PYEOF
+status=0
+step() { echo; echo "== $1"; shift; "$@" || { echo "gpu_check: step failed (exit $?)"; status=1; }; }
+step "training throughput (tools/bench_train.py)" \
+  timeout 170 "$PY" tools/bench_train.py --device cuda --json "$OUTDIR/train.json"
+step "prediction throughput (tools/bench_predict.py)" \
+  timeout 100 "$PY" tools/bench_predict.py --device cuda --sizes 8192x8192 --no-rss --json "$OUTDIR/predict.json"
+step "CPU vs CUDA agreement of one prediction" \
+  timeout 60 "$PY" tools/bench_predict.py --agreement --json "$OUTDIR/agreement.json"
+step "CUDA tests: defaults, resume, DDP on one GPU, GPU prediction path" \
+  timeout 150 "$PY" -m pytest -q -p no:cacheprovider tests/test_train_gpu.py tests/test_predict_gpu.py
+echo
+echo "results: $OUTDIR"
+exit $status
