@@ -294,3 +294,42 @@ def make_readonly_dir(tmp_path: Path, _mounts: _Mounts) -> Callable[..., Path]:
 def readonly_dir(make_readonly_dir: Callable[..., Path]) -> Path:
     """An empty directory on a read-only mount (see ``make_readonly_dir``)."""
     return make_readonly_dir()
+
+
+# ------------------------------------------------------------------ shared by predict and train tests
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free now (for a torch.distributed rendezvous in a test)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def conv1x1(in_ch: int, out_ch: int, seed: int = 1):
+    """A seeded 1x1 convolution: a 'generator' whose output a test can compute by hand."""
+    import torch
+    from torch import nn
+
+    g = torch.Generator().manual_seed(seed)
+    conv = nn.Conv2d(in_ch, out_ch, 1)
+    with torch.no_grad():
+        conv.weight.copy_(torch.rand(out_ch, in_ch, 1, 1, generator=g) - 0.5)
+        conv.bias.copy_(torch.rand(out_ch, generator=g) - 0.5)
+    return conv
+
+
+def save_tiny_sar_to_rgb_model(path: Path, sar_spec=None) -> Path:
+    """A seeded tiny ResNet generator 2-band SAR → 3-band uint8 RGB saved as a model file."""
+    import torch
+
+    from geogan.modelfile import TranslationModel, save_model
+    from geogan.models.registry import build_generator
+
+    torch.manual_seed(0)
+    a = sar_spec if sar_spec is not None else make_spec("sar", 2)
+    b = make_spec("optical", 3, "uint8", nodata=0, lo=10, hi=240)
+    arch = {"model": "pix2pix", "generator": "resnet_6blocks", "ngf": 4, "dropout": False, "size_multiple": 4}
+    model = TranslationModel({"a": a, "b": b}, {"a2b": build_generator("resnet_6blocks", a.count, 3, ngf=4)}, arch)
+    return save_model(model, path)

@@ -33,15 +33,6 @@ def identity_model(spec: DomainSpec, multiple: int = 4) -> TranslationModel:
                             {"model": "pix2pix", "generator": "identity", "size_multiple": multiple})
 
 
-def conv1x1(in_ch: int, out_ch: int, seed: int = 1) -> nn.Conv2d:
-    g = torch.Generator().manual_seed(seed)
-    conv = nn.Conv2d(in_ch, out_ch, 1)
-    with torch.no_grad():
-        conv.weight.copy_(torch.rand(out_ch, in_ch, 1, 1, generator=g) - 0.5)
-        conv.bias.copy_(torch.rand(out_ch, generator=g) - 0.5)
-    return conv
-
-
 def expected_conv1x1(conv: nn.Conv2d, x: np.ndarray) -> np.ndarray:
     w = conv.weight.detach().numpy()[:, :, 0, 0].astype(np.float64)
     b = conv.bias.detach().numpy().astype(np.float64)

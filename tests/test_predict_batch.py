@@ -10,14 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
-import torch
 from click.testing import CliRunner
 
-from conftest import make_spec, scene, write_raster
+from conftest import save_tiny_sar_to_rgb_model, scene, write_raster
 from geogan import errors
 from geogan.cli import cli
-from geogan.modelfile import TranslationModel, save_model
-from geogan.models.registry import build_generator
 from geogan.predict import translate_rasters
 from geogan.predict.batch import merge_results, shard
 
@@ -26,11 +23,7 @@ OPTS = dict(tile_size=32, overlap=8, device="cpu")
 
 @pytest.fixture
 def model_file(tmp_path):
-    torch.manual_seed(0)
-    a, b = make_spec("sar", 2), make_spec("optical", 3, "uint8", nodata=0, lo=10, hi=240)
-    arch = {"model": "pix2pix", "generator": "resnet_6blocks", "ngf": 4, "dropout": False, "size_multiple": 4}
-    model = TranslationModel({"a": a, "b": b}, {"a2b": build_generator("resnet_6blocks", 2, 3, ngf=4)}, arch)
-    return save_model(model, tmp_path / "m.geogan")
+    return save_tiny_sar_to_rgb_model(tmp_path / "m.geogan")
 
 
 def sar(path: Path, shape=(40, 48), seed=0) -> Path:

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import make_spec, scene
+from conftest import conv1x1, make_spec, scene
 from geogan.bands import denormalize
 from geogan.predict.blender import Blender, DevicePixels, blend_array
 from geogan.predict.plan import TileGrid, plan_panels, tile_span
@@ -21,15 +21,6 @@ def _one_thread(one_torch_thread):
 
 def identity(x):
     return x
-
-
-def conv1x1(in_ch: int, out_ch: int, seed: int = 1) -> nn.Conv2d:
-    g = torch.Generator().manual_seed(seed)
-    conv = nn.Conv2d(in_ch, out_ch, 1)
-    with torch.no_grad():
-        conv.weight.copy_(torch.rand(out_ch, in_ch, 1, 1, generator=g) - 0.5)
-        conv.bias.copy_(torch.rand(out_ch, generator=g) - 0.5)
-    return conv
 
 
 # --------------------------------------------------------------------------- the tiling maths and the plan

@@ -7,19 +7,13 @@ import rasterio
 import torch
 from click.testing import CliRunner
 
-from conftest import make_spec, scene, write_raster
+from conftest import save_tiny_sar_to_rgb_model, scene, write_raster
 from geogan.cli import cli
-from geogan.modelfile import TranslationModel, save_model
-from geogan.models.registry import build_generator
 
 
 @pytest.fixture
 def model_file(tmp_path):
-    torch.manual_seed(0)
-    a, b = make_spec("sar", 2), make_spec("optical", 3, "uint8", nodata=0, lo=10, hi=240)
-    arch = {"model": "pix2pix", "generator": "resnet_6blocks", "ngf": 4, "dropout": False, "size_multiple": 4}
-    model = TranslationModel({"a": a, "b": b}, {"a2b": build_generator("resnet_6blocks", 2, 3, ngf=4)}, arch)
-    return save_model(model, tmp_path / "m.geogan")
+    return save_tiny_sar_to_rgb_model(tmp_path / "m.geogan")
 
 
 @pytest.fixture

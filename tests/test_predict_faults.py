@@ -17,12 +17,10 @@ import rasterio
 import torch
 from click.testing import CliRunner
 
-from conftest import fill_up, make_spec, scene, write_raster
+from conftest import fill_up, make_spec, save_tiny_sar_to_rgb_model, scene, write_raster
 from geogan import errors
 from geogan.cli import cli
-from geogan.modelfile import TranslationModel, save_model
-from geogan.models.registry import build_generator
-from geogan.outputs import OutputLock
+from geogan.modelfile import TranslationModel
 from geogan.predict import translate_raster
 
 TILE = dict(tile_size=32, overlap=8, device="cpu")
@@ -41,11 +39,7 @@ def model():
 
 @pytest.fixture
 def model_file(tmp_path):
-    torch.manual_seed(0)
-    a, b = make_spec(), make_spec("optical", 3, "uint8", nodata=0, lo=10, hi=240)
-    arch = {"model": "pix2pix", "generator": "resnet_6blocks", "ngf": 4, "dropout": False, "size_multiple": 4}
-    return save_model(TranslationModel({"a": a, "b": b}, {"a2b": build_generator("resnet_6blocks", 2, 3, ngf=4)},
-                                       arch), tmp_path / "m.geogan")
+    return save_tiny_sar_to_rgb_model(tmp_path / "m.geogan", make_spec())
 
 
 def others(directory: Path, *keep: str) -> list[str]:

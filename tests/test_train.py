@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import TINY_TRAINING, encode_kind, make_chips, smooth_bands, write_raster
+from conftest import TINY_TRAINING, encode_kind, free_port, make_chips, smooth_bands, write_raster
 
 torch = pytest.importorskip("torch")
 
@@ -303,19 +303,11 @@ with open(os.path.join(sys.argv[2], f"written{os.environ['RANK']}.json"), "w") a
 """
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_ddp_two_gloo_processes(tmp_path):
     chips = make_chips(tmp_path / "chips", n_train=4)
     config = _write_yaml(tmp_path / "run.yaml", dict(TINY, data=str(chips), out=str(tmp_path / "run"),
                                                      batch_size=1, epochs=2))
-    port = str(_free_port())
+    port = str(free_port())
     procs = []
     for rank in range(2):
         env = dict(_env(), MASTER_ADDR="127.0.0.1", MASTER_PORT=port, WORLD_SIZE="2", RANK=str(rank),

@@ -6,7 +6,6 @@ with a generous timeout; nothing here measures time.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import TINY_TRAINING, make_chips
+from conftest import TINY_TRAINING, free_port, make_chips
 
 torch = pytest.importorskip("torch")
 
@@ -51,12 +50,6 @@ main()
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _env(**extra: str) -> dict:
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join(sys.path))
     for key in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", "LOCAL_WORLD_SIZE"):
@@ -67,7 +60,7 @@ def _env(**extra: str) -> dict:
 
 def _launch(args_per_rank: list[list[str]], fault: str = "") -> list[tuple[int, str]]:
     """Run one ``geogan train`` per rank as torchrun would; (exit status, stderr) per rank."""
-    port, world = str(_free_port()), len(args_per_rank)
+    port, world = str(free_port()), len(args_per_rank)
     procs = []
     for rank, args in enumerate(args_per_rank):
         env = _env(MASTER_ADDR="127.0.0.1", MASTER_PORT=port, WORLD_SIZE=str(world), RANK=str(rank),

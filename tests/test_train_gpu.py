@@ -5,7 +5,6 @@ Run by tools/gpu_check.sh on a machine with one; CI has none, so these never run
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 
@@ -13,7 +12,7 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import TINY_TRAINING, make_chips
+from conftest import TINY_TRAINING, free_port, make_chips
 
 torch = pytest.importorskip("torch")
 
@@ -64,19 +63,13 @@ def test_cuda_fp16_with_grad_scaler_and_resume(tmp_path):
     assert np.isfinite(_losses(tmp_path / "run")).all()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_two_processes_on_one_gpu_with_gloo(tmp_path):
     """NCCL refuses two ranks on one GPU; gloo carries CUDA tensors, which proves the DDP path here."""
     chips = make_chips(tmp_path / "chips", n_train=4)
     config = tmp_path / "train.yaml"
     config.write_text(yaml.safe_dump(dict(CUDA, data=str(chips), out=str(tmp_path / "run"), batch_size=1,
                                           dist_backend="gloo", compile="off", num_workers=0)))
-    port = str(_free_port())
+    port = str(free_port())
     procs = []
     for rank in range(2):
         env = dict(os.environ, MASTER_ADDR="127.0.0.1", MASTER_PORT=port, WORLD_SIZE="2", RANK=str(rank),

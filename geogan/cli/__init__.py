@@ -52,6 +52,27 @@ class _StderrHandler(logging.Handler):
             self.handleError(record)
 
 
+#: GDAL block cache for the CLI's own process (MB), unless GDAL_CACHEMAX is set.
+CLI_GDAL_CACHEMAX_MB = 256
+
+
+def bounded_gdal_cache():
+    """A rasterio environment with GDAL's block cache capped, for the commands that stream rasters.
+
+    GDAL keeps what it read up to 5 % of RAM (1.3 GB peak RSS measured for a 50,000² chip export),
+    while chips and the predictor need about one strip or panel of blocks. The CLI owns its
+    process, so it caps the cache (unless GDAL_CACHEMAX is set); the library leaves a caller's GDAL
+    (QGIS's) alone.
+    """
+    import os
+
+    import rasterio
+
+    if os.environ.get("GDAL_CACHEMAX"):
+        return rasterio.Env()
+    return rasterio.Env(GDAL_CACHEMAX=CLI_GDAL_CACHEMAX_MB)
+
+
 def configure_logging(verbose: int, quiet: bool) -> None:
     """Show geogan's warnings (and with -v info, -vv debug) on stderr, exactly once per process.
 

@@ -1,18 +1,14 @@
 """``geogan chips``: cut A/B rasters into training chips (thin wrapper over :func:`geogan.chips.export_chips`)."""
 from __future__ import annotations
 
-import os
 from typing import Optional
 
 import click
 
-from . import cli
+from . import bounded_gdal_cache, cli
 from .signals import stop_requested
 
 _UNITS = click.Choice(["linear", "amplitude", "db"], case_sensitive=False)
-#: GDAL's block cache keeps what it read, up to 5 % of RAM by default; chip export needs a few
-#: blocks at a time. The CLI owns its process, so it caps the cache (unless GDAL_CACHEMAX is set).
-_CLI_GDAL_CACHEMAX_MB = 256
 
 _SCENES_HELP = ("a file; comma-joined files as the bands of one scene (VV.tif,VH.tif; files at 10/20 m are "
                 "resampled onto the finest grid); @list.txt (one scene per line); a quoted glob; a folder; "
@@ -63,7 +59,7 @@ def chips_command(a: tuple[str, ...], b: tuple[str, ...], out: str, bands_a: Opt
 
     bar = TqdmProgress(desc="chips", is_cancelled=stop_requested, disable=None, leave=False)
     try:
-        with _bounded_gdal_cache():
+        with bounded_gdal_cache():
             summary = export_chips(
                 list(a), list(b), out, bands_a=bands_a, bands_b=bands_b, kind_a=kind_a, kind_b=kind_b,
                 units_a=units_a.lower() if units_a else None, units_b=units_b.lower() if units_b else None,
@@ -75,10 +71,3 @@ def chips_command(a: tuple[str, ...], b: tuple[str, ...], out: str, bands_a: Opt
     for line in summary.lines():
         click.echo(line)
 
-
-def _bounded_gdal_cache():
-    import rasterio
-
-    if os.environ.get("GDAL_CACHEMAX"):
-        return rasterio.Env()
-    return rasterio.Env(GDAL_CACHEMAX=_CLI_GDAL_CACHEMAX_MB)

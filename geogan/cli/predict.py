@@ -9,12 +9,11 @@ from typing import Any, Optional
 
 import click
 
-from . import cli
+from . import bounded_gdal_cache, cli
 from .signals import stop_requested
 
 _BLENDS = ("hann", "linear", "none")
 _COMPRESSIONS = ("deflate", "zstd", "lzw", "none")
-_CLI_GDAL_CACHEMAX_MB = 256
 
 
 @cli.command("predict")
@@ -70,7 +69,7 @@ def predict_command(model: str, inputs: tuple[str, ...], output: str, direction:
                    batch_size=batch_size, blend=blend, cog=cog, compress=compress,
                    allow_ungeoreferenced=allow_ungeoreferenced)
     rank = RankInfo.from_env()
-    with _bounded_gdal_cache():
+    with bounded_gdal_cache():
         single = _single_scene(inputs, output)
         if single is None:
             _predict_batch(model, inputs, output, options, device, precision, overwrite, rank)
@@ -166,18 +165,6 @@ def _report(result: Any) -> None:
     if not result.ok:
         raise click.exceptions.Exit(1)
 
-
-def _bounded_gdal_cache():
-    """GDAL's block cache keeps what it read up to 5 % of RAM, so a scene's blocks would pile up
-    in the process; the predictor needs about one strip of blocks. The CLI owns its process, so it
-    caps the cache (unless GDAL_CACHEMAX is set); the library leaves a caller's GDAL alone."""
-    import os
-
-    import rasterio
-
-    if os.environ.get("GDAL_CACHEMAX"):
-        return rasterio.Env()
-    return rasterio.Env(GDAL_CACHEMAX=_CLI_GDAL_CACHEMAX_MB)
 
 
 @cli.command("evaluate")
