@@ -95,6 +95,17 @@ def train(config: Union[TrainConfig, Mapping[str, Any], str, os.PathLike], progr
     return TrainingRun(cfg, as_progress(progress), resume, on_event).run()
 
 
+def check_out_outside_data(out: Path, data: Path) -> None:
+    """Refuse an output folder that is the chips export or inside it (symlinks resolved): the run's
+    files would mix with the chips, and the next 'geogan chips' into that folder replaces it whole,
+    model and checkpoints included."""
+    out_r, data_r = out.resolve(), data.resolve()
+    if out_r == data_r or data_r in out_r.parents:
+        where = "is" if out_r == data_r else "is inside"
+        raise OutputError(f"{describe(out)}: {where} the chips export {describe(data)}; a later 'geogan chips' "
+                          "into it would delete the model — choose another --out")
+
+
 def _requested_device_type(cfg: TrainConfig) -> str:
     if cfg.device == "auto":
         import torch
@@ -216,6 +227,7 @@ class TrainingRun:
         self.out = Path(cfg.out)
         if self.out.exists() and not self.out.is_dir():
             raise OutputError(f"{describe(self.out)}: exists and is not a directory")
+        check_out_outside_data(self.out, Path(cfg.data))
         self.ckpt_path = self.out / CHECKPOINT_NAME
         self.model_path = self.out / MODEL_NAME
         self.arch = architecture(cfg, multiple)
