@@ -435,6 +435,8 @@ def verify_raster(path: PathLike, *, width: int, height: int, count: int, dtype:
                 bh, bw = ds.block_shapes[0]
                 for r, c in {(0, 0), (max(0, height - bh), max(0, width - bw))}:
                     ds.read(window=Window(c, r, min(bw, width - c), min(bh, height - r)))
+    except OutputError:
+        raise  # our own verdict (an OSError too): not to be wrapped as "cannot be checked"
     except RasterioError as exc:
         raise OutputError(f"{describe(name)}: the written file does not read back ({first_line(exc)}); "
                           f"{disk_hint(path)}") from None
