@@ -97,8 +97,15 @@ def _check_encodable(name: str, action: str) -> None:
 
 
 def first_line(exc: BaseException, default: str = "") -> str:
-    """The first line of an exception's message (GDAL's are sometimes several lines long)."""
+    """The first line of an exception's message (GDAL's are sometimes several lines long).
+
+    rasterio's "Read failed. See previous exception for details." points at an exception the user
+    never sees: GDAL's own words (``band 1: IReadBlock failed at X offset 0, Y offset 4: ...``)
+    are its ``__cause__``, so those are given instead."""
     text = str(exc).strip()
+    cause = exc.__cause__
+    if "see previous exception" in text.lower() and cause is not None and str(cause).strip():
+        return first_line(cause, default)
     return text.splitlines()[0] if text else (default or type(exc).__name__)
 
 
