@@ -347,8 +347,10 @@ def describe_window(window: Any) -> str:
 
 
 def resolution(ds) -> tuple[float, float]:
-    """Pixel size (x, y) in CRS units, both positive."""
-    return (abs(ds.transform.a), abs(ds.transform.e))
+    """Pixel size (x, y) in CRS units, both positive: the lengths of a pixel's two sides, so a
+    rotated grid of 10 m pixels is 10 m (not the 8.66 m of its cos 30° terms)."""
+    t = ds.transform
+    return (math.hypot(t.a, t.d), math.hypot(t.b, t.e))
 
 
 # --------------------------------------------------------------------------------- writing
