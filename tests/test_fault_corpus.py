@@ -32,21 +32,13 @@ from affine import Affine
 from rasterio.windows import Window
 from rasterio.windows import transform as window_transform
 
-from conftest import TINY_TRAINING, fill_up, make_chips, make_spec, scene, write_raster
+from conftest import TINY_TRAINING, fill_up, geogan_env, make_chips, make_spec, run_geogan, scene, write_raster
 
 torch = pytest.importorskip("torch")
 
-REPO = Path(__file__).resolve().parent.parent
 TILE = ["--tile-size", "32", "--overlap", "8", "--device", "cpu"]
 #: A grid rotated by 30° about its origin (10 m pixels): a valid, if rare, geotransform.
 ROTATED = Affine.translation(500000.0, 5000000.0) * Affine.rotation(30) * Affine.scale(10.0, -10.0)
-
-
-def geogan(*args, timeout: float = 300) -> subprocess.CompletedProcess:
-    """``python -m geogan ARGS`` as a user runs it: this checkout's geogan, stdout and stderr pipes."""
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO)] + sys.path), OMP_NUM_THREADS="1")
-    return subprocess.run([sys.executable, "-m", "geogan", *map(str, args)], capture_output=True, text=True,
-                          env=env, timeout=timeout, errors="backslashreplace")
 
 
 def odd_name(folder: Path, name: bytes) -> Path:
@@ -631,7 +623,7 @@ def _(kit, tmp, request):
 @pytest.mark.parametrize("name", list(CASES))
 def test_fault_corpus(name, kit, tmp_path, request):
     c = CASES[name](kit, tmp_path, request)
-    res = geogan(*c.args)
+    res = run_geogan(*c.args)
     assert "Traceback" not in res.stderr + res.stdout, res.stderr
     assert res.returncode == c.code, res.stderr
     warnings = [line for line in res.stderr.splitlines() if line.startswith("geogan: warning: ")]
@@ -680,7 +672,7 @@ def test_a_sparse_bigtiff_chips_in_an_aoi(kit, tmp_path, sparse_bigtiff):
     x1, y1 = 500000 + 10 * 1590, 5000000 - 10 * 1590
     wkt = f"POLYGON (({x0} {y0}, {x1} {y0}, {x1} {y1}, {x0} {y1}, {x0} {y0}))"
     out = tmp_path / "chips"
-    res = geogan("chips", "--a", sparse_bigtiff, "--b", kit.b, "--out", out, "--tile-size", 64, "--val-fraction", 0,
+    res = run_geogan("chips", "--a", sparse_bigtiff, "--b", kit.b, "--out", out, "--tile-size", 64, "--val-fraction", 0,
                  "--aoi-a", wkt, "--aoi-crs", "EPSG:32633")
     assert res.returncode == 0 and "Traceback" not in res.stderr, res.stderr
     assert "64 train" in res.stdout and "36 below --min-valid" in res.stdout, res.stdout
@@ -700,10 +692,9 @@ def test_a_sparse_bigtiff_prediction_starts_at_once_and_stops_clean(kit, tmp_pat
     destination, and a scheduler's SIGTERM ends it with exit 143, one line and nothing left."""
     out_dir = tmp_path / "out"
     out_dir.mkdir()
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO)] + sys.path), OMP_NUM_THREADS="1")
     proc = subprocess.Popen([sys.executable, "-m", "geogan", "predict", str(kit.model), str(sparse_bigtiff),
                              str(out_dir / "huge_rgb.tif"), "--device", "cpu"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=geogan_env())
     try:
         deadline = time.monotonic() + 180
         while not any(".part" in p.name for p in out_dir.iterdir()):  # the output is being written
