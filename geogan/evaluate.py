@@ -160,9 +160,14 @@ def check_same_grid(a, b, a_path: Union[str, os.PathLike], b_path: Union[str, os
     ta, tb = np.asarray(tuple(a.transform)[:6]), np.asarray(tuple(b.transform)[:6])
     pixel = max(abs(ta[0]), abs(ta[4]), abs(tb[0]), abs(tb[4]), 1e-12)
     if not np.allclose(ta, tb, rtol=0.0, atol=1e-6 * pixel):
-        diffs.append(f"transform {tuple(round(v, 9) for v in ta)} vs {tuple(round(v, 9) for v in tb)}")
+        diffs.append(f"transform {_numbers(ta)} vs {_numbers(tb)}")
     if diffs:
         raise RasterError(f"{describe(a_path)} and {describe(b_path)} are not on the same grid: {'; '.join(diffs)}")
+
+
+def _numbers(values: np.ndarray) -> str:
+    """``(10, 0, 500000, 0, -10, 5e+06)``: plain numbers (a numpy 2 repr would say ``np.float64(10.0)``)."""
+    return "(" + ", ".join(f"{float(v):.10g}" for v in values) + ")"
 
 
 def _band_lists(bands, pred, truth, pred_path: Path, truth_path: Path) -> tuple[list[int], list[int]]:

@@ -97,8 +97,15 @@ def _check_encodable(name: str, action: str) -> None:
 
 
 def first_line(exc: BaseException, default: str = "") -> str:
-    """The first line of an exception's message (GDAL's are sometimes several lines long)."""
+    """The first line of an exception's message (GDAL's are sometimes several lines long).
+
+    rasterio's "Read failed. See previous exception for details." points at an exception the user
+    never sees: GDAL's own words (``band 1: IReadBlock failed at X offset 0, Y offset 4: ...``)
+    are its ``__cause__``, so those are given instead."""
     text = str(exc).strip()
+    cause = exc.__cause__
+    if "see previous exception" in text.lower() and cause is not None and str(cause).strip():
+        return first_line(cause, default)
     return text.splitlines()[0] if text else (default or type(exc).__name__)
 
 
@@ -340,8 +347,10 @@ def describe_window(window: Any) -> str:
 
 
 def resolution(ds) -> tuple[float, float]:
-    """Pixel size (x, y) in CRS units, both positive."""
-    return (abs(ds.transform.a), abs(ds.transform.e))
+    """Pixel size (x, y) in CRS units, both positive: the lengths of a pixel's two sides, so a
+    rotated grid of 10 m pixels is 10 m (not the 8.66 m of its cos 30° terms)."""
+    t = ds.transform
+    return (math.hypot(t.a, t.d), math.hypot(t.b, t.e))
 
 
 # --------------------------------------------------------------------------------- writing
@@ -435,6 +444,8 @@ def verify_raster(path: PathLike, *, width: int, height: int, count: int, dtype:
                 bh, bw = ds.block_shapes[0]
                 for r, c in {(0, 0), (max(0, height - bh), max(0, width - bw))}:
                     ds.read(window=Window(c, r, min(bw, width - c), min(bh, height - r)))
+    except OutputError:
+        raise  # our own verdict (an OSError too): not to be wrapped as "cannot be checked"
     except RasterioError as exc:
         raise OutputError(f"{describe(name)}: the written file does not read back ({first_line(exc)}); "
                           f"{disk_hint(path)}") from None

@@ -7,7 +7,8 @@
   up: ENOSPC; ``small_tmpfs`` is a 1 MiB one), ``fill_up(dir)``, ``readonly_dir`` /
   ``make_readonly_dir(files)`` (EROFS, which stops root too, unlike a chmod); they skip with the
   reason where this process may not mount;
-* ``one_torch_thread``.
+* ``one_torch_thread``;
+* the real command line in a subprocess, as a user runs it: ``run_geogan(*args)``, ``geogan_env()``.
 """
 from __future__ import annotations
 
@@ -73,6 +74,22 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def geogan_env() -> dict:
+    """The environment for ``python -m geogan`` in a subprocess: this checkout's geogan first on
+    the path, one OpenMP thread (a shared 2-core machine)."""
+    return dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO)] + sys.path), OMP_NUM_THREADS="1")
+
+
+def run_geogan(*args, timeout: float = 300) -> subprocess.CompletedProcess:
+    """``python -m geogan ARGS`` with stdout and stderr as pipes (so stderr is not a terminal: no
+    progress bars), as a script or scheduler runs it. Paths may hold non-UTF-8 bytes."""
+    return subprocess.run([sys.executable, "-m", "geogan", *map(str, args)], capture_output=True, text=True,
+                          env=geogan_env(), timeout=timeout, errors="backslashreplace")
 
 
 # ------------------------------------------------------------------------------------------

@@ -170,6 +170,34 @@ def test_paired_windows_follow_both_aois():
         plan_domain("a", [a], ExportOptions(tile_size=32), [left, far], seed=0)
 
 
+def test_an_aoi_on_a_rotated_grid_selects_the_windows_it_covers():
+    """A grid rotated by 30°: the AOI is the footprint of pixels 40-56 (rows and cols), so exactly
+    the windows holding them are kept — chosen in pixel space, not from two-corner bounds."""
+    import dataclasses
+
+    import shapely
+
+    rotated = Affine.translation(500000.0, 5000000.0) * Affine.rotation(30) * Affine.scale(10.0, -10.0)
+    src = dataclasses.replace(source("r", 128, 128), transform=rotated)
+    corners = [rotated * xy for xy in ((40, 40), (56, 40), (56, 56), (40, 56))]
+    aoi = load_aoi(shapely.Polygon(corners).wkt, "EPSG:32633")
+    plan = plan_domain("a", [src], ExportOptions(tile_size=32, val_fraction=0), [aoi], seed=0)
+    assert {c.key for c in plan.chips} == {(32, 32)} and plan.outside_aoi == 15
+    plan = plan_domain("a", [src], ExportOptions(tile_size=32, stride=16, val_fraction=0), [aoi], seed=0)
+    assert {c.key for c in plan.chips} == {(r, c) for r in (16, 32, 48) for c in (16, 32, 48)}
+
+
+def test_a_small_aoi_on_a_huge_raster_tests_only_the_windows_under_it():
+    """70,000² px at tile 64: 1.2 million windows, one AOI of 5 km² — planned without a window per pixel."""
+    src = source("big", 70000, 70000)
+    aoi = load_aoi(_box_wkt(510000, 4980000, 515000, 4985000), "EPSG:32633")
+    plan = plan_domain("a", [src], ExportOptions(tile_size=64, val_fraction=0), [aoi], seed=0)
+    keys = {c.key for c in plan.chips}
+    rows = {r for r, _ in keys}
+    assert len(keys) == 81 and min(rows) == 1472 and max(rows) == 1984  # rows 1500-2000 at 10 m
+    assert plan.outside_aoi == len(grid_offsets(70000, 64, 64)) ** 2 - 81
+
+
 def test_options_are_checked():
     with pytest.raises(ConfigError, match="--tile-size 8"):
         ExportOptions(tile_size=8)

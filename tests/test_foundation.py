@@ -109,6 +109,18 @@ def test_open_raster_errors_name_the_file(tmp_path, make_raster):
         assert ds.count == 1
 
 
+def test_pixel_size_and_area_of_a_rotated_grid(make_raster):
+    """10 m pixels on a grid rotated by 30° are 10 x 10 m, not the cos 30° terms (8.66 m)."""
+    from affine import Affine
+
+    from geogan.raster import open_raster, resolution
+
+    rotated = Affine.translation(500000.0, 5000000.0) * Affine.rotation(30) * Affine.scale(10.0, -10.0)
+    path = make_raster("rot.tif", np.ones((1, 8, 8), np.float32), transform=rotated)
+    with open_raster(path) as ds:
+        assert resolution(ds) == pytest.approx((10.0, 10.0))
+
+
 def test_parse_bands():
     assert parse_bands(None, 3, "x.tif") == [1, 2, 3]
     assert parse_bands("3,2, 1", 3, "x.tif") == [3, 2, 1]

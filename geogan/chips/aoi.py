@@ -194,18 +194,63 @@ def windows_in_aoi(region: AOI, crs: Any, transform: Any, height: int, width: in
                    windows: Sequence[Any]) -> np.ndarray:
     """Which ``windows`` of a raster (its ``crs``, ``transform`` and size) overlap ``region``:
     a boolean array, one per window."""
-    import shapely
-    from rasterio.transform import array_bounds
-    from rasterio.windows import bounds as window_bounds
-
-    if not windows:
+    if not len(windows):
         return np.zeros(0, bool)
-    left, bottom, right, top = array_bounds(height, width, transform)
-    geom = region.in_crs(crs, (left, bottom, right, top))
-    if geom.is_empty:
+    geom = aoi_in_pixels(region, crs, transform, height, width)
+    if geom is None:
         return np.zeros(len(windows), bool)
-    shapely.prepare(geom)
-    wb = np.array([window_bounds(w, transform) for w in windows], dtype=np.float64)
-    boxes = shapely.box(wb[:, 0], wb[:, 1], wb[:, 2], wb[:, 3])
-    return shapely.intersects(geom, boxes) & ~shapely.touches(geom, boxes)
+    box = np.array([(w.col_off, w.row_off, w.col_off + w.width, w.row_off + w.height) for w in windows],
+                   dtype=np.float64)
+    return _boxes_overlap(geom, box)
 
+
+def grid_in_aoi(region: AOI, crs: Any, transform: Any, height: int, width: int, rows: np.ndarray,
+                cols: np.ndarray, tile: int) -> np.ndarray:
+    """Which windows of a grid (``tile`` px at row offsets ``rows`` × col offsets ``cols``)
+    overlap ``region``: a (len(rows), len(cols)) boolean array.
+
+    Only the windows under the AOI's bounding box are tested one by one, so a small AOI over a
+    huge raster (1.2 million windows of a 70,000² scene) costs next to nothing."""
+    rows, cols = np.asarray(rows, np.float64), np.asarray(cols, np.float64)
+    keep = np.zeros((len(rows), len(cols)), bool)
+    geom = aoi_in_pixels(region, crs, transform, height, width)
+    if geom is None or not keep.size:
+        return keep
+    x0, y0, x1, y1 = geom.bounds
+    ri = np.flatnonzero((rows < y1) & (rows + tile > y0))
+    ci = np.flatnonzero((cols < x1) & (cols + tile > x0))
+    if not len(ri) or not len(ci):
+        return keep
+    rr, cc = np.meshgrid(rows[ri], cols[ci], indexing="ij")
+    box = np.column_stack([cc.ravel(), rr.ravel(), cc.ravel() + tile, rr.ravel() + tile])
+    keep[np.ix_(ri, ci)] = _boxes_overlap(geom, box).reshape(len(ri), len(ci))
+    return keep
+
+
+def aoi_in_pixels(region: AOI, crs: Any, transform: Any, height: int, width: int) -> Any:
+    """``region`` in the raster's pixel coordinates (col, row), or None where it misses the raster.
+
+    Working in pixel space makes a window an axis-aligned box whatever the geotransform (a
+    rotated or sheared grid included); the raster's footprint is taken from its four corners."""
+    import shapely
+    from shapely.affinity import affine_transform
+
+    corners = [transform * xy for xy in ((0, 0), (width, 0), (width, height), (0, height))]
+    xs, ys = [c[0] for c in corners], [c[1] for c in corners]
+    geom = region.in_crs(crs, (min(xs), min(ys), max(xs), max(ys)))
+    if geom.is_empty:
+        return None
+    inv = ~transform
+    px = affine_transform(geom, [inv.a, inv.b, inv.d, inv.e, inv.c, inv.f])
+    if px.is_empty:
+        return None
+    shapely.prepare(px)
+    return px
+
+
+def _boxes_overlap(geom: Any, box: np.ndarray) -> np.ndarray:
+    """Boxes (x0, y0, x1, y1 rows) that overlap ``geom``'s interior (touching is not enough)."""
+    import shapely
+
+    boxes = shapely.box(box[:, 0], box[:, 1], box[:, 2], box[:, 3])
+    return shapely.intersects(geom, boxes) & ~shapely.touches(geom, boxes)

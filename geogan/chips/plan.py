@@ -19,7 +19,7 @@ import numpy as np
 from ..bands import CLASS_MAP_MAX_VALUES, KINDS, SAR_UNITS, check_stated_units, explain_kind, explain_units
 from ..errors import ConfigError, InputError, RasterError, describe
 from ..tiling import grid_offsets
-from .aoi import AOI, windows_in_aoi
+from .aoi import AOI, grid_in_aoi
 from .sources import Source, SourceSample
 from .split import SplitResult, plan_split
 
@@ -207,23 +207,27 @@ def plan_export(sources: dict[str, list[Source]], options: ExportOptions,
 def plan_domain(domain: str, sources: Sequence[Source], options: ExportOptions, regions: Sequence[AOI],
                 seed: int) -> DomainPlan:
     """Windows of every raster, less those outside the AOI(s), split into train and val."""
+    from rasterio.windows import Window
+
     tile = options.tile_size
     candidates: list[tuple[int, Any]] = []
     small: list[int] = []
     outside = 0
     hits = [0] * len(regions)
     for ri, src in enumerate(sources):
-        windows = chip_windows(src.height, src.width, tile, options.stride)
-        if not windows:
+        rows = grid_offsets(src.height, tile, options.stride)
+        cols = grid_offsets(src.width, tile, options.stride)
+        if not len(rows) or not len(cols):
             small.append(ri)
             continue
-        keep = np.ones(len(windows), bool)
+        keep = np.ones((len(rows), len(cols)), bool)
         for k, region in enumerate(regions):
-            inside = windows_in_aoi(region, src.crs, src.transform, src.height, src.width, windows)
+            inside = grid_in_aoi(region, src.crs, src.transform, src.height, src.width, rows, cols, tile)
             hits[k] += int(inside.sum())
             keep &= inside
         outside += int((~keep).sum())
-        candidates.extend((ri, w) for w, k in zip(windows, keep) if k)
+        # Window objects only for the windows kept (an AOI may keep a handful of a million)
+        candidates.extend((ri, Window(int(cols[c]), int(rows[r]), tile, tile)) for r, c in zip(*np.nonzero(keep)))
     if len(small) == len(sources):
         raise RasterError(f"{names_of(sources)}: smaller than one {tile}x{tile} tile (domain {domain}); "
                           "use a smaller --tile-size")

@@ -10,6 +10,7 @@ information, ``-vv`` debugging and GDAL's own messages.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 import click
@@ -95,6 +96,35 @@ def configure_logging(verbose: int, quiet: bool) -> None:
         rasterio_logger.addHandler(logging.NullHandler())  # no bare GDAL lines from logging's last resort
 
 
+def quiet_libtiff() -> None:
+    """Stop libtiff printing straight onto this process's stderr (the CLI owns its process).
+
+    GDAL routes libtiff's messages through per-file handlers into its own error system (which
+    rasterio logs: shown with -vv), but a few reach libtiff's global handler, which prints them
+    raw — on a full disk, "_tiffWriteProc: No space left on device." twice above our one error
+    line. The failure itself is still caught (every written GeoTIFF is verified), so the global
+    handlers are cleared. Found through /proc/self/maps (Linux); elsewhere nothing changes.
+    """
+    import ctypes
+
+    try:
+        import rasterio  # noqa: F401  (loads GDAL and the libtiff it uses)
+
+        with open("/proc/self/maps") as fh:
+            paths = {line.split(maxsplit=5)[-1].strip() for line in fh if "/libtiff" in line}
+    except (OSError, ImportError):
+        return
+    for path in sorted(p for p in paths if os.path.basename(p).startswith("libtiff") and ".so" in p):
+        try:
+            lib = ctypes.CDLL(path)  # already loaded: the same library, not a second copy
+            for name in ("TIFFSetErrorHandler", "TIFFSetWarningHandler"):
+                setter = getattr(lib, name)
+                setter.argtypes, setter.restype = [ctypes.c_void_p], ctypes.c_void_p
+                setter(None)
+        except (OSError, AttributeError):
+            continue
+
+
 @click.group(cls=GeoganGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="geogan", prog_name="geogan")
 @click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug and GDAL messages).")
@@ -102,6 +132,8 @@ def configure_logging(verbose: int, quiet: bool) -> None:
 def cli(verbose: int, quiet: bool) -> None:
     """Translate georeferenced rasters between sensor domains with GANs."""
     configure_logging(verbose, quiet)
+    if verbose < 2:  # -vv shows everything GDAL and libtiff say
+        quiet_libtiff()
 
 
 def _register() -> None:

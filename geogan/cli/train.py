@@ -23,7 +23,9 @@ class EpochBars:
         if self._bar is None or done < self._done or total != self._bar.total:
             self.close()
             desc = message.split("  ", 1)[0] if message else "training"
-            self._bar = tqdm(total=total, desc=desc, unit="step", dynamic_ncols=True, leave=True)
+            # disable=None: no bar when stderr is not a terminal (a log file, a pipe), as in chips and
+            # predict — carriage-return redraws would fill the log; losses.csv records every step
+            self._bar = tqdm(total=total, desc=desc, unit="step", dynamic_ncols=True, leave=True, disable=None)
         if message and "  " in message:
             self._bar.set_postfix_str(message.split("  ", 1)[1], refresh=False)
         self._bar.update(done - self._bar.n)

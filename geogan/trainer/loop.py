@@ -95,6 +95,23 @@ def train(config: Union[TrainConfig, Mapping[str, Any], str, os.PathLike], progr
     return TrainingRun(cfg, as_progress(progress), resume, on_event).run()
 
 
+def check_output_folder(out: Path, data: Path) -> None:
+    """Refuse, before training, an output folder the run could not finish in: a name that is not
+    valid UTF-8 (GDAL writes the previews, so the first epoch's end would fail), or the chips export
+    itself or a folder inside it (symlinks resolved): the run's files would mix with the chips, and
+    the next 'geogan chips' into that folder replaces it whole, model and checkpoints included."""
+    try:
+        str(out).encode("utf-8")
+    except UnicodeEncodeError:
+        raise OutputError(f"{describe(out)}: the folder name is not valid UTF-8, so GDAL cannot write the training "
+                          "previews into it; choose another --out") from None
+    out_r, data_r = out.resolve(), data.resolve()
+    if out_r == data_r or data_r in out_r.parents:
+        where = "is" if out_r == data_r else "is inside"
+        raise OutputError(f"{describe(out)}: {where} the chips export {describe(data)}; a later 'geogan chips' "
+                          "into it would delete the model — choose another --out")
+
+
 def _requested_device_type(cfg: TrainConfig) -> str:
     if cfg.device == "auto":
         import torch
@@ -216,6 +233,7 @@ class TrainingRun:
         self.out = Path(cfg.out)
         if self.out.exists() and not self.out.is_dir():
             raise OutputError(f"{describe(self.out)}: exists and is not a directory")
+        check_output_folder(self.out, Path(cfg.data))
         self.ckpt_path = self.out / CHECKPOINT_NAME
         self.model_path = self.out / MODEL_NAME
         self.arch = architecture(cfg, multiple)
