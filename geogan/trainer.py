@@ -31,7 +31,7 @@ from typing import Any, Callable, Mapping, Optional, Union
 
 import numpy as np
 
-from .config import TrainConfig, from_mapping, load_yaml, to_dict
+from .config import TrainConfig, from_mapping, load_yaml, to_dict, unet_depth  # quality: unet_depth
 from .errors import Cancelled, CheckpointError, ConfigError, DeviceError, OutputError, describe
 from .progress import ProgressLike, as_progress
 
@@ -42,7 +42,10 @@ CHECKPOINT_VERSION = 1
 CHECKPOINT_NAME = "checkpoint.pt"
 MODEL_NAME = "model.geogan"
 #: Keys that must match between a checkpoint and the run resuming it.
-ARCHITECTURE_KEYS = ("model", "generator", "ngf", "ndf", "n_layers_d", "dropout", "upsample", "gan_mode")
+ARCHITECTURE_KEYS = ("model", "generator", "ngf", "ndf", "n_layers_d", "dropout", "upsample", "gan_mode",
+                     "discriminator", "num_d")  # quality: discriminator kind and scales (issue 11)
+#: quality (issue 11): what a checkpoint written before a key existed was trained with.
+LEGACY_ARCHITECTURE = {"discriminator": "patch", "num_d": 1}
 
 EventHook = Callable[[str, dict], None]
 
@@ -79,6 +82,10 @@ def _architecture(cfg: TrainConfig, size_multiple: int) -> dict:
         "n_layers_d": cfg.n_layers_d, "dropout": bool(cfg.dropout), "upsample": cfg.upsample,
         "gan_mode": cfg.gan_mode,
         "size_multiple": size_multiple, "tile_size": cfg.crop_size,
+        # quality (issue 11): discriminator(s), U-Net depth, semi-supervised pairs
+        "discriminator": cfg.discriminator, "num_d": cfg.num_d if cfg.discriminator == "multiscale" else 1,
+        "lambda_feat": cfg.lambda_feat, "unet_depth": unet_depth(cfg.generator),
+        "semi_supervised": bool(cfg.data_paired),
     }
 
 
@@ -272,7 +279,7 @@ def load_checkpoint(path: Path) -> dict:
 def _check_compatible(path: Path, ckpt: dict, arch: dict, domains: dict) -> None:
     theirs = ckpt.get("architecture", {})
     for key in ARCHITECTURE_KEYS:
-        if theirs.get(key) != arch.get(key):
+        if theirs.get(key, LEGACY_ARCHITECTURE.get(key)) != arch.get(key):
             raise CheckpointError(f"{describe(path)}: checkpoint is for {key}={theirs.get(key)!r}, "
                                   f"this run has {key}={arch.get(key)!r}; use another --out or the same settings")
     for name, spec in domains.items():
@@ -370,7 +377,7 @@ class _Run:
     # -- setup -----------------------------------------------------------------------------
     def prepare(self) -> None:
         """Every check that can fail on bad input, before anything is written."""
-        from .data import open_chips
+        from .data import open_chips, open_paired_chips
         from .models.registry import SIZE_MULTIPLE
 
         cfg = self.cfg
@@ -384,6 +391,8 @@ class _Run:
                               f"{cfg.generator} needs (crop must be a multiple of SIZE_MULTIPLE = {multiple})")
         self.size_multiple = multiple
         self.export = open_chips(cfg.data, require_paired=cfg.model == "pix2pix")
+        # quality (issue 11): the extra pairs of a semi-supervised CycleGAN, checked against the chips
+        self.paired_export = open_paired_chips(cfg.data_paired, self.export, cfg.crop_size) if cfg.data_paired else None
         h, w = self.export.chip_size
         if cfg.crop_size > min(h, w):
             raise ConfigError(f"config: crop_size: {cfg.crop_size} is larger than the chips in "
@@ -488,10 +497,10 @@ class _Run:
         import torch
         from torch.utils.data import DataLoader
 
-        from .data import ChipDataset
+        from .data import training_dataset
 
         cfg, model, dist = self.cfg, self.model, self.dist
-        dataset = ChipDataset(self.export, cfg.crop_size, augment=cfg.augment, seed=cfg.seed)
+        dataset = training_dataset(self.export, cfg, self.paired_export)  # quality: + pairs (issue 11)
         total_epochs = cfg.epochs + cfg.epochs_decay
         self.last_losses: dict[str, float] = dict(self.checkpoint["losses"]) if self.checkpoint else {}
         start = time.perf_counter() - self.seconds
@@ -611,6 +620,9 @@ class _Run:
                 "final_losses": dict(self.last_losses), "device": str(self.device), "amp": self.amp_mode,
                 "world_size": self.dist.world, "chips_dir": str(Path(self.cfg.data).resolve()),
                 "identity_loss": self.model.identity_note, "config": to_dict(self.cfg),
+                # quality (issue 11): the pairs of a semi-supervised CycleGAN
+                "paired_chips_dir": str(Path(self.cfg.data_paired).resolve()) if self.cfg.data_paired else None,
+                "paired_chips": len(self.paired_export.files["train_a"]) if self.paired_export else 0,
             }
             tm = TranslationModel(self.export.specs, generators, self.arch, summary)
             save_model(tm, self.model_path)

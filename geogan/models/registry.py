@@ -15,10 +15,14 @@ GENERATORS: dict[str, GeneratorFactory] = {
     "resnet_6blocks": lambda i, o, ngf, dropout, up: ResnetGenerator(i, o, ngf=ngf, n_blocks=6, dropout=dropout, upsample=up),
     "unet_256": lambda i, o, ngf, dropout, up: UnetGenerator(i, o, num_downs=8, ngf=ngf, dropout=dropout, upsample=up),
     "unet_128": lambda i, o, ngf, dropout, up: UnetGenerator(i, o, num_downs=7, ngf=ngf, dropout=dropout, upsample=up),
+    "unet_64": lambda i, o, ngf, dropout, up: UnetGenerator(i, o, num_downs=6, ngf=ngf, dropout=dropout, upsample=up),
+    "unet_32": lambda i, o, ngf, dropout, up: UnetGenerator(i, o, num_downs=5, ngf=ngf, dropout=dropout, upsample=up),
 }
 
-#: Height/width of a generator's input must be a multiple of this.
-SIZE_MULTIPLE: dict[str, int] = {"resnet_9blocks": 4, "resnet_6blocks": 4, "unet_256": 256, "unet_128": 128}
+#: Height/width of a generator's input must be a multiple of this (a U-Net named unet_N has
+#: log2(N) stride-2 levels, so N pixels shrink to 1 at its bottleneck).
+SIZE_MULTIPLE: dict[str, int] = {"resnet_9blocks": 4, "resnet_6blocks": 4, "unet_256": 256, "unet_128": 128,
+                                 "unet_64": 64, "unet_32": 32}
 
 
 def build_generator(name: str, in_channels: int, out_channels: int, ngf: int = 64,
