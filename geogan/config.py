@@ -118,9 +118,13 @@ class TrainConfig:
     num_d: int = 3
     #: None = the paper default: dropout in the U-Net for Pix2Pix, none for CycleGAN.
     dropout: Optional[bool] = None
-    #: Generator upsampling: the papers' transposed convolutions, or resize-convolution
-    #: (nearest ×2 + conv), which avoids checkerboard artefacts in short trainings.
-    upsample: Literal["transpose", "resize"] = "transpose"
+    #: Generator upsampling: resize-convolution (nearest ×2 + conv: no checkerboard artefacts;
+    #: chosen by tools/bench_quality.py: higher SSIM for every model) or the papers' transposed
+    #: convolutions.
+    upsample: Literal["transpose", "resize"] = "resize"
+    #: Generator normalisation: instance (the papers': per image/tile statistics), batch
+    #: (running statistics at prediction) or none.
+    norm: Literal["instance", "batch", "none"] = "instance"
     #: None = the paper's loss: lsgan (least squares) for CycleGAN, vanilla (BCE) for Pix2Pix.
     gan_mode: Optional[Literal["lsgan", "vanilla"]] = None
     lambda_cycle: float = 10.0

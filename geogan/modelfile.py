@@ -168,7 +168,7 @@ def load_model(path: Union[str, os.PathLike], device: Any = "cpu") -> Translatio
             src, dst = DIRECTIONS[direction]
             net = build_generator(arch["generator"], domains[src].count, domains[dst].count,
                                   ngf=arch.get("ngf", 64), dropout=arch.get("dropout", False),
-                                  upsample=arch.get("upsample", "transpose"))
+                                  upsample=arch.get("upsample", "transpose"), norm=arch.get("norm", "instance"))
             net.load_state_dict(state)
             generators[direction] = net
     except ModelFileError:

@@ -43,9 +43,9 @@ CHECKPOINT_NAME = "checkpoint.pt"
 MODEL_NAME = "model.geogan"
 #: Keys that must match between a checkpoint and the run resuming it.
 ARCHITECTURE_KEYS = ("model", "generator", "ngf", "ndf", "n_layers_d", "dropout", "upsample", "gan_mode",
-                     "discriminator", "num_d")  # quality: discriminator kind and scales (issue 11)
+                     "discriminator", "num_d", "norm")  # quality: discriminators, generator norm (issue 11)
 #: quality (issue 11): what a checkpoint written before a key existed was trained with.
-LEGACY_ARCHITECTURE = {"discriminator": "patch", "num_d": 1}
+LEGACY_ARCHITECTURE = {"discriminator": "patch", "num_d": 1, "norm": "instance"}
 
 EventHook = Callable[[str, dict], None]
 
@@ -85,7 +85,7 @@ def _architecture(cfg: TrainConfig, size_multiple: int) -> dict:
         # quality (issue 11): discriminator(s), U-Net depth, semi-supervised pairs
         "discriminator": cfg.discriminator, "num_d": cfg.num_d if cfg.discriminator == "multiscale" else 1,
         "lambda_feat": cfg.lambda_feat, "unet_depth": unet_depth(cfg.generator),
-        "semi_supervised": bool(cfg.data_paired),
+        "semi_supervised": bool(cfg.data_paired), "norm": cfg.norm,
     }
 
 

@@ -409,3 +409,50 @@ def test_model_files_from_before_these_options_still_load(tmp_path):
     assert model.size_multiple == 256
     x = torch.zeros(1, 2, 256, 256)
     assert torch.equal(model.generators["a2b"](x), net.eval()(x))
+
+
+# ------------------------------------------------------------------------------ generator normalisation
+@pytest.mark.parametrize("norm, layer", [("instance", torch.nn.InstanceNorm2d), ("batch", torch.nn.BatchNorm2d),
+                                         ("none", torch.nn.Identity)])
+def test_generator_norm_choices_keep_the_layer_numbering(norm, layer):
+    from geogan.models.registry import build_generator
+
+    net = build_generator("resnet_6blocks", 2, 3, ngf=4, norm=norm)
+    assert isinstance(net.model[2], layer) and isinstance(net.model[1], torch.nn.Conv2d)
+    plain = build_generator("resnet_6blocks", 2, 3, ngf=4)
+    convs = lambda n: [k for k, m in n.named_modules() if isinstance(m, torch.nn.Conv2d)]  # noqa: E731
+    assert convs(net) == convs(plain)  # the same convolutions under the same names, whatever the norm
+    unet = build_generator("unet_32", 2, 3, ngf=4, norm=norm)
+    assert unet(torch.zeros(2, 2, 32, 32)).shape == (2, 3, 32, 32)
+    with pytest.raises(ConfigError, match="unknown normalisation"):
+        build_generator("resnet_6blocks", 2, 3, norm="layer")
+
+
+def test_without_normalisation_a_pixel_depends_only_on_its_neighbourhood():
+    """norm none: the output inside a tile equals the output of the whole image there (tiles agree)."""
+    from geogan.models.registry import build_generator
+
+    torch.manual_seed(0)
+    net = build_generator("resnet_6blocks", 2, 3, ngf=4, norm="none").eval()
+    x = torch.randn(1, 2, 256, 256)
+    with torch.no_grad():
+        whole = net(x)
+        tile = net(x[:, :, 64:192, 64:192])
+    # the receptive field reaches ~60 pixels: compare the tile's centre, far from its padded border
+    assert torch.allclose(tile[:, :, 60:68, 60:68], whole[:, :, 124:132, 124:132], atol=1e-5)
+    instance = build_generator("resnet_6blocks", 2, 3, ngf=4, norm="instance").eval()
+    with torch.no_grad():
+        differs = instance(x[:, :, 64:192, 64:192])[:, :, 60:68, 60:68] - instance(x)[:, :, 124:132, 124:132]
+    assert differs.abs().max() > 1e-3  # instance norm: each tile has its own statistics
+
+
+def test_norm_is_recorded_and_rebuilt_from_the_model_file(tmp_path):
+    from geogan.modelfile import load_model
+    from geogan.trainer import train
+
+    chips, _ = _exports(tmp_path)
+    path = train(dict(TINY, data=str(chips), out=str(tmp_path / "run"), norm="batch"))
+    model = load_model(path)
+    assert model.architecture["norm"] == "batch"
+    assert isinstance(model.generators["a2b"].model[2], torch.nn.BatchNorm2d)
+    assert model.architecture["upsample"] == "resize"  # the measured default

@@ -54,7 +54,7 @@ GPU = dict(steps=6000, batch_size=8, crop_size=64, ngf=32, ndf=64, n_layers_d=3,
 
 def route_config(route: str, size: dict, seed: int, upsample: str, steps_per_epoch: int) -> dict:
     """The training config of one route: the same network sizes, steps and batch for all."""
-    epochs_total = max(2, round(size["steps"] / steps_per_epoch))
+    epochs_total = max(1, round(size["steps"] / steps_per_epoch))
     cfg = dict(generator=size["generator"], ngf=size["ngf"], ndf=size["ndf"], n_layers_d=size["n_layers_d"],
                upsample=upsample, batch_size=size["batch_size"], crop_size=size["crop_size"], seed=seed,
                epochs=epochs_total // 2, epochs_decay=epochs_total - epochs_total // 2,
@@ -73,6 +73,7 @@ def export(out: Path, size: dict) -> dict:
     import geogan
 
     common = dict(tile_size=64, min_valid=0.95, seed=0, kind_a="sar", kind_b="optical")
+    out.mkdir(parents=True, exist_ok=True)
     unpaired, paired = out / "chips", out / "chips_paired"
     if not (unpaired / "geogan_chips.json").exists():
         geogan.export_chips(DATA / "sar_train.tif", DATA / "rgb_train.tif", unpaired, stride=size["stride"],
@@ -241,7 +242,8 @@ def main(argv=None) -> int:
     overrides = parse_overrides(args.set)
     args.out.mkdir(parents=True, exist_ok=True)
     chips = export(args.out, size)
-    print(f"device {'cuda' if args.gpu else 'cpu'} ({torch.get_num_threads()} thread(s)), {size['steps']} steps "
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    print(f"device {device} ({torch.get_num_threads()} CPU thread(s)), {size['steps']} steps "
           f"of batch {size['batch_size']} per route, {size['generator']} ngf {size['ngf']}, crop {size['crop_size']}",
           flush=True)
     results = [baseline(args.out)]
@@ -250,6 +252,7 @@ def main(argv=None) -> int:
             for up in ups:
                 r = run_one(route, chips, size, seed, up, args.out, overrides)
                 results.append(r)
+                save(args.out / "results.json", results)  # what is done survives an interruption
                 print(f"{route:<10} {up:<9} seed {seed}: PSNR {r['psnr']:.2f} SSIM {r['ssim']:.3f} SAM {r['sam']:.2f} "
                       f"MAE {r['mae']:.2f} own {100 * r['own_share']:.1f}% seam {r['seam']:.3f} "
                       f"train {r['train_s']:.0f}s swapped: {', '.join(r['swapped']) or 'none'}", flush=True)
@@ -260,8 +263,14 @@ def main(argv=None) -> int:
     if best is not None:
         print(f"\nclasses of the best run ({best['route']}, {best['upsample']}, seed {best['seed']}):")
         print("\n".join(best["class_lines"]))
-    (args.out / "results.json").write_text(json.dumps(results, indent=1, default=str), encoding="utf-8")
+    save(args.out / "results.json", results)
     return 0
+
+
+def save(path: Path, results: list[dict]) -> None:
+    tmp = path.with_name(path.name + ".part")
+    tmp.write_text(json.dumps(results, indent=1, default=str), encoding="utf-8")
+    tmp.replace(path)
 
 
 if __name__ == "__main__":

@@ -255,8 +255,8 @@ class CycleGAN(GanModel):
         d = {"kind": cfg.discriminator, "ndf": cfg.ndf, "n_layers": cfg.n_layers_d,
              "num_d": cfg.num_d}
         self.nets = {
-            "G_a2b": build_generator(cfg.generator, ca, cb, cfg.ngf, cfg.dropout, cfg.upsample),
-            "G_b2a": build_generator(cfg.generator, cb, ca, cfg.ngf, cfg.dropout, cfg.upsample),
+            "G_a2b": build_generator(cfg.generator, ca, cb, cfg.ngf, cfg.dropout, cfg.upsample, cfg.norm),
+            "G_b2a": build_generator(cfg.generator, cb, ca, cfg.ngf, cfg.dropout, cfg.upsample, cfg.norm),
             "D_a": build_discriminator(in_channels=ca, **d),
             "D_b": build_discriminator(in_channels=cb, **d),
         }

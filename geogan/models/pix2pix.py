@@ -39,7 +39,7 @@ class Pix2Pix(GanModel):
         super().__init__(cfg, device, amp_dtype, channels_last, grad_sync)
         ca, cb = spec_a.count, spec_b.count
         self.nets = {
-            "G_a2b": build_generator(cfg.generator, ca, cb, cfg.ngf, cfg.dropout, cfg.upsample),
+            "G_a2b": build_generator(cfg.generator, ca, cb, cfg.ngf, cfg.dropout, cfg.upsample, cfg.norm),
             "D": build_discriminator(cfg.discriminator, ca + cb, cfg.ndf, cfg.n_layers_d, cfg.num_d),
         }
         self.feature_matching = cfg.lambda_feat > 0
