@@ -120,12 +120,12 @@ class _MapOf(torch.nn.Module):
 
 def test_features_are_every_block_then_the_patch_map():
     d = build_discriminator("multiscale", 3, ndf=4, n_layers=3, num_d=2)
-    feats = d.features(torch.zeros(1, 3, 64, 64))
+    feats = d(torch.zeros(1, 3, 64, 64), features=True)
     assert len(feats) == 2 and all(len(f) == 5 for f in feats)  # n_layers + 1 blocks, then the map
     assert [tuple(t.shape[1:]) for t in feats[0]] == [(4, 32, 32), (8, 16, 16), (16, 8, 8), (32, 7, 7), (1, 6, 6)]
     assert torch.equal(feats[1][-1], d(torch.zeros(1, 3, 64, 64))[1])
     single = build_discriminator("patch", 3, ndf=4, n_layers=3)
-    assert len(single.features(torch.zeros(1, 3, 64, 64))) == 1
+    assert len(single(torch.zeros(1, 3, 64, 64), features=True)) == 1
     with pytest.raises(ValueError, match="unknown discriminator"):
         build_discriminator("pixel", 3)
 

@@ -320,8 +320,8 @@ class CycleGAN(GanModel):
                 for name, D, fake, real in (("feat_a2b", nets["D_b"], fake_pb, self.pair_b),
                                             ("feat_b2a", nets["D_a"], fake_pa, self.pair_a)):
                     with torch.no_grad():
-                        real_features = D.features(hide_invalid(real, valid))
-                    fm = feature_matching(D.features(hide_invalid(fake, valid)), real_features)
+                        real_features = D(hide_invalid(real, valid), features=True)
+                    fm = feature_matching(D(hide_invalid(fake, valid), features=True), real_features)
                     self.losses[name] = fm * cfg.lambda_feat
 
     def backward_D_basic(self, net: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:

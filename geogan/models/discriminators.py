@@ -7,9 +7,10 @@ and needs no synchronisation across processes under data-parallel training.
 
 :class:`MultiscaleDiscriminator` is Pix2PixHD's (Wang et al. 2018): ``num_d`` PatchGANs of the
 same shape, the k-th judging the input average-pooled k times (3×3, stride 2), so the coarsest
-one sees structures 2**(num_d-1) times larger while the finest keeps judging texture. Every
-discriminator offers :meth:`features`, the activations after each block, for the
-feature-matching loss (:func:`geogan.models.losses.feature_matching`).
+one sees structures 2**(num_d-1) times larger while the finest keeps judging texture. Called with
+``features=True`` every discriminator returns the activations after each block too, for the
+feature-matching loss (:func:`geogan.models.losses.feature_matching`); a keyword of ``forward``
+rather than a method, so it passes through DistributedDataParallel and ``torch.compile`` wrappers.
 """
 from __future__ import annotations
 
@@ -39,11 +40,10 @@ class NLayerDiscriminator(nn.Module):
                    nn.Conv2d(ndf * mult, 1, 4, stride=1, padding=1)]
         self.model = nn.Sequential(*layers)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x)
-
-    def features(self, x: torch.Tensor) -> list[list[torch.Tensor]]:
-        """``[[block_1, ..., block_n, patch_map]]``: each block's activation, the patch map last."""
+    def forward(self, x: torch.Tensor, features: bool = False):
+        """The patch map; with ``features``, ``[[block_1, ..., block_n, patch_map]]``."""
+        if not features:
+            return self.model(x)
         out = []
         for layer in self.model:
             x = layer(x)
@@ -66,15 +66,13 @@ class MultiscaleDiscriminator(nn.Module):
         self.scales = nn.ModuleList(NLayerDiscriminator(in_channels, ndf, n_layers) for _ in range(num_d))
         self.downsample = nn.AvgPool2d(3, stride=2, padding=1, count_include_pad=False)
 
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        return [f[-1] for f in self.features(x)]
-
-    def features(self, x: torch.Tensor) -> list[list[torch.Tensor]]:
+    def forward(self, x: torch.Tensor, features: bool = False) -> list:
+        """One patch map per scale; with ``features``, per scale its blocks' activations and the map."""
         out = []
         for i, d in enumerate(self.scales):
             if i:
                 x = self.downsample(x)
-            out += d.features(x)
+            out += d(x, features=True) if features else [d(x)]
         return out
 
 

@@ -53,7 +53,7 @@ def feature_matching(fake: list[list[torch.Tensor]], real: list[list[torch.Tenso
     """Pix2PixHD's discriminator feature-matching loss: L1 between the discriminator's
     activations on a fake and on the matching real image, every block of every scale.
 
-    ``fake``/``real`` are ``D.features(...)`` (per scale: blocks, then the patch map, which is
+    ``fake``/``real`` are ``D(..., features=True)`` (per scale: blocks, then the patch map, which is
     left out). Weighted as in Pix2PixHD: 1/num_d per scale and 4/(n_layers+1) per block; the
     real side is detached (the discriminator is not trained by this loss).
     """

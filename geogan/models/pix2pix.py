@@ -69,11 +69,12 @@ class Pix2Pix(GanModel):
         D = self.nets["D"]
         fake_b = hide_invalid(self.fake_b, self.valid)
         with self.autocast():
-            fake_features = D.features(torch.cat([self.real_a, fake_b], 1))
+            fake_features = D(torch.cat([self.real_a, fake_b], 1), features=True)
             self.losses["G_gan"] = self.criterion_gan([f[-1] for f in fake_features], True)
             if self.feature_matching:
                 with torch.no_grad():
-                    real_features = D.features(torch.cat([self.real_a, hide_invalid(self.real_b, self.valid)], 1))
+                    real_features = D(torch.cat([self.real_a, hide_invalid(self.real_b, self.valid)], 1),
+                                      features=True)
                 self.losses["G_feat"] = feature_matching(fake_features, real_features) * self.cfg.lambda_feat
         self.losses["G_l1"] = masked_l1(self.fake_b, self.real_b, self.valid) * self.cfg.lambda_l1
         return sum(self.losses[k] for k in ("G_gan", "G_l1", "G_feat") if k in self.loss_names)
