@@ -105,20 +105,42 @@ class TrainConfig:
     data: str = ""
     out: str = ""
     model: Literal["cyclegan", "pix2pix"] = "cyclegan"
-    #: None = the model's paper default: resnet_9blocks for CycleGAN, unet_256 for Pix2Pix.
-    generator: Optional[Literal["resnet_9blocks", "resnet_6blocks", "unet_256", "unet_128"]] = None
+    #: None = the model's default: resnet_9blocks for CycleGAN; for Pix2Pix the U-Net whose depth
+    #: fits crop_size (unet_256 for 256, unet_64 for 64: see :func:`default_generator`), or
+    #: resnet_9blocks when none does (e.g. 120-pixel chips).
+    generator: Optional[Literal["resnet_9blocks", "resnet_6blocks", "unet_256", "unet_128", "unet_64",
+                                "unet_32"]] = None
     ngf: int = 64
     ndf: int = 64
     n_layers_d: int = 3
+    #: patch = one PatchGAN (the papers'); multiscale = num_d PatchGANs on the image and its
+    #: 2x, 4x... average-pooled copies (Pix2PixHD), which judge larger structures.
+    discriminator: Literal["patch", "multiscale"] = "patch"
+    num_d: int = 3
     #: None = the paper default: dropout in the U-Net for Pix2Pix, none for CycleGAN.
     dropout: Optional[bool] = None
-    #: Generator upsampling: the papers' transposed convolutions, or resize-convolution
-    #: (nearest ×2 + conv), which avoids checkerboard artefacts in short trainings.
-    upsample: Literal["transpose", "resize"] = "transpose"
-    gan_mode: Literal["lsgan", "vanilla"] = "lsgan"
+    #: Generator upsampling: resize-convolution (nearest ×2 + conv: no checkerboard artefacts;
+    #: chosen by tools/bench_quality.py: higher SSIM for every model) or the papers' transposed
+    #: convolutions.
+    upsample: Literal["transpose", "resize"] = "resize"
+    #: Generator normalisation: instance (the papers': per image/tile statistics), batch
+    #: (running statistics at prediction) or none.
+    norm: Literal["instance", "batch", "none"] = "instance"
+    #: None = the paper's loss: lsgan (least squares) for CycleGAN, vanilla (BCE) for Pix2Pix.
+    gan_mode: Optional[Literal["lsgan", "vanilla"]] = None
     lambda_cycle: float = 10.0
     lambda_identity: float = 0.5
     lambda_l1: float = 100.0
+    #: Discriminator feature matching (Pix2PixHD) on paired images. None = 10 (Pix2PixHD's
+    #: weight) with the multiscale discriminator, 0 (off) with the single PatchGAN.
+    lambda_feat: Optional[float] = None
+    #: CycleGAN only: a paired chips export (``geogan chips --paired``) whose pairs add a
+    #: masked L1 term both ways to every step (semi-supervised CycleGAN).
+    data_paired: Optional[str] = None
+    #: Weight of that paired L1 term: Pix2Pix's L1 weight. Measured on the sample data
+    #: (tools/bench_quality.py): 10 / 30 / 100 gave PSNR 18.20 / 18.48 / 18.85 dB, SSIM 0.437 /
+    #: 0.479 / 0.525: the few pairs are the only signal of which class maps to which.
+    lambda_paired: float = 100.0
     pool_size: int = 50
     lr: float = 2e-4
     beta1: float = 0.5
@@ -154,19 +176,28 @@ class TrainConfig:
         if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device):
             raise ConfigError(f"config: device: {self.device!r} is not one of auto, cpu, cuda, cuda:N")
         if self.generator is None:
-            object.__setattr__(self, "generator", "unet_256" if self.model == "pix2pix" else "resnet_9blocks")
+            object.__setattr__(self, "generator", default_generator(self.model, self.crop_size))
         if self.dropout is None:
             object.__setattr__(self, "dropout", self.model == "pix2pix")
+        if self.gan_mode is None:
+            object.__setattr__(self, "gan_mode", "vanilla" if self.model == "pix2pix" else "lsgan")
+        if self.lambda_feat is None:
+            object.__setattr__(self, "lambda_feat", 10.0 if self.discriminator == "multiscale" else 0.0)
+        if self.data_paired == "":
+            object.__setattr__(self, "data_paired", None)
+        if self.data_paired is not None and self.model != "cyclegan":
+            raise ConfigError("config: data_paired: extra pairs are for a cyclegan; a pix2pix trains on the "
+                              "paired export given as data")
 
         def positive(name: str, allow_zero: bool = False) -> None:
             v = getattr(self, name)
             if v < 0 or (v == 0 and not allow_zero):
                 raise ConfigError(f"config: {name} must be {'>= 0' if allow_zero else '> 0'}, got {v}")
 
-        for name in ("ngf", "ndf", "n_layers_d", "batch_size", "crop_size", "lr", "log_every"):
+        for name in ("ngf", "ndf", "n_layers_d", "num_d", "batch_size", "crop_size", "lr", "log_every"):
             positive(name)
-        for name in ("lambda_cycle", "lambda_identity", "lambda_l1", "pool_size", "epochs_decay",
-                     "checkpoint_every", "epochs"):
+        for name in ("lambda_cycle", "lambda_identity", "lambda_l1", "lambda_feat", "lambda_paired", "pool_size",
+                     "epochs_decay", "checkpoint_every", "epochs"):
             positive(name, allow_zero=True)
         if self.num_workers is not None:
             positive("num_workers", allow_zero=True)
@@ -174,3 +205,45 @@ class TrainConfig:
             raise ConfigError("config: epochs + epochs_decay must be > 0")
         if not 0.0 <= self.beta1 < 1.0:
             raise ConfigError(f"config: beta1 must be in [0, 1), got {self.beta1}")
+        self._check_discriminator_input()
+
+    def _check_discriminator_input(self) -> None:
+        """The coarsest discriminator scale must still leave its PatchGAN a patch map to judge."""
+        scales = self.num_d if self.discriminator == "multiscale" else 1
+        coarsest = self.crop_size // 2 ** (scales - 1)
+        need = min_discriminator_input(self.n_layers_d)
+        if coarsest < need:
+            what = (f"{scales} discriminator scales of a {self.crop_size}-pixel crop leave {coarsest} pixels at the "
+                    "coarsest," if scales > 1 else f"a {self.crop_size}-pixel crop is")
+            raise ConfigError(f"config: {what} less than the {need} pixels a PatchGAN with n_layers_d "
+                              f"{self.n_layers_d} needs; use a larger crop_size, fewer num_d or a smaller n_layers_d")
+
+
+#: U-Net depths a default Pix2Pix generator may have, deepest first (the paper's unet_256 has 8).
+UNET_DEPTHS = (8, 7, 6, 5)
+
+
+def default_generator(model: str, crop_size: int) -> str:
+    """The generator a model gets when the config names none.
+
+    CycleGAN: ``resnet_9blocks`` (the paper's). Pix2Pix: the deepest U-Net (8 levels down to 5)
+    whose ``2**depth`` divides ``crop_size`` — ``unet_256`` for 256-pixel crops as in the paper,
+    ``unet_64`` for 64 — so its bottleneck is 1×1 at the crop size; ``resnet_9blocks`` when no
+    depth fits (120-pixel BigEarthNet chips), as a U-Net needs ``crop_size % 2**depth == 0``.
+    """
+    if model == "pix2pix":
+        for depth in UNET_DEPTHS:
+            if crop_size % 2 ** depth == 0:
+                return f"unet_{2 ** depth}"
+    return "resnet_9blocks"
+
+
+def unet_depth(generator: str) -> Optional[int]:
+    """Stride-2 levels of a ``unet_N`` generator (log2 N); None for a ResNet generator."""
+    return int(generator.split("_")[1]).bit_length() - 1 if generator.startswith("unet_") else None
+
+
+def min_discriminator_input(n_layers: int) -> int:
+    """Smallest input side a PatchGAN of ``n_layers`` stride-2 levels judges (24 for the 70×70 one):
+    after the strided levels its two stride-1 4×4 convolutions need a 3-pixel map."""
+    return 3 * 2 ** n_layers

@@ -1,4 +1,5 @@
-"""Torch datasets over a chips export: unpaired (CycleGAN) and paired (Pix2Pix) chips.
+"""Torch datasets over a chips export: unpaired (CycleGAN) and paired (Pix2Pix) chips, and both
+at once for a semi-supervised CycleGAN (:class:`SemiSupervisedDataset`).
 
 Each item is the A and B chip normalised per band into [-1, 1] by its domain's statistics
 (``geogan.bands.normalize``, the same function the predictor uses) together with its
@@ -13,7 +14,7 @@ and whatever the number of loader workers.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Union
 
@@ -204,6 +205,71 @@ class ChipDataset:
             "b_valid": torch.from_numpy(aug_b.apply(vb))[None],
             "index": index,
         }
+
+
+def open_paired_chips(root: Union[str, Path], unpaired: ChipsExport, crop_size: int) -> ChipsExport:
+    """Open the extra paired export of a semi-supervised CycleGAN and check it fits ``unpaired``.
+
+    Both domains must have the same band count, kind and dtype as the unpaired export's, whose
+    statistics normalise the pairs too (one normalisation per domain, the one the model file
+    carries). Returns the paired export with the unpaired export's domain specs.
+    """
+    root = Path(root)
+    try:
+        paired = open_chips(root, require_paired=True)
+    except ConfigError:
+        raise ConfigError(f"config: data_paired: {describe(root)} is an unpaired export; export the pairs "
+                          "with 'geogan chips --paired'") from None
+    for d in ("a", "b"):
+        mine, theirs = unpaired.specs[d], paired.specs[d]
+        if (mine.count, mine.kind, mine.dtype) != (theirs.count, theirs.kind, theirs.dtype):
+            raise BandMismatchError(
+                f"{describe(root)}: paired domain {d.upper()} is {theirs.count}-band {theirs.kind} {theirs.dtype} but "
+                f"the unpaired chips' {d.upper()} is {mine.count}-band {mine.kind} {mine.dtype}; export both from the "
+                "same bands and kinds")
+    h, w = paired.chip_size
+    if crop_size > min(h, w):
+        raise ConfigError(f"config: crop_size: {crop_size} is larger than the paired chips in {describe(root)} "
+                          f"({h}x{w}); set crop_size <= {min(h, w)}")
+    return replace(paired, specs=dict(unpaired.specs))
+
+
+class SemiSupervisedDataset:
+    """Unpaired items plus one co-registered pair each: ``pa``, ``pa_valid``, ``pb``, ``pb_valid``.
+
+    Item ``i`` is :class:`ChipDataset` item ``i`` of the unpaired export, and the pair drawn (with
+    its own augmentation) from ``(seed, epoch, i)``: deterministic, and the same after a resume.
+    """
+
+    PAIR_STREAM = 104729  # separates the pairs' random stream from the unpaired items'
+
+    def __init__(self, unpaired: ChipDataset, paired: ChipDataset) -> None:
+        self.unpaired, self.paired = unpaired, paired
+
+    def set_epoch(self, epoch: int) -> None:
+        self.unpaired.set_epoch(epoch)
+        self.paired.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return len(self.unpaired)
+
+    def __getitem__(self, index: int) -> dict:
+        item = self.unpaired[index]
+        rng = np.random.default_rng([self.unpaired.seed, self.unpaired.epoch, index, self.PAIR_STREAM])
+        n = len(self.paired)
+        pair = self.paired[int(rng.integers(0, n)) + n * index]  # that chip, with an augmentation of its own
+        item.update({"pa": pair["a"], "pa_valid": pair["a_valid"], "pb": pair["b"], "pb_valid": pair["b_valid"]})
+        return item
+
+
+def training_dataset(export: ChipsExport, cfg, paired: "ChipsExport | None" = None):
+    """The dataset a training run iterates: :class:`ChipDataset`, or :class:`SemiSupervisedDataset`
+    when a paired export is given (``cfg``: crop_size, augment, seed)."""
+    unpaired = ChipDataset(export, cfg.crop_size, augment=cfg.augment, seed=cfg.seed)
+    if paired is None:
+        return unpaired
+    pairs = ChipDataset(paired, cfg.crop_size, augment=cfg.augment, seed=cfg.seed + SemiSupervisedDataset.PAIR_STREAM)
+    return SemiSupervisedDataset(unpaired, pairs)
 
 
 def preview_pair(export: ChipsExport, crop_size: int) -> dict:

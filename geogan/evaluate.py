@@ -17,6 +17,14 @@
 * **SAM** (3+ bands): the mean spectral angle, in degrees, between the prediction's and the
   truth's band vectors, over pixels where neither vector is zero.
 
+With ``classes=`` (an integer class raster on the same grid, e.g. land cover) the report adds,
+per class value, over pixels valid in all three rasters: the pixel count, MAE and RMSE, the
+class's mean truth and predicted colour (vector of the compared bands), and which class each
+pixel was *painted as*: the class whose mean truth colour is nearest (Euclidean) to the
+predicted colour. The confusion table counts those assignments (rows: true class, columns:
+painted as); a class whose most frequent row entry is another class was swapped. Two passes,
+strip by strip, so memory stays bounded.
+
 :func:`seam_ratio` measures tiling artefacts: the mean gradient across the boundaries where
 :func:`geogan.predict.translate_raster` switches tiles versus across every other pixel boundary.
 """
@@ -68,6 +76,7 @@ class EvaluationReport:
     ssim: float
     sam: Optional[float]
     ssim_window: str = "gaussian 11x11 sigma=1.5"
+    classes: Optional["ClassReport"] = None
 
     def to_dict(self) -> dict:
         """Plain JSON-ready dict: NaN becomes null and an infinite PSNR the string "inf"."""
@@ -83,6 +92,58 @@ class EvaluationReport:
         if self.sam is not None:
             out.append(f"SAM (mean spectral angle): {self.sam:.4f} degrees")
         out.append(f"SSIM window: {self.ssim_window}")
+        if self.classes is not None:
+            out += self.classes.lines()
+        return out
+
+
+@dataclass(frozen=True)
+class ClassMetrics:
+    """Scores of one class of the class raster.
+
+    ``own_share`` is the share of the class's pixels whose predicted colour is nearest to the
+    class's own mean truth colour; ``painted_as`` the class most of its pixels were nearest to.
+    """
+
+    value: int
+    name: str
+    pixels: int
+    mae: float
+    rmse: float
+    truth_mean: tuple[float, ...]
+    prediction_mean: tuple[float, ...]
+    own_share: float
+    painted_as: int
+
+
+@dataclass(frozen=True)
+class ClassReport:
+    """Per-class scores and the nearest-mean-colour confusion table (rows true, columns painted as)."""
+
+    path: str
+    values: tuple[int, ...]
+    classes: tuple[ClassMetrics, ...]
+    confusion: tuple[tuple[int, ...], ...]
+
+    @property
+    def swapped(self) -> tuple[int, ...]:
+        """Class values painted more often as another class than as themselves."""
+        return tuple(c.value for c in self.classes if c.painted_as != c.value)
+
+    def lines(self) -> list[str]:
+        names = [c.name or str(c.value) for c in self.classes]
+        width = max(5, *(len(n) for n in names))
+        out = [f"per class ({self.path}); painted as = nearest mean truth colour:",
+               f"{'class':>{width}} {'pixels':>9} {'MAE':>9} {'RMSE':>9} {'own %':>7}  painted as"]
+        for c, name in zip(self.classes, names):
+            painted = names[self.values.index(c.painted_as)]
+            flag = "" if c.painted_as == c.value else "  <- swapped"
+            out.append(f"{name:>{width}} {c.pixels:>9} {c.mae:>9.4g} {c.rmse:>9.4g} "
+                       f"{100 * c.own_share:>7.1f}  {painted}{flag}")
+        out.append("confusion, % of each true class (rows) painted as (columns): " + " ".join(names))
+        for name, row in zip(names, self.confusion):
+            total = max(sum(row), 1)
+            out.append(f"{name:>{width}} " + " ".join(f"{100 * v / total:5.1f}" for v in row))
         return out
 
 
@@ -185,18 +246,23 @@ def _band_lists(bands, pred, truth, pred_path: Path, truth_path: Path) -> tuple[
 # --------------------------------------------------------------------------- metrics
 
 def evaluate_rasters(prediction: Union[str, os.PathLike], truth: Union[str, os.PathLike], *,
-                     bands: Union[None, str, Sequence[int]] = None) -> EvaluationReport:
+                     bands: Union[None, str, Sequence[int]] = None,
+                     classes: Union[None, str, os.PathLike] = None) -> EvaluationReport:
     """Compare ``prediction`` with ``truth`` over the pixels valid in both (see the module doc).
 
     ``bands`` (1-based, e.g. ``"1,2,3"``) picks the bands compared in both rasters; when the
     prediction has exactly that many bands and the truth more, it picks the truth's bands and
-    the prediction's are taken in order. Rasters on different grids are refused.
+    the prediction's are taken in order. Rasters on different grids are refused. ``classes``,
+    a one-band integer class raster on the same grid, adds per-class scores (``report.classes``).
     """
     pred_p, truth_p = os.fspath(prediction), os.fspath(truth)  # not Path(): it would mangle /vsicurl/https://
     with raster.open_raster(pred_p, require_georeference=False) as pds, \
             raster.open_raster(truth_p, require_georeference=False) as tds:
         check_same_grid(pds, tds, pred_p, truth_p)
         pbands, tbands = _band_lists(bands, pds, tds, pred_p, truth_p)
+        class_report = None
+        if classes is not None:
+            class_report = class_scores(pds, tds, pbands, tbands, Path(classes), truth_p)
         n = len(tbands)
         count = 0
         abs_sum = np.zeros(n)
@@ -244,6 +310,7 @@ def evaluate_rasters(prediction: Union[str, os.PathLike], truth: Union[str, os.P
         mae=float(abs_sum.sum() / (count * n)), rmse=float(np.sqrt(pooled)), psnr=_psnr(overall_range, pooled),
         ssim=float(np.mean([b.ssim for b in per_band])),
         sam=(sam_sum / sam_count if sam_count else float("nan")) if n >= 3 else None,
+        classes=class_report,
     )
 
 
@@ -286,6 +353,127 @@ def _ssim_pass(pds, tds, pbands, tbands, ranges: np.ndarray) -> tuple[np.ndarray
             s = ssim_map(x, y, float(ranges[i]))[c0 - ry0 - r:c1 - ry0 - r]
             sums[i] += float(s[full].sum())
     return sums, used
+
+
+# --------------------------------------------------------------------------- classes
+
+MAX_CLASSES = 256
+
+
+class _ClassTally:
+    """Per-class sums over strips: counts, |error|, error², truth and prediction colours.
+
+    Class values are indexed in order of first appearance and sorted at the end.
+    """
+
+    def __init__(self, n_bands: int, path: Path) -> None:
+        self.path = path
+        self.index: dict[int, int] = {}
+        self.n_bands = n_bands
+        self.sums = {k: np.zeros((0, n_bands)) for k in ("abs", "sq", "truth", "pred")}
+        self.count = np.zeros(0, np.int64)
+
+    def indices(self, values: np.ndarray) -> np.ndarray:
+        uniq, inverse = np.unique(values, return_inverse=True)
+        for v in uniq.tolist():
+            if v not in self.index:
+                self.index[v] = len(self.index)
+        if len(self.index) > MAX_CLASSES:
+            raise RasterError(f"{describe(self.path)}: more than {MAX_CLASSES} distinct values; "
+                              "not a class raster (expected integer class codes, e.g. land cover)")
+        grow = len(self.index) - self.count.size
+        if grow:
+            self.count = np.concatenate([self.count, np.zeros(grow, np.int64)])
+            self.sums = {k: np.vstack([v, np.zeros((grow, self.n_bands))]) for k, v in self.sums.items()}
+        lut = np.array([self.index[v] for v in uniq.tolist()], np.int64)
+        return lut[inverse.reshape(-1)]
+
+    def add(self, p: np.ndarray, t: np.ndarray, values: np.ndarray) -> None:
+        """``p``, ``t``: (band, n) valid pixels; ``values``: their class codes (n,)."""
+        k = self.indices(values)
+        m = self.count.size
+        self.count += np.bincount(k, minlength=m)
+        d = p - t
+        for name, x in (("abs", np.abs(d)), ("sq", d * d), ("truth", t), ("pred", p)):
+            for b in range(self.n_bands):
+                self.sums[name][:, b] += np.bincount(k, weights=x[b], minlength=m)
+
+    def sorted_order(self) -> list[int]:
+        return [self.index[v] for v in sorted(self.index)]
+
+
+def _class_raster(path: Path, truth, truth_path: Path):
+    """Open a class raster and check it: one band, integer, on the truth's grid."""
+    cds = raster.open_raster(path, require_georeference=False)
+    try:
+        check_same_grid(cds, truth, path, truth_path)
+        if cds.count != 1:
+            raise RasterError(f"{describe(path)}: a class raster has one band, this one has {cds.count}")
+        if np.dtype(cds.dtypes[0]).kind not in "iu":
+            raise RasterError(f"{describe(path)}: a class raster holds integer class codes, this one is {cds.dtypes[0]}")
+    except BaseException:
+        cds.close()
+        raise
+    return cds
+
+
+def _class_strips(pds, tds, cds, pbands, tbands) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """(prediction, truth, class) of the pixels valid in all three rasters, strip by strip."""
+    from rasterio.windows import Window
+
+    for _, _, y0, y1 in _strips(tds.height, STRIP_ROWS):
+        p, pv = _read(pds, pbands, y0, y1)
+        t, tv = _read(tds, tbands, y0, y1)
+        c, cm = raster.read_window(cds, [1], Window(0, y0, cds.width, y1 - y0))
+        valid = pv & tv & raster.valid_mask(cds, c, cm, "generic")
+        if valid.any():
+            yield p[:, valid], t[:, valid], c[0][valid].astype(np.int64)
+
+
+def class_scores(pds, tds, pbands: Sequence[int], tbands: Sequence[int], path: Path,
+                 truth_path: Path) -> "ClassReport":
+    """Per-class metrics and the nearest-mean-colour confusion table (two passes, strip by strip)."""
+    with _class_raster(path, tds, truth_path) as cds:
+        names = {int(k[6:]): v for k, v in cds.tags().items() if k.startswith("CLASS_") and k[6:].isdigit()}
+        tally = _ClassTally(len(tbands), path)
+        for p, t, c in _class_strips(pds, tds, cds, pbands, tbands):
+            tally.add(p, t, c)
+        if not tally.index:
+            raise RasterError(f"{describe(path)}: no class pixel is valid where both rasters are valid")
+        order = tally.sorted_order()
+        values = sorted(tally.index)
+        count = tally.count[order]
+        means = tally.sums["truth"][order] / count[:, None]
+        k = len(order)
+        confusion = np.zeros((k, k), np.int64)
+        for p, _, c in _class_strips(pds, tds, cds, pbands, tbands):
+            nearest = _nearest(p.T, means)
+            true = np.searchsorted(np.asarray(values), c)  # every code was seen in the first pass
+            confusion += np.bincount(true * k + nearest, minlength=k * k).reshape(k, k)
+    return _class_report(path, values, names, tally, order, means, confusion)
+
+
+def _nearest(colours: np.ndarray, means: np.ndarray) -> np.ndarray:
+    """Index of the nearest row of ``means`` (Euclidean) for each row of ``colours``."""
+    d = (colours * colours).sum(1)[:, None] - 2.0 * colours @ means.T + (means * means).sum(1)[None, :]
+    return np.argmin(d, axis=1)
+
+
+def _class_report(path: Path, values: list[int], names: dict[int, str], tally: _ClassTally, order: list[int],
+                  means: np.ndarray, confusion: np.ndarray) -> "ClassReport":
+    rows = []
+    for i, v in enumerate(values):
+        j = order[i]
+        n = int(tally.count[j])
+        nb = tally.n_bands
+        rows.append(ClassMetrics(
+            value=v, name=names.get(v, ""), pixels=n,
+            mae=float(tally.sums["abs"][j].sum() / (n * nb)), rmse=float(np.sqrt(tally.sums["sq"][j].sum() / (n * nb))),
+            truth_mean=tuple(float(x) for x in means[i]),
+            prediction_mean=tuple(float(x) for x in tally.sums["pred"][j] / n),
+            own_share=float(confusion[i, i] / n), painted_as=values[int(np.argmax(confusion[i]))]))
+    return ClassReport(path=str(path), values=tuple(values), classes=tuple(rows),
+                       confusion=tuple(tuple(int(x) for x in r) for r in confusion))
 
 
 # --------------------------------------------------------------------------- seams

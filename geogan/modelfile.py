@@ -37,6 +37,8 @@ DIRECTIONS = {"a2b": ("a", "b"), "b2a": ("b", "a")}
 CHECKSUM_ALGORITHM = "sha256"
 #: Weight dtypes a model file may hold (what training writes: float32).
 WEIGHT_DTYPES = ("torch.float32", "torch.float16", "torch.bfloat16", "torch.float64")
+#: Integer buffers a network may carry (batch norm's step counter, ``norm: batch``).
+COUNTER_SUFFIX = "num_batches_tracked"
 
 
 class ModelFileNotFoundError(ModelFileError, FileNotFoundError):
@@ -282,7 +284,8 @@ def check_generators(generators: Mapping[Any, Any], label: str) -> None:
         for name, tensor in state.items():
             if not isinstance(name, str) or not isinstance(tensor, torch.Tensor):
                 raise ModelFileError(f"{label}: generator {direction} entry {name!r} is not a named tensor")
-            if str(tensor.dtype) not in WEIGHT_DTYPES:
+            counter = name.endswith(COUNTER_SUFFIX) and str(tensor.dtype) == "torch.int64"
+            if str(tensor.dtype) not in WEIGHT_DTYPES and not counter:
                 raise ModelFileError(f"{label}: generator {direction} weight {name!r} has dtype "
                                      f"{str(tensor.dtype).replace('torch.', '')} (expected floating point)")
 
@@ -340,7 +343,7 @@ def load_model(path: Union[str, os.PathLike], device: Any = "cpu") -> Translatio
             src, dst = DIRECTIONS[direction]
             net = build_generator(arch["generator"], domains[src].count, domains[dst].count,
                                   ngf=arch.get("ngf", 64), dropout=arch.get("dropout", False),
-                                  upsample=arch.get("upsample", "transpose"))
+                                  upsample=arch.get("upsample", "transpose"), norm=arch.get("norm", "instance"))
             net.load_state_dict(state)
             generators[direction] = net
     except ModelFileError:

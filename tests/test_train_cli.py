@@ -38,9 +38,11 @@ def test_train_command_errors_are_one_line(tmp_path):
     runner = CliRunner()
     result = runner.invoke(cli, ["train", str(config), "--data", str(chips), "--out", str(tmp_path / "o")])
     assert result.exit_code == 1 and "ngff" in result.output and "Traceback" not in result.output
-    # Pix2Pix defaults to unet_256, which cannot take 32-pixel crops: the error says so.
-    result = runner.invoke(cli, ["train", "--data", str(chips), "--out", str(tmp_path / "o"), "--model", "pix2pix",
-                                 "--crop-size", "32"])
+    # unet_256 cannot take 32-pixel crops: the error says so (the default generator would fit them).
+    unet = tmp_path / "unet.yaml"
+    unet.write_text("generator: unet_256\n")
+    result = runner.invoke(cli, ["train", str(unet), "--data", str(chips), "--out", str(tmp_path / "o"),
+                                 "--model", "pix2pix", "--crop-size", "32"])
     assert result.exit_code == 1 and "multiple of 256" in result.output
     result = runner.invoke(cli, ["train", "--data", str(tmp_path), "--out", str(tmp_path / "o")])
     assert result.exit_code == 1 and "chips" in result.output

@@ -1,19 +1,24 @@
 #!/usr/bin/env bash
-# geogan end to end on the synthetic sample data: SAR -> RGB with a CycleGAN.
+# geogan end to end on the synthetic sample data: SAR -> RGB, trained on a few co-registered
+# pairs, scored on a held-out scene beside a baseline.
 #
 #   tools/demo.sh [--quick] [--out DIR]
 #
 # 1. makes (or reuses) .venv with a CPU torch and geogan (tools/_env.sh);
-# 2. exports 64-pixel chips from sample_data/sar_train.tif (A, region 1) and
-#    sample_data/rgb_train.tif (B, region 2: a different place, so truly unpaired);
-# 3. trains a small CycleGAN (tools/demo_train.yaml: ~10 min on 2 CPU cores;
-#    tools/demo_train_gpu.yaml, bigger, when torch sees a GPU);
+# 2. exports 64-pixel paired chips from the co-registered pair sample_data/sar_pair.tif (A) /
+#    rgb_pair.tif (B), a small area inside the RGB training region, far from the test scene
+#    (and, for a cyclegan config, unpaired chips of sar_train.tif / rgb_train.tif as well:
+#    the pairs then make it a semi-supervised CycleGAN);
+# 3. trains the route that scored best in tools/bench_quality.py: Pix2PixHD-style paired
+#    training (tools/demo_train.yaml: ~5 min on 2 CPU cores; tools/demo_train_gpu.yaml,
+#    bigger, when torch sees a GPU);
 # 4. translates the held-out SAR scene sample_data/sar_test.tif into a georeferenced RGB
 #    GeoTIFF on the same grid;
 # 5. computes a baseline (tools/demo_baseline.py: histogram matching of the SAR VV dB to the
 #    RGB training bands) on the same grid;
-# 6. evaluates both against the true RGB sample_data/rgb_test_truth.tif (geogan evaluate);
-# 7. writes a preview PNG: SAR (dB) | CycleGAN | baseline | truth.
+# 6. evaluates both against the true RGB sample_data/rgb_test_truth.tif, per class of
+#    sample_data/landcover_test.tif too (geogan evaluate --classes), and prints the class table;
+# 7. writes a preview PNG: SAR (dB) | model | baseline | truth.
 #
 # --quick   a ~1 minute smoke run (fewer chips, a tiny network, one short epoch): checks
 #           that every stage works, not that the translation is any good.
@@ -21,7 +26,7 @@
 # Exits non-zero as soon as any stage fails.
 set -euo pipefail
 
-usage() { sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; }
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 OUT="$ROOT/demo_out"
@@ -57,32 +62,47 @@ T_setup=$((SECONDS - t0))
 GEOGAN=("$VENV_PY" -m geogan)
 "${GEOGAN[@]}" --version
 
-for f in sar_train.tif rgb_train.tif sar_test.tif rgb_test_truth.tif; do
+for f in sar_train.tif rgb_train.tif sar_pair.tif rgb_pair.tif sar_test.tif rgb_test_truth.tif landcover_test.tif; do
   if [ ! -f "$DATA/$f" ]; then
-    stage "sample data missing ($f): regenerating with tools/make_sample_data.py"
-    "$VENV_PY" "$TOOLS/make_sample_data.py" --out "$DATA"
+    stage "sample data missing ($f): adding it with tools/make_sample_data.py --missing"
+    "$VENV_PY" "$TOOLS/make_sample_data.py" --out "$DATA" --missing
     break
   fi
 done
 
 GPU="$("$VENV_PY" -c 'import torch; print(torch.cuda.is_available())')"
 if [ "$QUICK" = 1 ]; then
-  CONFIG="$TOOLS/demo_train_quick.yaml"; STRIDE=64; TILE=128; OVERLAP=32
+  CONFIG="$TOOLS/demo_train_quick.yaml"; STRIDE=64; PAIR_STRIDE=32; TILE=128; OVERLAP=32
 elif [ "$GPU" = "True" ]; then
-  CONFIG="$TOOLS/demo_train_gpu.yaml"; STRIDE=16; TILE=256; OVERLAP=64
+  CONFIG="$TOOLS/demo_train_gpu.yaml"; STRIDE=16; PAIR_STRIDE=8; TILE=256; OVERLAP=64
 else
-  CONFIG="$TOOLS/demo_train.yaml"; STRIDE=32; TILE=256; OVERLAP=64
+  CONFIG="$TOOLS/demo_train.yaml"; STRIDE=32; PAIR_STRIDE=16; TILE=256; OVERLAP=64
 fi
+MODEL="$(sed -n 's/^model: *\([a-z0-9]*\).*/\1/p' "$CONFIG")"
+if [ "$MODEL" = pix2pix ]; then NAME="Pix2PixHD"; else NAME="semi-supervised CycleGAN"; fi
 
-stage "chips: sar_train.tif (A) and rgb_train.tif (B) -> $OUT/chips"
-timed chips "${GEOGAN[@]}" chips \
-  --a "$DATA/sar_train.tif" --kind-a sar \
-  --b "$DATA/rgb_train.tif" --kind-b optical \
-  --out "$OUT/chips" --tile-size 64 --stride "$STRIDE" --min-valid 0.95 --val-fraction 0.1 --seed 0
+stage "chips: the co-registered pair sar_pair.tif (A) / rgb_pair.tif (B) -> $OUT/chips_paired"
+t0=$SECONDS
+"${GEOGAN[@]}" chips \
+  --a "$DATA/sar_pair.tif" --kind-a sar \
+  --b "$DATA/rgb_pair.tif" --kind-b optical --paired \
+  --out "$OUT/chips_paired" --tile-size 64 --stride "$PAIR_STRIDE" --min-valid 0.95 --val-fraction 0 --seed 0
+cp "$CONFIG" "$OUT/train.yaml"
+TRAIN_DATA="$OUT/chips_paired"
+if [ "$MODEL" = cyclegan ]; then
+  stage "chips: sar_train.tif (A) and rgb_train.tif (B), unpaired -> $OUT/chips"
+  "${GEOGAN[@]}" chips \
+    --a "$DATA/sar_train.tif" --kind-a sar \
+    --b "$DATA/rgb_train.tif" --kind-b optical \
+    --out "$OUT/chips" --tile-size 64 --stride "$STRIDE" --min-valid 0.95 --val-fraction 0.1 --seed 0
+  TRAIN_DATA="$OUT/chips"
+  printf 'data_paired: %s\n' "$OUT/chips_paired" >> "$OUT/train.yaml"
+fi
+T_chips=$((SECONDS - t0))
 
-stage "train: CycleGAN with $(basename "$CONFIG") (GPU: $GPU) -> $OUT/run"
+stage "train: $NAME with $(basename "$CONFIG") (GPU: $GPU) -> $OUT/run"
 rm -rf "$OUT/run"
-timed train "${GEOGAN[@]}" train "$CONFIG" --data "$OUT/chips" --out "$OUT/run"
+timed train "${GEOGAN[@]}" train "$OUT/train.yaml" --data "$TRAIN_DATA" --out "$OUT/run"
 
 stage "predict: sar_test.tif -> $OUT/sar_test_to_rgb.tif"
 timed predict "${GEOGAN[@]}" predict "$OUT/run/model.geogan" "$DATA/sar_test.tif" "$OUT/sar_test_to_rgb.tif" \
@@ -91,27 +111,28 @@ timed predict "${GEOGAN[@]}" predict "$OUT/run/model.geogan" "$DATA/sar_test.tif
 stage "baseline: histogram matching -> $OUT/baseline_rgb.tif"
 timed baseline "$VENV_PY" "$TOOLS/demo_baseline.py" "$DATA/sar_test.tif" "$DATA/rgb_train.tif" "$OUT/baseline_rgb.tif"
 
-stage "evaluate against rgb_test_truth.tif"
+stage "evaluate against rgb_test_truth.tif, per class of landcover_test.tif"
 t0=$SECONDS
-"${GEOGAN[@]}" evaluate "$OUT/sar_test_to_rgb.tif" "$DATA/rgb_test_truth.tif" --json > "$OUT/eval_cyclegan.json"
-"${GEOGAN[@]}" evaluate "$OUT/baseline_rgb.tif" "$DATA/rgb_test_truth.tif" --json > "$OUT/eval_baseline.json"
+CLASSES=(--classes "$DATA/landcover_test.tif")
+"${GEOGAN[@]}" evaluate "$OUT/sar_test_to_rgb.tif" "$DATA/rgb_test_truth.tif" "${CLASSES[@]}" --json > "$OUT/eval_model.json"
+"${GEOGAN[@]}" evaluate "$OUT/baseline_rgb.tif" "$DATA/rgb_test_truth.tif" "${CLASSES[@]}" --json > "$OUT/eval_baseline.json"
 T_evaluate=$((SECONDS - t0))
 
 stage "preview PNG"
 "$VENV_PY" "$TOOLS/demo_preview.py" --sar "$DATA/sar_test.tif" \
   "$OUT/sar_test_to_rgb.tif" "$OUT/baseline_rgb.tif" "$DATA/rgb_test_truth.tif" \
-  --labels "SAR VV dB (input),CycleGAN (geogan),baseline (histogram match),truth" \
+  --labels "SAR VV dB (input),$NAME (geogan),baseline (histogram match),truth" \
   --out "$OUT/preview.png"
 
 stage "results"
-"$VENV_PY" "$TOOLS/demo_report.py" "$OUT/eval_cyclegan.json" "$OUT/eval_baseline.json" \
-  --names "CycleGAN,baseline" | tee "$OUT/scores.txt"
+"$VENV_PY" "$TOOLS/demo_report.py" "$OUT/eval_model.json" "$OUT/eval_baseline.json" \
+  --names "$NAME,baseline" --classes | tee "$OUT/scores.txt"
 cat <<EOF
 
 model        $OUT/run/model.geogan   (training log: $OUT/run/losses.csv, previews: $OUT/run/previews/)
 prediction   $OUT/sar_test_to_rgb.tif   (same grid as sample_data/sar_test.tif; open both in QGIS)
 baseline     $OUT/baseline_rgb.tif
-scores       $OUT/eval_cyclegan.json  $OUT/eval_baseline.json  $OUT/scores.txt
-preview      $OUT/preview.png   (SAR dB | CycleGAN | baseline | truth)
+scores       $OUT/eval_model.json  $OUT/eval_baseline.json  $OUT/scores.txt
+preview      $OUT/preview.png   (SAR dB | $NAME | baseline | truth)
 time         setup ${T_setup}s, chips ${T_chips}s, train ${T_train}s, predict ${T_predict}s, baseline ${T_baseline}s, evaluate ${T_evaluate}s; total $((SECONDS - START))s
 EOF

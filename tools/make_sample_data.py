@@ -16,11 +16,14 @@ map, so co-registered renderings of the same ground agree:
 * DSM (float32 metres): terrain + tree and building heights, nodata -9999 in a few holes
   (water surfaces and matching failures, as photogrammetric DSMs have).
 
-Training regions of different places are cut for each domain (truly unpaired), and one
-held-out test region is rendered in every domain, so its true SAR→RGB pair is known.
+Training regions of different places are cut for each domain (truly unpaired), a small
+co-registered SAR/RGB pair covers part of the RGB training region (for paired and
+semi-supervised training), and one held-out test region is rendered in every domain, so its
+true SAR→RGB pair and land cover are known.
 
     python tools/make_sample_data.py            # writes sample_data/
     python tools/make_sample_data.py --out DIR --seed 0
+    python tools/make_sample_data.py --missing   # write only the files that are not there yet
     python tools/make_sample_data.py --check     # regenerate in a temp dir, compare pixels
 
 Running it twice gives byte-identical files (seeded generator, fixed GeoTIFF options, no
@@ -61,6 +64,10 @@ REGIONS = {
     "r3": (1280, 0, 512, 512),  # multispectral training
     "test": (1280, 1216, 480, 640),  # held-out test region, every domain
 }
+# A small co-registered SAR/RGB pair inside region 2 (a same-day SAR acquisition over part of
+# the RGB training area, as users often have): every class covers >= 4 % of it. Kept out of
+# REGIONS, whose order drives the world's random draws (adding to it would change every raster).
+PAIRED = (384, 1312, 256, 320)
 
 # Mean SAR backscatter (linear power) per class: (VV, VH). Water is specular and dark, roads
 # smooth and dark, forest volume scattering raises VH, buildings are bright.
@@ -486,15 +493,34 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--check", action="store_true",
                     help="do not write: regenerate in a temp dir and compare with --out pixel by pixel")
+    ap.add_argument("--missing", action="store_true",
+                    help="write only the rasters missing from --out (leave existing files untouched)")
     args = ap.parse_args(argv)
     if args.check:
         return check(Path(args.out), args.seed)
-    generate(Path(args.out), args.seed)
+    generate(Path(args.out), args.seed, only_missing=args.missing)
     return 0
 
 
-def generate(out: Path, seed: int, quiet: bool = False) -> None:
+def generate(out: Path, seed: int, quiet: bool = False, only_missing: bool = False) -> None:
+    """Render every raster into ``out``; with ``only_missing``, add only those not there yet."""
+    import tempfile
+
     out.mkdir(parents=True, exist_ok=True)
+    if only_missing:
+        with tempfile.TemporaryDirectory(dir=out, prefix=".make_sample_data.") as tmp:
+            render(Path(tmp), seed)
+            for p in sorted(Path(tmp).glob("*.tif")):
+                if not (out / p.name).exists():
+                    p.replace(out / p.name)
+    else:
+        render(out, seed)
+    if not quiet:
+        list_files(out)
+
+
+def render(out: Path, seed: int) -> None:
+    """Write every sample raster into ``out``."""
     world = World(seed)
     s = seed * 100
     sar_desc = ("VV", "VH")
@@ -535,8 +561,18 @@ def generate(out: Path, seed: int, quiet: bool = False) -> None:
           descriptions=("land cover class",),
           tags={f"CLASS_{k}": v for k, v in CLASSES.items()})
 
-    if quiet:
-        return
+    # The co-registered SAR/RGB pair (inside region 2): the same RGB acquisition as rgb_train.tif
+    # (the very pixels of that window), and a SAR scene of its own with a corner of nodata.
+    pr, pc, ph, pw = PAIRED
+    r2r, r2c = r2[0], r2[1]
+    write(out / "sar_pair.tif", world.sar(PAIRED, s + 10, lambda y, x: x > pw - 30 + 0.12 * y),
+          transform=world.transform(PAIRED), nodata=0.0, descriptions=sar_desc, tags=sar_tags)
+    rgb2 = to_rgb(refl2)[:, pr - r2r:pr - r2r + ph, pc - r2c:pc - r2c + pw]
+    write(out / "rgb_pair.tif", np.ascontiguousarray(rgb2), transform=world.transform(PAIRED), colorinterp=rgb_ci,
+          descriptions=("red", "green", "blue"))
+
+
+def list_files(out: Path) -> None:
     total = 0
     for p in sorted(out.glob("*.tif")):
         size = p.stat().st_size

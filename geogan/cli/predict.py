@@ -172,12 +172,16 @@ def _report(result: Any) -> None:
 @click.argument("truth", metavar="TRUTH.tif")
 @click.option("--bands", default=None, metavar="LIST",
               help="1-based bands to compare, e.g. 1,2,3 (default: all; both rasters on the same grid).")
+@click.option("--classes", default=None, metavar="CLASSES.tif",
+              help="Integer class raster on the same grid (e.g. land cover): adds per-class scores "
+                   "and which class each class was painted as.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def evaluate_command(prediction: str, truth: str, bands: Optional[str], as_json: bool) -> None:
+def evaluate_command(prediction: str, truth: str, bands: Optional[str], classes: Optional[str],
+                     as_json: bool) -> None:
     """MAE, RMSE, PSNR, SSIM (and SAM for 3+ bands) of PREDICTION.tif against TRUTH.tif."""
     from ..evaluate import evaluate_rasters
 
-    report = evaluate_rasters(prediction, truth, bands=bands)
+    report = evaluate_rasters(prediction, truth, bands=bands, classes=classes)
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2))
     else:

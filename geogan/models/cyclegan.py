@@ -30,9 +30,9 @@ import torch
 from torch import nn
 
 from ..bands import DomainSpec
-from .discriminators import NLayerDiscriminator
+from .discriminators import build_discriminator
 from .generators import init_weights
-from .losses import GANLoss, masked_l1
+from .losses import GANLoss, feature_matching, masked_l1
 from .registry import build_generator
 from .wrapping import set_frozen, unwrap
 
@@ -251,22 +251,46 @@ def hide_invalid(x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
 
 
 class CycleGAN(GanModel):
-    """Unpaired translation A ↔ B with cycle consistency."""
+    """Unpaired translation A ↔ B with cycle consistency; semi-supervised with extra pairs.
+
+    **What the discriminators see.** A fake B carries A's nodata footprint (``G_a2b`` has no
+    valid source there) and a real B its own. Both discriminators therefore see every image —
+    real or fake — with the *union* of the current A and B batches' footprints set to 0
+    (``footprint = valid_a & valid_b``, per batch element): real B with an A-like footprint,
+    fake B with a B-like one. No image carries a hole pattern that only fakes have, so nodata
+    is no cue for real vs. fake.
+
+    **Semi-supervised.** When the batch holds co-registered pairs (``pa``, ``pb``: the config's
+    ``data_paired``), each step also adds ``lambda_paired`` × the masked L1 of ``G_a2b(pa)`` vs
+    ``pb`` and of ``G_b2a(pb)`` vs ``pa`` over pixels valid in both, and with ``lambda_feat`` > 0
+    the discriminators' feature matching on those pairs. The pairs anchor which A class maps
+    to which B class, which cycle consistency alone cannot (a cycle-consistent permutation of
+    classes — water painted urban and urban painted water — is a perfectly good optimum of
+    the unpaired losses).
+    """
 
     generator_names = ("G_a2b", "G_b2a")
     discriminator_names = ("D_a", "D_b")
     loss_names = ("D_a", "G_a2b", "cycle_a", "idt_a", "D_b", "G_b2a", "cycle_b", "idt_b")
+    paired_loss_names = ("paired_a2b", "paired_b2a")
+    feature_loss_names = ("feat_a2b", "feat_b2a")
 
     def __init__(self, cfg: Any, spec_a: DomainSpec, spec_b: DomainSpec, device: torch.device,
                  amp_dtype: Optional[torch.dtype] = None, channels_last: bool = False, seed: int = 0) -> None:
         super().__init__(cfg, device, amp_dtype, channels_last)
         ca, cb = spec_a.count, spec_b.count
+        d = {"kind": cfg.discriminator, "ndf": cfg.ndf, "n_layers": cfg.n_layers_d,
+             "num_d": cfg.num_d}
         self.nets = {
-            "G_a2b": build_generator(cfg.generator, ca, cb, cfg.ngf, cfg.dropout, cfg.upsample),
-            "G_b2a": build_generator(cfg.generator, cb, ca, cfg.ngf, cfg.dropout, cfg.upsample),
-            "D_a": NLayerDiscriminator(ca, cfg.ndf, cfg.n_layers_d),
-            "D_b": NLayerDiscriminator(cb, cfg.ndf, cfg.n_layers_d),
+            "G_a2b": build_generator(cfg.generator, ca, cb, cfg.ngf, cfg.dropout, cfg.upsample, cfg.norm),
+            "G_b2a": build_generator(cfg.generator, cb, ca, cfg.ngf, cfg.dropout, cfg.upsample, cfg.norm),
+            "D_a": build_discriminator(in_channels=ca, **d),
+            "D_b": build_discriminator(in_channels=cb, **d),
         }
+        self.semi_supervised = bool(cfg.data_paired)
+        self.feature_matching = self.semi_supervised and cfg.lambda_feat > 0
+        self.loss_names = (self.loss_names + (self.paired_loss_names if self.semi_supervised else ())
+                           + (self.feature_loss_names if self.feature_matching else ()))
         self.use_identity, self.identity_note = identity_decision(spec_a, spec_b, cfg.lambda_identity)
         self.pools = {"a": ImagePool(cfg.pool_size, seed), "b": ImagePool(cfg.pool_size, seed + 1)}
         self._finish_build()
@@ -274,6 +298,12 @@ class CycleGAN(GanModel):
     def set_input(self, batch: dict) -> None:
         self.real_a, self.real_b = self._image(batch["a"]), self._image(batch["b"])
         self.valid_a, self.valid_b = batch["a_valid"].to(self.device), batch["b_valid"].to(self.device)
+        self.footprint = self.valid_a & self.valid_b
+        if self.semi_supervised:
+            if "pa" not in batch:
+                raise ValueError("a semi-supervised CycleGAN needs batches with pairs (pa, pb)")
+            self.pair_a, self.pair_b = self._image(batch["pa"]), self._image(batch["pb"])
+            self.pair_valid = (batch["pa_valid"] & batch["pb_valid"]).to(self.device)
 
     def forward(self) -> None:
         G_a2b, G_b2a = self.nets["G_a2b"], self.nets["G_b2a"]
@@ -294,11 +324,32 @@ class CycleGAN(GanModel):
                 self.losses["idt_a"] = masked_l1(idt_a, self.real_a, self.valid_a) * lam * cfg.lambda_identity
             else:
                 self.losses["idt_a"] = self.losses["idt_b"] = torch.zeros((), device=self.device)
-            self.losses["G_a2b"] = self.criterion_gan(nets["D_b"](hide_invalid(self.fake_b, self.valid_a)), True)
-            self.losses["G_b2a"] = self.criterion_gan(nets["D_a"](hide_invalid(self.fake_a, self.valid_b)), True)
+            self.losses["G_a2b"] = self.criterion_gan(nets["D_b"](hide_invalid(self.fake_b, self.footprint)), True)
+            self.losses["G_b2a"] = self.criterion_gan(nets["D_a"](hide_invalid(self.fake_a, self.footprint)), True)
         self.losses["cycle_a"] = masked_l1(self.rec_a, self.real_a, self.valid_a) * lam
         self.losses["cycle_b"] = masked_l1(self.rec_b, self.real_b, self.valid_b) * lam
-        return sum(self.losses[k] for k in ("G_a2b", "G_b2a", "cycle_a", "cycle_b", "idt_a", "idt_b"))
+        names = ["G_a2b", "G_b2a", "cycle_a", "cycle_b", "idt_a", "idt_b"]
+        if self.semi_supervised:
+            self.paired_losses()
+            names += [n for n in self.paired_loss_names + self.feature_loss_names if n in self.loss_names]
+        return sum(self.losses[k] for k in names)
+
+    def paired_losses(self) -> None:
+        """The semi-supervised terms: masked L1 on the pairs both ways (and feature matching)."""
+        nets, cfg, valid = self.nets, self.cfg, self.pair_valid
+        with self.autocast():
+            fake_pb = nets["G_a2b"](self.pair_a)
+            fake_pa = nets["G_b2a"](self.pair_b)
+        self.losses["paired_a2b"] = masked_l1(fake_pb, self.pair_b, valid) * cfg.lambda_paired
+        self.losses["paired_b2a"] = masked_l1(fake_pa, self.pair_a, valid) * cfg.lambda_paired
+        if self.feature_matching:
+            with self.autocast():
+                for name, D, fake, real in (("feat_a2b", nets["D_b"], fake_pb, self.pair_b),
+                                            ("feat_b2a", nets["D_a"], fake_pa, self.pair_a)):
+                    with torch.no_grad():
+                        real_features = D(hide_invalid(real, valid), features=True)
+                    fm = feature_matching(D(hide_invalid(fake, valid), features=True), real_features)
+                    self.losses[name] = fm * cfg.lambda_feat
 
     def backward_D_basic(self, net: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
         with self.autocast():
@@ -307,10 +358,12 @@ class CycleGAN(GanModel):
         return (loss_real + loss_fake) * 0.5
 
     def backward_D(self) -> torch.Tensor:
-        fake_b = self.pools["b"].query(hide_invalid(self.fake_b, self.valid_a))
-        fake_a = self.pools["a"].query(hide_invalid(self.fake_a, self.valid_b))
-        self.losses["D_b"] = self.backward_D_basic(self.nets["D_b"], self.real_b, fake_b)
-        self.losses["D_a"] = self.backward_D_basic(self.nets["D_a"], self.real_a, fake_a)
+        fake_b = self.pools["b"].query(hide_invalid(self.fake_b, self.footprint))
+        fake_a = self.pools["a"].query(hide_invalid(self.fake_a, self.footprint))
+        real_b = hide_invalid(self.real_b, self.footprint)
+        real_a = hide_invalid(self.real_a, self.footprint)
+        self.losses["D_b"] = self.backward_D_basic(self.nets["D_b"], real_b, fake_b)
+        self.losses["D_a"] = self.backward_D_basic(self.nets["D_a"], real_a, fake_a)
         return self.losses["D_a"] + self.losses["D_b"]
 
     def optimize_parameters(self) -> None:

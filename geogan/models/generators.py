@@ -11,10 +11,26 @@ from torch import nn
 
 
 UPSAMPLES = ("transpose", "resize")
+NORMS = ("instance", "batch", "none")
 
 
-def _norm(channels: int) -> nn.Module:
-    return nn.InstanceNorm2d(channels, affine=False, track_running_stats=False)
+def _norm(channels: int, kind: str = "instance") -> nn.Module:
+    """The generators' normalisation layer.
+
+    ``instance`` (the papers'): each image — each prediction tile — is normalised by its own
+    per-channel statistics. ``batch``: batch statistics in training, fixed running statistics at
+    prediction. ``none``: no normalisation (an identity, so layer numbering is unchanged). Instance
+    norm discards each channel's mean and spread over the image, which for SAR is the absolute
+    backscatter level that tells the classes apart on a chip covered by one field; ``batch`` and
+    ``none`` keep it and make the network a fixed function of the pixels around each output pixel.
+    """
+    if kind == "instance":
+        return nn.InstanceNorm2d(channels, affine=False, track_running_stats=False)
+    if kind == "batch":
+        return nn.BatchNorm2d(channels)
+    if kind == "none":
+        return nn.Identity()
+    raise ValueError(f"unknown normalisation {kind!r} (expected one of {', '.join(NORMS)})")
 
 
 def _upsample(in_ch: int, out_ch: int, kind: str, kernel: int, bias: bool = True) -> list[nn.Module]:
@@ -36,14 +52,14 @@ def _upsample(in_ch: int, out_ch: int, kind: str, kernel: int, bias: bool = True
 class ResnetBlock(nn.Module):
     """conv3x3 → norm → ReLU → (dropout) → conv3x3 → norm, plus the identity skip."""
 
-    def __init__(self, channels: int, dropout: bool = False) -> None:
+    def __init__(self, channels: int, dropout: bool = False, norm: str = "instance") -> None:
         super().__init__()
         layers: list[nn.Module] = [
-            nn.ReflectionPad2d(1), nn.Conv2d(channels, channels, 3, bias=True), _norm(channels), nn.ReLU(True),
+            nn.ReflectionPad2d(1), nn.Conv2d(channels, channels, 3, bias=True), _norm(channels, norm), nn.ReLU(True),
         ]
         if dropout:
             layers.append(nn.Dropout(0.5))
-        layers += [nn.ReflectionPad2d(1), nn.Conv2d(channels, channels, 3, bias=True), _norm(channels)]
+        layers += [nn.ReflectionPad2d(1), nn.Conv2d(channels, channels, 3, bias=True), _norm(channels, norm)]
         self.block = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -59,18 +75,18 @@ class ResnetGenerator(nn.Module):
     size_multiple = 4
 
     def __init__(self, in_channels: int, out_channels: int, ngf: int = 64, n_blocks: int = 9,
-                 dropout: bool = False, upsample: str = "transpose") -> None:
+                 dropout: bool = False, upsample: str = "transpose", norm: str = "instance") -> None:
         super().__init__()
         layers: list[nn.Module] = [
-            nn.ReflectionPad2d(3), nn.Conv2d(in_channels, ngf, 7, bias=True), _norm(ngf), nn.ReLU(True),
+            nn.ReflectionPad2d(3), nn.Conv2d(in_channels, ngf, 7, bias=True), _norm(ngf, norm), nn.ReLU(True),
         ]
         ch = ngf
         for _ in range(2):
-            layers += [nn.Conv2d(ch, ch * 2, 3, stride=2, padding=1, bias=True), _norm(ch * 2), nn.ReLU(True)]
+            layers += [nn.Conv2d(ch, ch * 2, 3, stride=2, padding=1, bias=True), _norm(ch * 2, norm), nn.ReLU(True)]
             ch *= 2
-        layers += [ResnetBlock(ch, dropout) for _ in range(n_blocks)]
+        layers += [ResnetBlock(ch, dropout, norm) for _ in range(n_blocks)]
         for _ in range(2):
-            layers += [*_upsample(ch, ch // 2, upsample, kernel=3), _norm(ch // 2), nn.ReLU(True)]
+            layers += [*_upsample(ch, ch // 2, upsample, kernel=3), _norm(ch // 2, norm), nn.ReLU(True)]
             ch //= 2
         layers += [nn.ReflectionPad2d(3), nn.Conv2d(ch, out_channels, 7), nn.Tanh()]
         self.model = nn.Sequential(*layers)
@@ -84,7 +100,8 @@ class UnetSkipBlock(nn.Module):
 
     def __init__(self, outer: int, inner: int, in_channels: int | None = None,
                  submodule: nn.Module | None = None, outermost: bool = False,
-                 innermost: bool = False, dropout: bool = False, upsample: str = "transpose") -> None:
+                 innermost: bool = False, dropout: bool = False, upsample: str = "transpose",
+                 norm: str = "instance") -> None:
         super().__init__()
         self.outermost = outermost
         in_channels = outer if in_channels is None else in_channels
@@ -94,10 +111,10 @@ class UnetSkipBlock(nn.Module):
             layers = [down, submodule, nn.ReLU(True), *up, nn.Tanh()]
         elif innermost:
             up = _upsample(inner, outer, upsample, kernel=4)
-            layers = [nn.LeakyReLU(0.2, True), down, nn.ReLU(True), *up, _norm(outer)]
+            layers = [nn.LeakyReLU(0.2, True), down, nn.ReLU(True), *up, _norm(outer, norm)]
         else:
             up = _upsample(inner * 2, outer, upsample, kernel=4)
-            layers = [nn.LeakyReLU(0.2, True), down, _norm(inner), submodule, nn.ReLU(True), *up, _norm(outer)]
+            layers = [nn.LeakyReLU(0.2, True), down, _norm(inner, norm), submodule, nn.ReLU(True), *up, _norm(outer, norm)]
             if dropout:
                 layers.append(nn.Dropout(0.5))
         self.model = nn.Sequential(*layers)
@@ -115,12 +132,12 @@ class UnetGenerator(nn.Module):
     """
 
     def __init__(self, in_channels: int, out_channels: int, num_downs: int = 8, ngf: int = 64,
-                 dropout: bool = False, upsample: str = "transpose") -> None:
+                 dropout: bool = False, upsample: str = "transpose", norm: str = "instance") -> None:
         super().__init__()
         if num_downs < 5:
             raise ValueError("a U-Net generator needs at least 5 levels")
         self.size_multiple = 2 ** num_downs
-        up = {"upsample": upsample}
+        up = {"upsample": upsample, "norm": norm}
         block = UnetSkipBlock(ngf * 8, ngf * 8, innermost=True, **up)
         for _ in range(num_downs - 5):
             block = UnetSkipBlock(ngf * 8, ngf * 8, submodule=block, dropout=dropout, **up)

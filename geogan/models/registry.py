@@ -6,27 +6,32 @@ from typing import Callable
 from torch import nn
 
 from ..errors import ConfigError
-from .generators import UPSAMPLES, ResnetGenerator, UnetGenerator
+from .generators import NORMS, UPSAMPLES, ResnetGenerator, UnetGenerator
 
 GeneratorFactory = Callable[..., nn.Module]
 
 GENERATORS: dict[str, GeneratorFactory] = {
-    "resnet_9blocks": lambda i, o, ngf, dropout, up: ResnetGenerator(i, o, ngf=ngf, n_blocks=9, dropout=dropout, upsample=up),
-    "resnet_6blocks": lambda i, o, ngf, dropout, up: ResnetGenerator(i, o, ngf=ngf, n_blocks=6, dropout=dropout, upsample=up),
-    "unet_256": lambda i, o, ngf, dropout, up: UnetGenerator(i, o, num_downs=8, ngf=ngf, dropout=dropout, upsample=up),
-    "unet_128": lambda i, o, ngf, dropout, up: UnetGenerator(i, o, num_downs=7, ngf=ngf, dropout=dropout, upsample=up),
+    "resnet_9blocks": lambda i, o, **kw: ResnetGenerator(i, o, n_blocks=9, **kw),
+    "resnet_6blocks": lambda i, o, **kw: ResnetGenerator(i, o, n_blocks=6, **kw),
+    "unet_256": lambda i, o, **kw: UnetGenerator(i, o, num_downs=8, **kw),
+    "unet_128": lambda i, o, **kw: UnetGenerator(i, o, num_downs=7, **kw),
+    "unet_64": lambda i, o, **kw: UnetGenerator(i, o, num_downs=6, **kw),
+    "unet_32": lambda i, o, **kw: UnetGenerator(i, o, num_downs=5, **kw),
 }
 
-#: Height/width of a generator's input must be a multiple of this.
-SIZE_MULTIPLE: dict[str, int] = {"resnet_9blocks": 4, "resnet_6blocks": 4, "unet_256": 256, "unet_128": 128}
+#: Height/width of a generator's input must be a multiple of this (a U-Net named unet_N has
+#: log2(N) stride-2 levels, so N pixels shrink to 1 at its bottleneck).
+SIZE_MULTIPLE: dict[str, int] = {"resnet_9blocks": 4, "resnet_6blocks": 4, "unet_256": 256, "unet_128": 128,
+                                 "unet_64": 64, "unet_32": 32}
 
 
 def build_generator(name: str, in_channels: int, out_channels: int, ngf: int = 64,
-                    dropout: bool = False, upsample: str = "transpose") -> nn.Module:
+                    dropout: bool = False, upsample: str = "transpose", norm: str = "instance") -> nn.Module:
     """Build a generator by registry name with the given band counts.
 
     ``upsample`` is ``"transpose"`` (the papers' transposed convolutions) or ``"resize"``
-    (nearest-neighbour upsampling + convolution: no checkerboard artefacts).
+    (nearest-neighbour upsampling + convolution: no checkerboard artefacts); ``norm`` is
+    ``"instance"`` (the papers'), ``"batch"`` or ``"none"`` (see :func:`generators._norm`).
     """
     try:
         factory = GENERATORS[name]
@@ -34,4 +39,7 @@ def build_generator(name: str, in_channels: int, out_channels: int, ngf: int = 6
         raise ConfigError(f"unknown generator {name!r} (expected one of {', '.join(GENERATORS)})") from None
     if upsample not in UPSAMPLES:
         raise ConfigError(f"unknown upsampling {upsample!r} (expected one of {', '.join(UPSAMPLES)})")
-    return factory(int(in_channels), int(out_channels), int(ngf), bool(dropout), upsample)
+    if norm not in NORMS:
+        raise ConfigError(f"unknown normalisation {norm!r} (expected one of {', '.join(NORMS)})")
+    return factory(int(in_channels), int(out_channels), ngf=int(ngf), dropout=bool(dropout), upsample=upsample,
+                   norm=norm)

@@ -15,13 +15,17 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from ..config import unet_depth
 from ..errors import CheckpointError, describe
 
 CHECKPOINT_FORMAT = "geogan-checkpoint"
 CHECKPOINT_VERSION = 1
 CHECKPOINT_NAME = "checkpoint.pt"
 #: Keys that must match between a checkpoint and the run resuming it.
-ARCHITECTURE_KEYS = ("model", "generator", "ngf", "ndf", "n_layers_d", "dropout", "upsample", "gan_mode")
+ARCHITECTURE_KEYS = ("model", "generator", "ngf", "ndf", "n_layers_d", "dropout", "upsample", "gan_mode",
+                     "discriminator", "num_d", "norm")
+#: What a checkpoint written before a key existed was trained with.
+LEGACY_ARCHITECTURE = {"discriminator": "patch", "num_d": 1, "norm": "instance"}
 #: Top-level keys of a checkpoint and their types (int/float counters are checked as numbers).
 REQUIRED_KEYS: dict[str, tuple[type, ...]] = {
     "architecture": (dict,), "domains": (dict,), "config": (dict,), "epoch": (int,), "batch_in_epoch": (int,),
@@ -38,6 +42,9 @@ def architecture(cfg: Any, size_multiple: int) -> dict:
         "n_layers_d": cfg.n_layers_d, "dropout": bool(cfg.dropout), "upsample": cfg.upsample,
         "gan_mode": cfg.gan_mode,
         "size_multiple": size_multiple, "tile_size": cfg.crop_size,
+        "discriminator": cfg.discriminator, "num_d": cfg.num_d if cfg.discriminator == "multiscale" else 1,
+        "lambda_feat": cfg.lambda_feat, "unet_depth": unet_depth(cfg.generator),
+        "semi_supervised": bool(cfg.data_paired), "norm": cfg.norm,
     }
 
 
@@ -139,7 +146,7 @@ def check_compatible(path: Path, ckpt: dict, arch: dict, domains: Mapping[str, A
     """Refuse to resume a checkpoint of other networks or other bands, naming the difference."""
     theirs = ckpt.get("architecture", {})
     for key in ARCHITECTURE_KEYS:
-        if theirs.get(key) != arch.get(key):
+        if theirs.get(key, LEGACY_ARCHITECTURE.get(key)) != arch.get(key):
             raise CheckpointError(f"{describe(path)}: checkpoint is for {key}={theirs.get(key)!r}, "
                                   f"this run has {key}={arch.get(key)!r}; use another --out or the same settings")
     for name, spec in domains.items():

@@ -214,7 +214,7 @@ class TrainingRun:
 
     def prepare(self) -> None:
         """Every check that can fail on bad input, before anything is written."""
-        from ..data import open_chips
+        from ..data import open_chips, open_paired_chips
         from ..models.registry import SIZE_MULTIPLE
 
         cfg = self.cfg
@@ -226,6 +226,8 @@ class TrainingRun:
             raise ConfigError(f"config: crop_size: {cfg.crop_size} is not a multiple of {multiple}, which "
                               f"{cfg.generator} needs (crop must be a multiple of SIZE_MULTIPLE = {multiple})")
         self.export = open_chips(cfg.data, require_paired=cfg.model == "pix2pix")
+        # the extra pairs of a semi-supervised CycleGAN, checked against the unpaired chips
+        self.paired_export = open_paired_chips(cfg.data_paired, self.export, cfg.crop_size) if cfg.data_paired else None
         h, w = self.export.chip_size
         if cfg.crop_size > min(h, w):
             raise ConfigError(f"config: crop_size: {cfg.crop_size} is larger than the chips in "
@@ -330,10 +332,10 @@ class TrainingRun:
 
     # -- the loop ------------------------------------------------------------------------------
     def loop(self) -> None:
-        from ..data import ChipDataset
+        from ..data import training_dataset
 
         cfg, dist = self.cfg, self.dist
-        dataset = ChipDataset(self.export, cfg.crop_size, augment=cfg.augment, seed=cfg.seed)
+        dataset = training_dataset(self.export, cfg, self.paired_export)
         total_epochs = cfg.epochs + cfg.epochs_decay
         self.last_losses: dict[str, float] = dict(self.checkpoint["losses"]) if self.checkpoint else {}
         self.started = time.perf_counter() - self.seconds
@@ -445,6 +447,8 @@ class TrainingRun:
                 "runtime": self.runtime.summary(),
                 "world_size": self.dist.world, "chips_dir": str(Path(self.cfg.data).resolve()),
                 "identity_loss": self.model.identity_note, "config": to_dict(self.cfg),
+                "paired_chips_dir": str(Path(self.cfg.data_paired).resolve()) if self.cfg.data_paired else None,
+                "paired_chips": len(self.paired_export.files["train_a"]) if self.paired_export else 0,
             }
             save_model(TranslationModel(self.export.specs, generators, self.arch, summary), self.model_path)
             log.info("wrote %s", self.model_path)

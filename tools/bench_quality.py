@@ -1,0 +1,284 @@
+#!/usr/bin/env python3
+"""Translation quality on the sample data: CycleGAN, semi-supervised CycleGAN and Pix2Pix(HD)
+trained with the same budget, scored on the held-out test scene beside a baseline.
+
+    python tools/bench_quality.py                      # one seed, the default routes, CPU sizes
+    python tools/bench_quality.py --seeds 3            # mean ± std over seeds 0, 1, 2
+    python tools/bench_quality.py --upsample transpose,resize --seeds 3   # the upsampling comparison
+    python tools/bench_quality.py --gpu                # bigger networks and more steps, for CUDA
+
+Data (``sample_data/``, see its README): unpaired SAR (``sar_train.tif``, region 1) and RGB
+(``rgb_train.tif``, region 2), and a small co-registered pair (``sar_pair.tif`` /
+``rgb_pair.tif``, inside region 2). None of them touches the test scene: ``sar_test.tif`` is
+translated and scored against ``rgb_test_truth.tif`` (never seen in training) and
+``landcover_test.tif`` (which class each class was painted as).
+
+Routes (every one trains for the same number of steps of the same batch size, with the same
+network sizes):
+
+* ``cyclegan``  — unpaired chips only (the papers' recipe: instance norm, LSGAN);
+* ``semi``      — the same plus the pairs (``data_paired``: masked L1 both ways, λ 100);
+* ``pix2pix``   — the pairs only, the paper's recipe (vanilla GAN loss, PatchGAN, instance norm);
+* ``pix2pixhd`` — the pairs only, sharpened as Pix2PixHD: two discriminator scales (a 64-pixel crop
+  leaves 32 pixels at the second), feature matching (λ 10) and LSGAN, and no normalisation in the
+  generator (``norm: none``: instance norm removes the SAR level that tells fields apart).
+
+The default routes are ``cyclegan,semi,pix2pixhd``; upsampling is the config default (``resize``)
+unless ``--upsample`` names others.
+
+Printed per run and as mean ± std over seeds: PSNR, SSIM, SAM, MAE, the classes painted as
+another class, the mean share of pixels painted in their own class's colour, the seam ratio
+(:func:`geogan.evaluate.seam_ratio` at the prediction's tile size and overlap: 1 = seamless) and
+the training time; then the targets of issue 11 checked against the histogram-matching
+baseline (``tools/demo_baseline.py``). Everything lands in ``--out`` (default
+``bench_quality_out/``), with ``results.json``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT / "sample_data"
+ROUTES = ("cyclegan", "semi", "pix2pix", "pix2pixhd")
+DEFAULT_ROUTES = ("cyclegan", "semi", "pix2pixhd")
+PAIRED_ROUTES = ("semi", "pix2pix", "pix2pixhd")
+TILE, OVERLAP = 256, 64
+
+#: Sizes on the CPU: ~15 minutes for the three default routes on 2 idle cores.
+CPU = dict(steps=800, batch_size=4, crop_size=64, ngf=16, ndf=32, n_layers_d=3, generator="resnet_6blocks",
+           stride=32, pair_stride=16)
+#: Sizes on a CUDA GPU: bigger networks, more steps, more overlapping chips.
+GPU = dict(steps=6000, batch_size=8, crop_size=64, ngf=32, ndf=64, n_layers_d=3, generator="resnet_9blocks",
+           stride=16, pair_stride=8)
+
+
+def route_config(route: str, size: dict, seed: int, upsample: str, steps_per_epoch: int) -> dict:
+    """The training config of one route: the same network sizes, steps and batch for all."""
+    epochs_total = max(1, round(size["steps"] / steps_per_epoch))
+    cfg = dict(generator=size["generator"], ngf=size["ngf"], ndf=size["ndf"], n_layers_d=size["n_layers_d"],
+               upsample=upsample, batch_size=size["batch_size"], crop_size=size["crop_size"], seed=seed,
+               epochs=epochs_total // 2, epochs_decay=epochs_total - epochs_total // 2,
+               lambda_identity=0.0, checkpoint_every=0, log_every=50, device="auto")
+    if route in ("cyclegan", "semi"):
+        cfg["model"] = "cyclegan"
+    else:
+        cfg["model"] = "pix2pix"
+    if route == "pix2pixhd":
+        # a 64-pixel crop leaves 32 pixels at the second scale; LSGAN as Pix2PixHD
+        cfg.update(discriminator="multiscale", num_d=2, gan_mode="lsgan", norm="none")
+    return cfg
+
+
+def export(out: Path, size: dict) -> dict:
+    """Chips: unpaired SAR/RGB, and the co-registered pairs (the same for every route and seed)."""
+    import geogan
+
+    common = dict(tile_size=64, min_valid=0.95, seed=0, kind_a="sar", kind_b="optical")
+    out.mkdir(parents=True, exist_ok=True)
+    unpaired, paired = out / "chips", out / "chips_paired"
+    if not (unpaired / "geogan_chips.json").exists():
+        geogan.export_chips(DATA / "sar_train.tif", DATA / "rgb_train.tif", unpaired, stride=size["stride"],
+                            val_fraction=0.1, **common)
+    if not (paired / "geogan_chips.json").exists():
+        geogan.export_chips(DATA / "sar_pair.tif", DATA / "rgb_pair.tif", paired, stride=size["pair_stride"],
+                            paired=True, val_fraction=0.0, **common)  # few pairs: all for training
+    return {"unpaired": unpaired, "paired": paired}
+
+
+def steps_per_epoch(chips: Path, batch: int) -> int:
+    n_a = len(list((chips / "train_a").glob("*.tif")))
+    n_b = len(list((chips / "train_b").glob("*.tif")))
+    return max(1, math.ceil(max(n_a, n_b) / batch))
+
+
+def train_route(route: str, chips: dict, size: dict, seed: int, upsample: str, run_dir: Path,
+                overrides: dict) -> tuple[Path, float]:
+    import geogan
+
+    data = chips["unpaired"] if route in ("cyclegan", "semi") else chips["paired"]
+    cfg = route_config(route, size, seed, upsample, steps_per_epoch(data, size["batch_size"]))
+    cfg.update(data=str(data), out=str(run_dir))
+    if route == "semi":
+        cfg["data_paired"] = str(chips["paired"])
+    for key, value in overrides.items():
+        target, _, name = key.rpartition(".")
+        if not target or target == route:
+            cfg[name] = value
+    if (run_dir / "model.geogan").exists():
+        return run_dir / "model.geogan", float("nan")
+    t0 = time.perf_counter()
+    path = geogan.train(cfg)
+    return path, time.perf_counter() - t0
+
+
+def score(pred: Path) -> dict:
+    from geogan.evaluate import evaluate_rasters, seam_ratio
+
+    report = evaluate_rasters(pred, DATA / "rgb_test_truth.tif", classes=DATA / "landcover_test.tif")
+    classes = report.classes
+    return {"psnr": report.psnr, "ssim": report.ssim, "sam": report.sam, "mae": report.mae,
+            "swapped": [c.name or str(c.value) for c in classes.classes if c.painted_as != c.value],
+            "painted_as": {c.name or str(c.value): next(x.name or str(x.value) for x in classes.classes
+                                                        if x.value == c.painted_as) for c in classes.classes},
+            "own_share": statistics.mean(c.own_share for c in classes.classes),
+            "seam": seam_ratio(pred, TILE, OVERLAP), "class_lines": classes.lines()}
+
+
+def run_one(route: str, chips: dict, size: dict, seed: int, upsample: str, out: Path, overrides: dict) -> dict:
+    from geogan.predict import translate_raster
+
+    tag = f"{route}_{upsample}_s{seed}"
+    model, seconds = train_route(route, chips, size, seed, upsample, out / tag, overrides)
+    pred = out / f"{tag}.tif"
+    translate_raster(model, DATA / "sar_test.tif", pred, tile_size=TILE, overlap=OVERLAP, overwrite=True)
+    result = {"route": route, "upsample": upsample, "seed": seed, "train_s": seconds, **score(pred)}
+    return result
+
+
+def baseline(out: Path) -> dict:
+    sys.path.insert(0, str(ROOT / "tools"))
+    from demo_baseline import baseline as histogram_match
+
+    pred = out / "baseline.tif"
+    histogram_match(DATA / "sar_test.tif", DATA / "rgb_train.tif", pred)
+    return {"route": "baseline", "upsample": "-", "seed": 0, "train_s": 0.0, **score(pred)}
+
+
+def fmt(values: list[float], spec: str) -> str:
+    values = [v for v in values if v is not None and not math.isnan(v)]
+    if not values:
+        return "-"
+    if len(values) == 1:
+        return format(values[0], spec)
+    return f"{format(statistics.mean(values), spec)} ± {format(statistics.stdev(values), spec)}"
+
+
+def summary(results: list[dict]) -> list[str]:
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for r in results:
+        groups.setdefault((r["route"], r["upsample"]), []).append(r)
+    lines = [f"{'route':<10} {'upsample':<9} {'n':>2} {'PSNR dB':>14} {'SSIM':>14} {'SAM deg':>12} {'MAE':>12} "
+             f"{'own %':>11} {'seam':>14} {'train s':>9}  classes painted as another (per seed)"]
+    for (route, up), rs in groups.items():
+        swapped = "; ".join(",".join(r["swapped"]) or "none" for r in rs)
+        lines.append(f"{route:<10} {up:<9} {len(rs):>2} {fmt([r['psnr'] for r in rs], '.2f'):>14} "
+                     f"{fmt([r['ssim'] for r in rs], '.3f'):>14} {fmt([r['sam'] for r in rs], '.2f'):>12} "
+                     f"{fmt([r['mae'] for r in rs], '.2f'):>12} {fmt([100 * r['own_share'] for r in rs], '.1f'):>11} "
+                     f"{fmt([r['seam'] for r in rs], '.3f'):>14} {fmt([r['train_s'] for r in rs], '.0f'):>9}  {swapped}")
+    return lines
+
+
+def targets(results: list[dict]) -> list[str]:
+    """Issue 11's targets, checked on the means over seeds."""
+    base = next(r for r in results if r["route"] == "baseline")
+    mean = lambda rs, k: statistics.mean(r[k] for r in rs)  # noqa: E731
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for r in results:
+        if r["route"] != "baseline":
+            groups.setdefault((r["route"], r["upsample"]), []).append(r)
+    if not groups:
+        return []
+    best = max(groups, key=lambda k: mean(groups[k], "psnr"))
+    rs = groups[best]
+    dp, ds = mean(rs, "psnr") - base["psnr"], mean(rs, "ssim") - base["ssim"]
+    swaps = sum(len(r["swapped"]) for r in rs)
+    out = [f"best route {best[0]} ({best[1]}), which uses no pair of the test scene: "
+           f"PSNR {dp:+.2f} dB (target >= +4), SSIM {ds:+.3f} (target >= +0.15) over the baseline; "
+           f"classes painted as another: {swaps} over {len(rs)} run(s) (target 0)"]
+    paired = [k for k in groups if k[0] in PAIRED_ROUTES]
+    unpaired = [k for k in groups if k[0] == "cyclegan"]
+    if paired and unpaired:
+        bp = max(mean(groups[k], "psnr") for k in paired)
+        bu = max(mean(groups[k], "psnr") for k in unpaired)
+        out.append(f"paired vs unpaired: best paired route {bp:.2f} dB vs CycleGAN {bu:.2f} dB "
+                   f"({'beats' if bp > bu else 'does not beat'} it)")
+    seams = [r["seam"] for r in results if r["route"] != "baseline" and not math.isnan(r["seam"])]
+    if seams:
+        out.append(f"seam ratio: {min(seams):.3f} .. {max(seams):.3f} over all runs (target 1 ± 0.05)")
+    return out
+
+
+def parse_overrides(items: list[str]) -> dict:
+    import yaml
+
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--set {item!r}: expected KEY=VALUE or ROUTE.KEY=VALUE")
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--seeds", type=int, default=1, help="repeat with seeds 0..N-1 (default 1)")
+    ap.add_argument("--routes", default=",".join(DEFAULT_ROUTES), help=f"comma-separated, of {', '.join(ROUTES)}")
+    ap.add_argument("--upsample", default="default",
+                    help="transpose, resize, or both comma-separated (default: the config default)")
+    ap.add_argument("--steps", type=int, default=None, help="training steps per route (default: 800 CPU, 6000 GPU)")
+    ap.add_argument("--gpu", action="store_true", help="the CUDA sizes (bigger networks, more steps)")
+    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
+    ap.add_argument("--set", action="append", default=[], metavar="[ROUTE.]KEY=VALUE",
+                    help="override a training setting (all routes, or one), e.g. --set semi.lambda_paired=20")
+    ap.add_argument("--out", type=Path, default=ROOT / "bench_quality_out")
+    args = ap.parse_args(argv)
+
+    import torch
+
+    from geogan.config import TrainConfig
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.gpu and not torch.cuda.is_available():
+        raise SystemExit("--gpu: torch sees no CUDA device")
+    size = dict(GPU if args.gpu else CPU)
+    if args.steps:
+        size["steps"] = args.steps
+    routes = [r.strip() for r in args.routes.split(",") if r.strip()]
+    for r in routes:
+        if r not in ROUTES:
+            raise SystemExit(f"--routes: unknown route {r!r} (expected {', '.join(ROUTES)})")
+    ups = [TrainConfig().upsample] if args.upsample == "default" else [u.strip() for u in args.upsample.split(",")]
+    overrides = parse_overrides(args.set)
+    args.out.mkdir(parents=True, exist_ok=True)
+    chips = export(args.out, size)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    print(f"device {device} ({torch.get_num_threads()} CPU thread(s)), {size['steps']} steps "
+          f"of batch {size['batch_size']} per route, {size['generator']} ngf {size['ngf']}, crop {size['crop_size']}",
+          flush=True)
+    results = [baseline(args.out)]
+    for seed in range(args.seeds):
+        for route in routes:
+            for up in ups:
+                r = run_one(route, chips, size, seed, up, args.out, overrides)
+                results.append(r)
+                save(args.out / "results.json", results)  # what is done survives an interruption
+                print(f"{route:<10} {up:<9} seed {seed}: PSNR {r['psnr']:.2f} SSIM {r['ssim']:.3f} SAM {r['sam']:.2f} "
+                      f"MAE {r['mae']:.2f} own {100 * r['own_share']:.1f}% seam {r['seam']:.3f} "
+                      f"train {r['train_s']:.0f}s swapped: {', '.join(r['swapped']) or 'none'}", flush=True)
+    print()
+    for line in summary(results) + [""] + targets(results):
+        print(line)
+    best = max((r for r in results if r["route"] != "baseline"), key=lambda r: r["psnr"], default=None)
+    if best is not None:
+        print(f"\nclasses of the best run ({best['route']}, {best['upsample']}, seed {best['seed']}):")
+        print("\n".join(best["class_lines"]))
+    save(args.out / "results.json", results)
+    return 0
+
+
+def save(path: Path, results: list[dict]) -> None:
+    tmp = path.with_name(path.name + ".part")
+    tmp.write_text(json.dumps(results, indent=1, default=str), encoding="utf-8")
+    tmp.replace(path)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
