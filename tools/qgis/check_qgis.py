@@ -350,7 +350,8 @@ def main() -> int:
         expected = 8 if scenes["units_a"] == "db" else None
         counts = (res.get("TRAIN_A"), res.get("TRAIN_B"))
         report(len(dom_a.get("bands", [])) == bands_a and len(dom_b.get("bands", [])) == bands_b
-               and dom_a.get("sources") == scenes["a"] and dom_a.get("units") == (scenes["units_a"] or dom_a.get("units"))
+               and dom_a.get("sources") == scenes["a"]
+               and dom_a.get("units") == (scenes["units_a"] or dom_a.get("units"))
                and all(c and (expected is None or c == expected) for c in counts)
                and any("reprojected to EPSG:4326" in m for m in fb.infos),
                "processing.run('geogan:chips') on comma-joined one-file-per-band scene paths, SAR units stated, "

@@ -90,7 +90,7 @@ def _multiline(name: str, description: str) -> QgsProcessingParameterString:
 
 
 class GeoganAlgorithm(QgsProcessingAlgorithm):
-    """What the three algorithms share: the group, translation helpers and optional values."""
+    """What the algorithms share: the group, the help link and optional values."""
 
     def group(self) -> str:
         return GROUP
@@ -276,13 +276,13 @@ def _reprojected(geom: QgsGeometry, crs: QgsCoordinateReferenceSystem, target: Q
     step = max(box.width(), box.height()) / 64
     if step > 0:
         result = result.densifyByDistance(step)
+    problem = f"Area of interest: cannot reproject from {crs.authid() or 'its CRS'} to {target.authid()}"
     try:
         failed = result.transform(QgsCoordinateTransform(crs, target, context.transformContext()))
     except QgsCsException as exc:
-        raise QgsProcessingException(f"Area of interest: cannot reproject from {crs.authid() or 'its CRS'} "
-                                     f"to EPSG:4326 ({exc})") from None
+        raise QgsProcessingException(f"{problem} ({exc})") from None
     if failed:
-        raise QgsProcessingException(f"Area of interest: cannot reproject from {crs.authid() or 'its CRS'} to EPSG:4326")
+        raise QgsProcessingException(problem)
     return result
 
 
