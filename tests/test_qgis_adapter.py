@@ -418,3 +418,194 @@ def test_a_broken_geogan_import_is_one_line(monkeypatch):
         import_geogan(ToolError)
     assert str(info.value).startswith("cannot import geogan in QGIS's Python (cannot import name 'errors'")
     assert "\n" not in str(info.value)
+
+
+# ------------------------------------------------------------------------------------------
+# parameters → geogan arguments: scene paths, SAR units, precision, per-domain AOIs, batches
+# ------------------------------------------------------------------------------------------
+BIGEARTHNET = ROOT / "sample_data" / "bigearthnet"
+
+
+def _s1_patches() -> list[Path]:
+    patches = sorted((BIGEARTHNET / "s1").glob("S1*"))
+    if len(patches) < 2:
+        pytest.skip("sample_data/bigearthnet/s1 holds fewer than two patches")
+    return patches[:2]
+
+
+def _vv_vh(patch: Path) -> str:
+    return f"{patch / (patch.name + '_VV.tif')},{patch / (patch.name + '_VH.tif')}"
+
+
+def test_enum_choices_are_what_geogan_accepts():
+    from geogan.bands import SAR_UNITS
+    from geogan.devices import PRECISIONS
+
+    assert glue.UNIT_CHOICES == ("auto",) + SAR_UNITS
+    assert glue.PRECISION_CHOICES[0] == "auto" and set(glue.PRECISION_CHOICES) <= set(PRECISIONS)
+    assert [glue.stated(c) for c in glue.UNIT_CHOICES] == [None, "linear", "amplitude", "db"]
+
+
+@pytest.mark.parametrize("parts, source, expected", [
+    # what QgsProviderRegistry.decodeUri('gdal', source) returns in QGIS 3.22 (recorded there)
+    ({"layerName": None, "path": "/data/a.zip", "vsiPrefix": "/vsizip/", "vsiSuffix": "/x/b.tif"},
+     "/vsizip//data/a.zip/x/b.tif", "/vsizip//data/a.zip/x/b.tif"),
+    ({"layerName": None, "path": "/data/a.tif"}, "/data/a.tif", "/data/a.tif"),
+    ({"layerName": "tbl", "path": "/data/a.gpkg"}, "GPKG:/data/a.gpkg:tbl", "GPKG:/data/a.gpkg:tbl"),
+    ({"layerName": None, "path": 'NETCDF:"/d/x.nc":var'}, 'NETCDF:"/d/x.nc":var', 'NETCDF:"/d/x.nc":var'),
+    ({"layerName": None, "path": "/data/a,b.tif"}, "/data/a,b.tif", "/data/a,b.tif"),
+])
+def test_gdal_name_is_what_gdal_opens_for_the_layer(parts, source, expected):
+    assert glue.gdal_name(parts, source) == expected
+
+
+def test_scene_specs_are_one_per_line_or_semicolon_separated():
+    assert glue.scene_specs(None) == [] and glue.scene_specs(" \n ; \n") == []
+    text = " /s1/a_VV.tif,/s1/a_VH.tif ; @/lists/more.txt\n\n/s1/*.tif\r\n/vsizip//d/x.zip/b.tif;"
+    assert glue.scene_specs(text) == ["/s1/a_VV.tif,/s1/a_VH.tif", "@/lists/more.txt", "/s1/*.tif",
+                                      "/vsizip//d/x.zip/b.tif"]
+
+
+def test_domain_inputs_take_layers_or_scene_paths_never_both_or_neither(tmp_path):
+    odd = str(tmp_path / "odd,name[1].tif")  # a layer's file name is never read as scene syntax
+    inputs = glue.domain_inputs([odd, "/d/b.tif"], "", "Domain A", ToolError)
+    assert inputs == [geogan.Scene((odd,)), geogan.Scene(("/d/b.tif",))]
+    assert glue.domain_inputs([], "a.tif,b.tif;c.tif", "Domain A", ToolError) == ["a.tif,b.tif", "c.tif"]
+    with pytest.raises(ToolError) as both:
+        glue.domain_inputs(["/d/a.tif"], "/d/c.tif", "Domain B", ToolError)
+    with pytest.raises(ToolError) as neither:
+        glue.domain_inputs([], "  \n", "Domain B", ToolError)
+    for info in (both, neither):
+        assert str(info.value).startswith("Domain B: give raster layers or scene paths") and "\n" not in str(info.value)
+    assert "not both" in str(both.value) and "VV.tif,VH.tif = one scene" in str(neither.value)
+
+
+def test_chips_from_comma_joined_scene_paths_with_stated_db_units(tmp_path):
+    """What Export chips passes for two S1 patches typed as 'VV,VH' scenes with units 'db'."""
+    patches = _s1_patches()
+    rng = np.random.default_rng(3)
+    b = tmp_path / "b.tif"
+    import rasterio
+
+    with rasterio.open(patches[0] / f"{patches[0].name}_VV.tif") as ref:
+        profile = dict(driver="GTiff", width=ref.width, height=ref.height, count=3, dtype="uint8", crs=ref.crs,
+                       transform=ref.transform)
+    with rasterio.open(b, "w", **profile) as ds:
+        ds.write(rng.integers(1, 255, (3, profile["height"], profile["width"])).astype("uint8"))
+    a = glue.domain_inputs([], "\n".join(_vv_vh(p) for p in patches), "Domain A", ToolError)
+    summary = run_with_feedback(geogan.export_chips, FakeFeedback(), ToolError, a,
+                                glue.domain_inputs([str(b)], None, "Domain B", ToolError), tmp_path / "chips",
+                                units_a=glue.stated("db"), units_b=glue.stated("auto"), tile_size=32,
+                                val_fraction=0.0, min_valid=0.5)
+    spec = summary.domains["a"]
+    assert (spec.kind, spec.count, spec.units) == ("sar", 2, "db")
+    assert summary.sources["a"] == [_vv_vh(p) for p in patches]
+    assert summary.counts["a"]["train"] == 2 * 16  # 120 px: 4x4 chips of 32 px, the last ones flush with the edge
+
+
+def test_single_scene_is_a_layer_or_one_typed_scene(tmp_path, make_raster):
+    vv = make_raster("s_VV.tif", np.full((1, 8, 8), -12.0, np.float32))
+    vh = make_raster("s_VH.tif", np.full((1, 8, 8), -18.0, np.float32))
+    assert glue.single_scene(str(vv), None, "Input raster", ToolError) == geogan.Scene((str(vv),))
+    scene = glue.single_scene(None, f" {vv},{vh} ", "Input raster", ToolError)
+    assert scene.parts == (str(vv), str(vh)) and scene.name == "s"
+    assert glue.single_scene(None, "/vsizip//d/x.zip/b.tif", "Input raster", ToolError).parts == (
+        "/vsizip//d/x.zip/b.tif",)  # GDAL decides whether it exists
+    for text, needle in ((f"{vv};{vh}", "names 2 scenes"), (str(tmp_path / "s_*.tif"), "names 2 scenes"),
+                         (str(tmp_path / "missing.tif"), "missing.tif': no such file"),
+                         ("", "give a raster layer or a scene path")):
+        with pytest.raises(ToolError) as info:
+            glue.single_scene(None, text, "Input raster", ToolError)
+        assert needle in str(info.value) and "\n" not in str(info.value), text
+    assert "geogan:translate_batch" in _error(lambda: glue.single_scene(None, f"{vv};{vh}", "Input raster", ToolError))
+    assert "not both" in _error(lambda: glue.single_scene(str(vv), str(vh), "Input raster", ToolError))
+
+
+def _error(call) -> str:
+    with pytest.raises(ToolError) as info:
+        call()
+    return str(info.value)
+
+
+def test_aoi_arguments_map_the_three_parameters_onto_export_chips():
+    utm, wgs = "PROJCS[utm]", "GEOGCS[wgs84]"
+    assert glue.aoi_arguments({"aoi": None, "aoi_a": None, "aoi_b": None}, ToolError) == {}
+    assert glue.aoi_arguments({"aoi": ("POLYGON((0 0,1 0,1 1,0 0))", utm), "aoi_a": None}, ToolError) == {
+        "aoi": "POLYGON((0 0,1 0,1 1,0 0))", "aoi_crs": utm}
+    assert glue.aoi_arguments({"aoi": ("P1", utm), "aoi_b": ("P2", utm)}, ToolError) == {
+        "aoi": "P1", "aoi_b": "P2", "aoi_crs": utm}
+    assert "not all three" in _error(lambda: glue.aoi_arguments(
+        {"aoi": ("P", utm), "aoi_a": ("P", utm), "aoi_b": ("P", utm)}, ToolError))
+    assert "different CRSs" in _error(lambda: glue.aoi_arguments({"aoi_a": ("P", utm), "aoi_b": ("P", wgs)}, ToolError))
+
+
+def test_per_domain_aois_reach_export_chips(tmp_path, make_raster):
+    """AOI for A and AOI for B (different places): each domain keeps only its own AOI's chips."""
+    rng = np.random.default_rng(4)
+    a = make_raster("a.tif", (rng.random((1, 64, 64)) + 0.1).astype("float32"), origin=(500000.0, 5000000.0))
+    b = make_raster("b.tif", rng.integers(1, 255, (3, 64, 64)).astype("uint8"), origin=(600000.0, 5000000.0))
+    # the upper-left 32x32 px chip of A, the lower-right one of B (10 m pixels)
+    left_a = "POLYGON((500000 4999680,500320 4999680,500320 5000000,500000 5000000,500000 4999680))"
+    right_b = "POLYGON((600330 4999360,600640 4999360,600640 4999670,600330 4999670,600330 4999360))"
+    from pyproj import CRS
+
+    utm = CRS.from_epsg(32633).to_wkt()
+    args = glue.aoi_arguments({"aoi": None, "aoi_a": (left_a, utm), "aoi_b": (right_b, utm)}, ToolError)
+    summary = run_with_feedback(geogan.export_chips, FakeFeedback(), ToolError, [a], [b], tmp_path / "chips",
+                                tile_size=32, val_fraction=0.0, min_valid=0.5, **args)
+    assert summary.counts["a"]["train"] == 1 and summary.counts["b"]["train"] == 1
+    assert summary.skipped["a"]["outside_aoi"] == 3 and summary.skipped["b"]["outside_aoi"] == 3
+
+
+def _tiny_model(path: Path) -> Path:
+    """A seeded, untrained 2-band SAR (linear) → 3-band uint8 model: enough to translate scenes."""
+    import torch
+
+    from geogan.bands import BandStats, DomainSpec
+    from geogan.modelfile import TranslationModel, save_model
+    from geogan.models.registry import build_generator
+
+    def spec(kind, n, dtype, lo, hi, nodata=None, units=None):
+        stats = tuple(BandStats(band=i + 1, count=1000, mean=(lo + hi) / 2, std=0.2, min=lo, max=hi, p2=lo, p98=hi,
+                                mean_db=-8.0, std_db=3.0, min_db=-25.0, max_db=2.0, p2_db=-20.0, p98_db=0.0)
+                      for i in range(n))
+        return DomainSpec(kind=kind, bands=tuple(range(1, n + 1)), dtype=dtype, nodata=nodata, stats=stats,
+                          resolution=(10.0, 10.0), units=units)
+
+    torch.manual_seed(0)
+    a, b = spec("sar", 2, "float32", 0.01, 1.0, units="linear"), spec("optical", 3, "uint8", 10, 240, nodata=0)
+    arch = {"model": "pix2pix", "generator": "resnet_6blocks", "ngf": 4, "dropout": False, "size_multiple": 4}
+    return save_model(TranslationModel({"a": a, "b": b}, {"a2b": build_generator("resnet_6blocks", 2, 3, ngf=4)},
+                                       arch), path)
+
+
+def test_a_batch_logs_each_failure_raises_at_the_end_and_resumes(tmp_path, make_raster, one_torch_thread):
+    rng = np.random.default_rng(5)
+    sar = lambda seed: (10 ** (rng.uniform(-20, 0, (1, 40, 48)) / 10)).astype(np.float32)  # noqa: E731
+    make_raster("one.tif", np.concatenate([sar(1), sar(2)]))
+    vv, vh = make_raster("two_VV.tif", sar(3)), make_raster("two_VH.tif", sar(4))
+    broken = tmp_path / "broken.tif"
+    broken.write_bytes(b"not a tiff")
+    model = _tiny_model(tmp_path / "m.geogan")
+    text = f"{tmp_path / 'one.tif'}\n{vv},{vh}; {broken}"
+    out = tmp_path / "out"
+    settings = dict(tile_size=32, overlap=8, device="cpu", precision=glue.PRECISION_CHOICES[1],
+                    units=glue.stated("auto"))
+
+    fb = FakeFeedback()
+    result = run_with_feedback(geogan.translate_rasters, fb, ToolError, model,
+                               glue.domain_inputs([], text, "Input rasters", ToolError), out, **settings)
+    message = _error(lambda: glue.report_batch(result, fb, ToolError))
+    assert message.startswith("1 of 3 scene(s) failed: ") and "broken.tif" in message and "\n" not in message
+    assert len(fb.of("error")) == 1 and "broken.tif" in fb.of("error")[0]
+    assert any("scene failed (the batch goes on)" in w for w in fb.of("warning"))  # logged as it happened
+    assert fb.of("info")[-1].startswith("3 scene(s) in ") and "2 written, 0 skipped" in fb.of("info")[-1]
+    assert sorted(p.name for p in out.iterdir()) == ["one.tif", "two.tif"]
+
+    broken.unlink()
+    fb = FakeFeedback()
+    again = run_with_feedback(geogan.translate_rasters, fb, ToolError, model,
+                              glue.domain_inputs([], f"{tmp_path / 'one.tif'}\n{vv},{vh}", "Input rasters", ToolError),
+                              out, **settings)
+    glue.report_batch(again, fb, ToolError)  # nothing failed: no error
+    assert [o.status for o in again.outcomes] == ["skipped", "skipped"] and not fb.of("error")

@@ -9,13 +9,16 @@
 #     fresh, throw-away QGIS profile (HOME is a temporary folder), as a user's "Install from ZIP"
 #     would; every check below runs that installed copy, not the source folder;
 #  4. runs tools/qgis/check_qgis.py: QgsApplication + Processing, the provider, processing.run
-#     for chips / a tiny train / translate on sample_data/, output layer CRS/extent, progress
-#     0→100, one log line per epoch, cancel leaves nothing, errors and an incompatible geogan
-#     as one-line QgsProcessingException;
+#     for chips / a tiny train / translate / translate_batch on sample_data/ (also scene paths:
+#     BigEarthNet VV,VH and B04,B03,B02 band files, dB units, an AOI per domain), output layer
+#     CRS/extent, progress 0→100, one log line per epoch, cancel leaves nothing, a failed batch
+#     scene logged and the rerun resumed, errors and an incompatible geogan as one-line
+#     QgsProcessingException;
 #  5. runs the plugin through qgis_process.bin (the QGIS binary, where QGIS's GDAL is loaded
 #     before rasterio's): list + translate;
 #  6. starts the QGIS desktop app under Xvfb with that profile (tools/qgis/check_qgis_desktop.py):
-#     the plugin loads via classFactory/initGui and runAndLoadResults adds the translated layer
+#     the plugin loads via classFactory/initGui, each algorithm's dialog keeps the values set,
+#     and runAndLoadResults adds the translated layer
 #     (with the xcb platform: the desktop app crashes in QgsClipboard on "offscreen").
 # Prints PASS/FAIL lines; exits non-zero on any failure. A second run skips apt and reuses the venv.
 #   GEOGAN_TORCH   pip arguments for torch (default: torch==2.13.0, the CPU build)
@@ -95,10 +98,10 @@ else
   qgis_process.bin plugins enable geogan_provider >/dev/null 2>&1 || true
   listed="$(qgis_process.bin list 2>/dev/null | grep -E '^\s*geogan:' || true)"
   echo "$listed"
-  if [ "$(echo "$listed" | grep -c 'geogan:')" -eq 3 ]; then
-    pass "qgis_process.bin lists the plugin's 3 algorithms from a QGIS profile"
+  if [ "$(echo "$listed" | grep -c 'geogan:')" -eq 4 ]; then
+    pass "qgis_process.bin lists the plugin's 4 algorithms from a QGIS profile"
   else
-    fail "qgis_process.bin does not list geogan:chips/train/translate"
+    fail "qgis_process.bin does not list geogan:chips/train/translate/translate_batch"
   fi
   OUT="$WORK/qgis_process_out.tif"
   TEST="$ROOT/sample_data/sar_test.tif"

@@ -3,8 +3,8 @@
 Run by ``tools/qgis_check.sh`` with the Python of a venv made from QGIS's Python
 (``--system-site-packages``) and ``QT_QPA_PLATFORM=offscreen``. It starts ``QgsApplication``,
 initialises Processing, registers the provider exactly as the plugin does, lists its algorithms,
-then runs ``processing.run`` for ``geogan:chips``, a tiny ``geogan:train`` and
-``geogan:translate`` on ``sample_data/`` and checks with QGIS's own API that:
+then runs ``processing.run`` for ``geogan:chips``, a tiny ``geogan:train``, ``geogan:translate``
+and ``geogan:translate_batch`` on ``sample_data/`` and checks with QGIS's own API that:
 
 * importing geogan is clean (no torch/rasterio at import, no output, no logging set-up);
 * the translated raster loads as a valid ``QgsRasterLayer`` with the input's CRS and extent;
@@ -12,7 +12,13 @@ then runs ``processing.run`` for ``geogan:chips``, a tiny ``geogan:train`` and
 * a cancel requested mid-translation stops it promptly and leaves no output (nor temp) file;
 * a geogan error reaches QGIS as a ``QgsProcessingException`` carrying geogan's message;
 * training progress is one 0→100 sweep with one log line per epoch (the trainer's events);
-* an incompatible geogan version is refused in one line.
+* an incompatible geogan version is refused in one line;
+* scene paths work where layers do: chips from comma-joined one-file-per-band scenes (the real
+  BigEarthNet Sentinel-1 VV,VH and Sentinel-2 B04,B03,B02 files) with stated dB units and an AOI
+  per domain in different CRSs; a translation of a comma-joined scene equals the translation of
+  the same bands in one file; layers and scene paths both or neither is one clear line;
+* a batch translation logs each failed scene, fails at the end, and resumes (skips complete
+  outputs) when run again.
 
 ``--plugins DIR`` imports the plugin from DIR (``tools/qgis/build_plugin.sh``'s zip unpacked into
 a QGIS profile's plugins folder by ``tools/qgis_check.sh``); the default is the source folder.
@@ -24,6 +30,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import json
 import logging
 import os
 import shutil
@@ -155,8 +162,106 @@ def aoi_layer(*raster_paths: str):
     return layer
 
 
+def values_end_at_100(values: list) -> bool:
+    return bool(values) and values == sorted(values) and values[-1] == 100
+
+
 def listing(folder: Path) -> set:
     return {p.name for p in folder.iterdir()}
+
+
+def half_layer(path: str, crs_authid: str | None = None):
+    """A memory polygon layer over the upper half of one raster, in the raster's CRS or (edges
+    densified, reprojected) in ``crs_authid``."""
+    from qgis.core import (QgsCoordinateReferenceSystem, QgsCoordinateTransform, QgsFeature, QgsGeometry,
+                           QgsProject, QgsRasterLayer, QgsRectangle, QgsVectorLayer)
+
+    ref = QgsRasterLayer(path, "ref", "gdal")
+    ext, crs = ref.extent(), ref.crs()
+    del ref
+    geom = QgsGeometry.fromRect(QgsRectangle(ext.xMinimum(), ext.yMinimum() + ext.height() / 2,
+                                             ext.xMaximum(), ext.yMaximum()))
+    if crs_authid:
+        target = QgsCoordinateReferenceSystem(crs_authid)
+        geom = geom.densifyByDistance(ext.width() / 50)
+        geom.transform(QgsCoordinateTransform(crs, target, QgsProject.instance()))
+        crs = target
+    layer = QgsVectorLayer(f"Polygon?crs={crs.authid()}", "aoi", "memory")
+    feat = QgsFeature()
+    feat.setGeometry(geom)
+    layer.dataProvider().addFeatures([feat])
+    layer.updateExtents()
+    return layer
+
+
+def band_scenes(workdir: Path, inputs: dict) -> dict:
+    """Scenes of one file per band, as products come: the real BigEarthNet Sentinel-1 (VV, VH;
+    float32 dB) and Sentinel-2 (B04, B03, B02; uint16) patches of sample_data/bigearthnet when
+    present, else the bands of the sample A raster split into single-band files."""
+    s1 = sorted((ROOT / "sample_data" / "bigearthnet" / "s1").glob("S1*"))[:2]
+    s2 = sorted((ROOT / "sample_data" / "bigearthnet" / "s2").glob("S2*"))[:2]
+    if len(s1) == 2 and len(s2) == 2:
+        return {"a": [",".join(str(d / f"{d.name}_{pol}.tif") for pol in ("VV", "VH")) for d in s1],
+                "b": [",".join(str(d / f"{d.name}_{band}.tif") for band in ("B04", "B03", "B02")) for d in s2],
+                "units_a": "db", "source": "BigEarthNet S1 VV,VH + S2 B04,B03,B02"}
+    print("note: sample_data/bigearthnet is missing; splitting the sample A raster into band files", flush=True)
+    return {"a": [",".join(split_bands(inputs["a"], workdir / "split_a", "a"))], "b": [inputs["b"]],
+            "units_a": None, "source": "the sample A raster split into band files"}
+
+
+def split_bands(src: str, folder: Path, stem: str, window=None) -> list[str]:
+    """Each band of ``src`` (or of a window of it) as its own single-band GeoTIFF, in band order."""
+    import rasterio
+
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    with rasterio.open(src) as ds:
+        profile = dict(driver="GTiff", count=1, dtype=ds.dtypes[0], crs=ds.crs, nodata=ds.nodata,
+                       width=window.width if window else ds.width, height=window.height if window else ds.height,
+                       transform=ds.window_transform(window) if window else ds.transform)
+        for band in range(1, ds.count + 1):
+            path = folder / f"{stem}_B{band}.tif"
+            with rasterio.open(path, "w", **profile) as out:
+                out.write(ds.read(band, window=window), 1)
+            paths.append(str(path))
+    return paths
+
+
+def crop(src: str, dst: Path, window) -> str:
+    """A window of ``src`` as a GeoTIFF of its own (small batch scenes)."""
+    import rasterio
+
+    with rasterio.open(src) as ds:
+        profile = dict(driver="GTiff", count=ds.count, dtype=ds.dtypes[0], crs=ds.crs, nodata=ds.nodata,
+                       width=window.width, height=window.height, transform=ds.window_transform(window))
+        with rasterio.open(dst, "w", **profile) as out:
+            out.write(ds.read(window=window))
+    return str(dst)
+
+
+def same_grid(path: str, ref_path: str) -> tuple[bool, str]:
+    """Whether two rasters load in QGIS with the same CRS, extent and size (to 1e-6 pixel)."""
+    from qgis.core import QgsRasterLayer
+
+    layer, ref = QgsRasterLayer(path, "out", "gdal"), QgsRasterLayer(ref_path, "ref", "gdal")
+    tol = 1e-6 * max(ref.rasterUnitsPerPixelX(), ref.rasterUnitsPerPixelY())
+    a, b = layer.extent(), ref.extent()
+    ok = (layer.isValid() and ref.crs().isValid() and layer.crs() == ref.crs()
+          and (layer.width(), layer.height()) == (ref.width(), ref.height())
+          and all(abs(x - y) <= tol for x, y in ((a.xMinimum(), b.xMinimum()), (a.xMaximum(), b.xMaximum()),
+                                                 (a.yMinimum(), b.yMinimum()), (a.yMaximum(), b.yMaximum()))))
+    return ok, f"{layer.crs().authid()} {a.toString(1)} ({layer.width()}x{layer.height()})"
+
+
+def raised_by(processing, alg: str, params: dict, feedback) -> str:
+    """The QgsProcessingException message of a run ('' if it did not raise)."""
+    from qgis.core import QgsProcessingException
+
+    try:
+        processing.run(alg, params, feedback=feedback)
+    except QgsProcessingException as exc:
+        return str(exc)
+    return ""
 
 
 def main() -> int:
@@ -193,7 +298,7 @@ def main() -> int:
     ids = sorted(a.id() for a in provider.algorithms()) if provider else []
     for alg in (provider.algorithms() if provider else []):
         print(f"  {alg.id():<20} {alg.displayName():<18} group: {alg.group()}", flush=True)
-    report(ids == ["geogan:chips", "geogan:train", "geogan:translate"],
+    report(ids == ["geogan:chips", "geogan:train", "geogan:translate", "geogan:translate_batch"],
            "provider 'geogan' registered with its algorithms", ", ".join(ids))
     version = provider.versionInfo() if provider else ""
     report(Path(geogan_provider.__file__).resolve().parent.parent == args.plugins.resolve()
@@ -223,6 +328,48 @@ def main() -> int:
                "processing.run('geogan:chips') wrote a chips export",
                f"{res.get('TRAIN_A')}+{res.get('VAL_A')} A chips, {res.get('TRAIN_B')}+{res.get('VAL_B')} B chips "
                f"(AOI: upper halves) in {time.perf_counter() - t0:.1f} s; progress max {max(fb.progress_values, default=0):.0f}%")
+
+        # -- chips from scene paths: one file per band, dB units, an AOI per domain ---------------
+        scenes = band_scenes(workdir, inputs)
+        first_a, first_b = scenes["a"][0].split(",")[0], scenes["b"][0].split(",")[0]
+        scene_chips = workdir / "chips_scenes"
+        fb = Feedback()
+        t0 = time.perf_counter()
+        res = processing.run("geogan:chips", {
+            "SCENES_A": "\n".join(scenes["a"]), "SCENES_B": " ; ".join(scenes["b"]),
+            "UNITS_A": 3 if scenes["units_a"] == "db" else 0, "TILE_SIZE": 32, "MIN_VALID": 0.5,
+            "VAL_FRACTION": 0.0, "AOI_A": half_layer(first_a), "AOI_B": half_layer(first_b, "EPSG:4326"),
+            "OUTPUT": str(scene_chips),
+        }, feedback=fb)
+        meta = json.loads((scene_chips / "geogan_chips.json").read_text(encoding="utf-8")) \
+            if (scene_chips / "geogan_chips.json").exists() else {"domains": {}}
+        dom_a, dom_b = meta["domains"].get("a", {}), meta["domains"].get("b", {})
+        bands_a, bands_b = len(scenes["a"][0].split(",")), len(scenes["b"][0].split(","))
+        # BigEarthNet: 120 px patches, 32 px chips in 4 rows (the last flush with the edge); the upper
+        # half of the first patch of each domain holds 2 rows of 4, the second patch none.
+        expected = 8 if scenes["units_a"] == "db" else None
+        counts = (res.get("TRAIN_A"), res.get("TRAIN_B"))
+        report(len(dom_a.get("bands", [])) == bands_a and len(dom_b.get("bands", [])) == bands_b
+               and dom_a.get("sources") == scenes["a"]
+               and dom_a.get("units") == (scenes["units_a"] or dom_a.get("units"))
+               and all(c and (expected is None or c == expected) for c in counts)
+               and any("reprojected to EPSG:4326" in m for m in fb.infos),
+               "processing.run('geogan:chips') on comma-joined one-file-per-band scene paths, SAR units stated, "
+               "an AOI per domain (A in UTM, B in EPSG:4326)",
+               f"{scenes['source']}: A {bands_a} bands ({dom_a.get('units')}), B {bands_b} bands; "
+               f"{counts[0]} A and {counts[1]} B chips (expected {expected or 'some'} each) in "
+               f"{time.perf_counter() - t0:.1f} s")
+        both = raised_by(processing, "geogan:chips", {
+            "A": [inputs["a"]], "SCENES_A": inputs["a"], "B": [inputs["b"]], "OUTPUT": str(workdir / "never_chips"),
+        }, Feedback())
+        neither = raised_by(processing, "geogan:chips", {
+            "A": [inputs["a"]], "SCENES_B": " \n ", "OUTPUT": str(workdir / "never_chips"),
+        }, Feedback())
+        report(both.startswith("Domain A: give raster layers or scene paths, not both")
+               and neither.startswith("Domain B: give raster layers or scene paths (")
+               and "\n" not in both + neither and not (workdir / "never_chips").exists(),
+               "chips with both or neither of layers and scene paths for a domain: one clear line",
+               f"{both!r}; {neither!r}")
 
         # -- train -------------------------------------------------------------------------
         config = workdir / "train.yaml"
@@ -299,6 +446,68 @@ def main() -> int:
                f"{layer.extent().toString(3)} ({layer.width()}x{layer.height()}) vs "
                f"{ref.extent().toString(3)} ({ref.width()}x{ref.height()})")
         del layer, ref
+
+        # -- translate a comma-joined scene: the bands of the test raster as one file each --------
+        band_files = split_bands(inputs["test"], workdir / "split_test", "test")
+        joined_out = out_dir / "joined_translated.tif"
+        fb = Feedback()
+        res = processing.run("geogan:translate", {
+            "MODEL": str(model_file), "INPUT_SCENE": ",".join(band_files), "DIRECTION": 0, "TILE_SIZE": 64,
+            "OVERLAP": 16, "BATCH_SIZE": 4, "DEVICE": 1, "PRECISION": 1, "UNITS": 0, "OUTPUT": str(joined_out),
+        }, feedback=fb)
+        import numpy as np
+        import rasterio
+
+        grid_ok, grid = same_grid(str(joined_out), inputs["test"])
+        with rasterio.open(out) as one, rasterio.open(joined_out) as joined:
+            identical = one.count == joined.count and np.array_equal(one.read(), joined.read())
+        report(res.get("OUTPUT") == str(joined_out) and grid_ok and identical
+               and any(m.startswith("Input scene of 2 files") for m in fb.infos),
+               "processing.run('geogan:translate') on a comma-joined scene (one file per band, precision fp32) "
+               "writes on the input's CRS/extent exactly what the one-file input gave",
+               f"{len(band_files)} band files → {grid}; pixels {'identical' if identical else 'DIFFER'}")
+        both = raised_by(processing, "geogan:translate", {
+            "MODEL": str(model_file), "INPUT": inputs["test"], "INPUT_SCENE": ",".join(band_files),
+            "OUTPUT": str(workdir / "never3.tif")}, Feedback())
+        several = raised_by(processing, "geogan:translate", {
+            "MODEL": str(model_file), "INPUT_SCENE": ";".join(band_files), "OUTPUT": str(workdir / "never3.tif")},
+            Feedback())
+        report(both.startswith("Input raster: give a raster layer or a scene path, not both")
+               and "names 2 scenes" in several and "geogan:translate_batch" in several
+               and "\n" not in both + several and not (workdir / "never3.tif").exists(),
+               "translate with both a layer and a scene path, or with several scenes: one clear line",
+               f"{both!r}; {several!r}")
+
+        # -- translate many: a failed scene is logged, the batch fails at the end, a rerun resumes --
+        from rasterio.windows import Window
+
+        batch_in = workdir / "batch_in"
+        batch_in.mkdir()
+        one_file = crop(inputs["test"], batch_in / "scene1.tif", Window(0, 0, 160, 128))
+        pair = split_bands(inputs["test"], batch_in, "scene2", Window(200, 100, 144, 112))
+        broken = batch_in / "broken.tif"
+        broken.write_bytes(b"this is not a GeoTIFF")
+        batch_out = workdir / "batch_out"
+        batch = {"MODEL": str(model_file), "TILE_SIZE": 64, "OVERLAP": 16, "DEVICE": 1, "OUTPUT": str(batch_out)}
+        fb = Feedback()
+        t0 = time.perf_counter()
+        raised = raised_by(processing, "geogan:translate_batch",
+                           {**batch, "SCENES": f"{one_file}\n{','.join(pair)} ; {broken}"}, fb)
+        written = sorted(listing(batch_out)) if batch_out.exists() else []
+        report(raised.startswith("1 of 3 scene(s) failed: ") and "broken.tif" in raised and "\n" not in raised
+               and len(fb.errors) == 1 and "broken.tif" in fb.errors[0] and written == ["scene1.tif", "scene2.tif"],
+               "processing.run('geogan:translate_batch') goes on after a failed scene, logs it, and fails at the end",
+               f"{raised!r}; log errors {fb.errors}; written {written} in {time.perf_counter() - t0:.1f} s")
+        broken.unlink()
+        fb = Feedback()
+        res = processing.run("geogan:translate_batch", {**batch, "SCENES": f"{one_file}\n{','.join(pair)}"},
+                             feedback=fb)
+        grids = [same_grid(path, ref) for path, ref in zip(res.get("OUTPUT_LAYERS", []), (one_file, pair[0]))]
+        report((res.get("WRITTEN"), res.get("SKIPPED"), res.get("FAILED")) == (0, 2, 0) and len(grids) == 2
+               and all(ok for ok, _ in grids) and values_end_at_100(fb.progress_values),
+               "a rerun of the batch skips the complete outputs (resumable); each output is on its input's grid",
+               f"written {res.get('WRITTEN')}, skipped {res.get('SKIPPED')}, failed {res.get('FAILED')}; "
+               f"{[g for _, g in grids]}; {next((m for m in fb.infos if ' scene(s) in ' in m), 'no summary')}")
 
         # -- temporary output (what the toolbox uses by default) ---------------------------
         fb = Feedback()

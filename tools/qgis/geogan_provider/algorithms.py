@@ -1,24 +1,33 @@
-"""The geogan Processing algorithms: Export chips, Train, Translate raster.
+"""The geogan Processing algorithms: Export chips, Train, Translate raster, Translate many rasters.
 
 Each algorithm only converts QGIS parameters into arguments of geogan's Python API
-(``geogan.export_chips``, ``geogan.train``, ``geogan.translate_raster``) and runs it with a
+(``geogan.export_chips``, ``geogan.train``, ``geogan.translate_raster``,
+``geogan.translate_rasters``) and runs it with a
 progress adapter around the Processing feedback (``geogan.QgisFeedbackProgress``; for training
 :class:`.feedback.TrainingProgress` on top); geogan errors come back
 as ``QgsProcessingException`` with geogan's one-line message (:mod:`.glue`). geogan itself is
 imported only when an algorithm runs, so the toolbox lists the algorithms even in a QGIS whose
 Python lacks torch or geogan, and says in one line how to install (or which version to install)
 when one is run.
+
+Inputs are raster layers or, where products come as one file per band (Sentinel-1 VV/VH,
+Sentinel-2 band files), text in geogan's scene syntax (``VV.tif,VH.tif``, ``@list.txt``, globs,
+folders, GDAL paths), expanded by geogan itself (:func:`.glue.domain_inputs`).
 """
 from __future__ import annotations
 
 from typing import Any, Optional
 
 from qgis.core import (
+    QgsCoordinateReferenceSystem,
+    QgsCoordinateTransform,
+    QgsCsException,
     QgsGeometry,
     QgsProcessing,
     QgsProcessingAlgorithm,
     QgsProcessingException,
     QgsProcessingOutputFile,
+    QgsProcessingOutputMultipleLayers,
     QgsProcessingOutputNumber,
     QgsProcessingParameterBoolean,
     QgsProcessingParameterDefinition,
@@ -35,7 +44,21 @@ from qgis.core import (
 )
 
 from .feedback import TrainingProgress
-from .glue import band_list, import_geogan, plugin_metadata, run_with_feedback, train_settings
+from .glue import (
+    PRECISION_CHOICES,
+    UNIT_CHOICES,
+    aoi_arguments,
+    band_list,
+    domain_inputs,
+    gdal_name,
+    import_geogan,
+    plugin_metadata,
+    report_batch,
+    run_with_feedback,
+    single_scene,
+    stated,
+    train_settings,
+)
 
 GROUP_ID = "geogan"
 GROUP = "Raster translation (GAN)"
@@ -51,19 +74,23 @@ def _advanced(param: QgsProcessingParameterDefinition) -> QgsProcessingParameter
 
 
 def layer_path(layer: Any, what: str) -> str:
-    """The file behind a raster layer; geogan reads files with rasterio, not QGIS data providers."""
+    """The file (GDAL name) behind a raster layer; geogan reads files with rasterio, not QGIS data
+    providers."""
     if layer is None:
         raise QgsProcessingException(f"{what}: no raster layer given")
     if layer.providerType() != "gdal":
         raise QgsProcessingException(
             f"{what}: layer '{layer.name()}' is served by the '{layer.providerType()}' provider; "
             "geogan needs a raster file (e.g. a GeoTIFF) — export the layer to a file first")
-    path = QgsProviderRegistry.instance().decodeUri("gdal", layer.source()).get("path") or layer.source()
-    return path
+    return gdal_name(QgsProviderRegistry.instance().decodeUri("gdal", layer.source()), layer.source())
+
+
+def _multiline(name: str, description: str) -> QgsProcessingParameterString:
+    return QgsProcessingParameterString(name, description, multiLine=True, optional=True)
 
 
 class GeoganAlgorithm(QgsProcessingAlgorithm):
-    """What the three algorithms share: the group, translation helpers and optional values."""
+    """What the algorithms share: the group, the help link and optional values."""
 
     def group(self) -> str:
         return GROUP
@@ -94,8 +121,9 @@ class ExportChipsAlgorithm(GeoganAlgorithm):
     """geogan.export_chips: cut domain A and domain B rasters into training chips."""
 
     A, B, BANDS_A, BANDS_B, KIND_A, KIND_B = "A", "B", "BANDS_A", "BANDS_B", "KIND_A", "KIND_B"
+    SCENES_A, SCENES_B, UNITS_A, UNITS_B = "SCENES_A", "SCENES_B", "UNITS_A", "UNITS_B"
     TILE_SIZE, STRIDE, MIN_VALID, VAL_FRACTION = "TILE_SIZE", "STRIDE", "MIN_VALID", "VAL_FRACTION"
-    PAIRED, SEED, AOI, OUTPUT = "PAIRED", "SEED", "AOI", "OUTPUT"
+    PAIRED, SEED, AOI, AOI_A, AOI_B, OUTPUT = "PAIRED", "SEED", "AOI", "AOI_A", "AOI_B", "OUTPUT"
     TRAIN_A, TRAIN_B, VAL_A, VAL_B, METADATA = "TRAIN_A", "TRAIN_B", "VAL_A", "VAL_B", "METADATA"
 
     def name(self) -> str:
@@ -108,19 +136,29 @@ class ExportChipsAlgorithm(GeoganAlgorithm):
         return (
             "Cuts domain A rasters (e.g. SAR) and domain B rasters (e.g. optical) into GeoTIFF "
             "training chips plus a geogan_chips.json metadata file, ready for <b>Train</b>.<br>"
+            "<b>Rasters or scene paths</b>: give each domain either raster layers or scene paths, "
+            "one scene per line (or separated by <i>;</i>). A scene path may be several files "
+            "joined by commas, stacked band after band as one scene (<i>S1_VV.tif,S1_VH.tif</i>; "
+            "Sentinel-2 band files at 10/20/60 m are resampled onto the finest grid), "
+            "<i>@list.txt</i> (one scene per line), a glob (<i>/data/s1/*.tif</i>), a folder or a "
+            "GDAL path (<i>/vsizip/...</i>). Use absolute paths.<br>"
             "<b>Paired</b>: B is resampled onto each A raster's grid and chips are cut at the same "
             "places (Pix2Pix); unpaired chips suit CycleGAN.<br>"
             "<b>Bands</b>: comma-separated 1-based band numbers (empty = all bands).<br>"
+            "<b>SAR units</b> (advanced): linear power, amplitude or dB; <i>auto</i> infers them "
+            "from the values (negative values mean dB).<br>"
             "<b>Minimum valid fraction</b>: a chip is kept only if this share of its pixels is valid "
-            "(not nodata/masked, and for SAR > 0).<br>"
-            "<b>Area of interest</b>: only chips overlapping its polygons are written.<br>"
+            "(not nodata/masked; SAR in linear units or amplitude: > 0).<br>"
+            "<b>Area of interest</b>: only chips overlapping its polygons are written; give one for "
+            "both domains, or one for A and/or one for B (unpaired data from different places).<br>"
             "A cancelled run leaves the output folder as it was.")
 
     def initAlgorithm(self, config: Optional[dict] = None) -> None:
-        self.addParameter(QgsProcessingParameterMultipleLayers(
-            self.A, "Domain A rasters", QgsProcessing.TypeRaster))
-        self.addParameter(QgsProcessingParameterMultipleLayers(
-            self.B, "Domain B rasters", QgsProcessing.TypeRaster))
+        for layers, scenes, domain in ((self.A, self.SCENES_A, "A"), (self.B, self.SCENES_B, "B")):
+            self.addParameter(QgsProcessingParameterMultipleLayers(
+                layers, f"Domain {domain} rasters", QgsProcessing.TypeRaster, optional=True))
+            self.addParameter(_multiline(
+                scenes, f"Domain {domain} scene paths, instead of layers (one per line; a.tif,b.tif = one scene)"))
         self.addParameter(QgsProcessingParameterString(
             self.BANDS_A, "Domain A bands (e.g. 1,2; empty = all)", optional=True))
         self.addParameter(QgsProcessingParameterString(
@@ -143,8 +181,15 @@ class ExportChipsAlgorithm(GeoganAlgorithm):
             defaultValue=0.1, minValue=0.0, maxValue=0.9))
         self.addParameter(QgsProcessingParameterBoolean(
             self.PAIRED, "Paired (co-registered A and B, for Pix2Pix)", defaultValue=False))
-        self.addParameter(QgsProcessingParameterFeatureSource(
-            self.AOI, "Area of interest", [QgsProcessing.TypeVectorPolygon], optional=True))
+        for name, label in ((self.AOI, "Area of interest (both domains)"),
+                            (self.AOI_A, "Area of interest of domain A only"),
+                            (self.AOI_B, "Area of interest of domain B only")):
+            self.addParameter(QgsProcessingParameterFeatureSource(
+                name, label, [QgsProcessing.TypeVectorPolygon], optional=True))
+        for name, domain in ((self.UNITS_A, "A"), (self.UNITS_B, "B")):
+            self.addParameter(_advanced(QgsProcessingParameterEnum(
+                name, f"Domain {domain} SAR units (auto = inferred from the values)", options=UNIT_CHOICES,
+                defaultValue=0)))
         self.addParameter(_advanced(QgsProcessingParameterNumber(
             self.SEED, "Random seed (validation split)", QgsProcessingParameterNumber.Integer,
             defaultValue=0, minValue=0)))
@@ -154,47 +199,64 @@ class ExportChipsAlgorithm(GeoganAlgorithm):
             self.addOutput(QgsProcessingOutputNumber(key, label))
         self.addOutput(QgsProcessingOutputFile(self.METADATA, "Chips metadata (geogan_chips.json)"))
 
-    def _aoi(self, parameters: dict, context: Any, feedback: Any) -> tuple[Optional[str], Optional[str]]:
-        """The AOI layer's polygons as one WKT string plus the layer's CRS as WKT."""
-        if not self._given(parameters, self.AOI):
-            return None, None
-        source = self.parameterAsSource(parameters, self.AOI, context)
+    def _aoi_layer(self, parameters: dict, name: str, what: str, context: Any,
+                   feedback: Any) -> Optional[tuple[QgsGeometry, QgsCoordinateReferenceSystem]]:
+        """One AOI parameter's polygons as one geometry, with the layer's CRS."""
+        if not self._given(parameters, name):
+            return None
+        source = self.parameterAsSource(parameters, name, context)
         if source is None:
-            return None, None
+            return None
         geoms = [f.geometry() for f in source.getFeatures() if f.hasGeometry()]
         if not geoms:
-            raise QgsProcessingException("Area of interest: the layer has no polygon")
-        union = QgsGeometry.unaryUnion(geoms)
+            raise QgsProcessingException(f"{what}: the layer has no polygon")
         crs = source.sourceCrs()
         if not crs.isValid():
-            raise QgsProcessingException("Area of interest: the layer has no valid CRS")
-        feedback.pushInfo(f"Area of interest: {len(geoms)} polygon(s) in {crs.authid() or 'custom CRS'}")
-        return union.asWkt(), crs.toWkt()
+            raise QgsProcessingException(f"{what}: the layer has no valid CRS")
+        feedback.pushInfo(f"{what}: {len(geoms)} polygon(s) in {crs.authid() or 'custom CRS'}")
+        return QgsGeometry.unaryUnion(geoms), crs
+
+    def _aois(self, parameters: dict, context: Any, feedback: Any) -> dict:
+        """export_chips's aoi / aoi_a / aoi_b / aoi_crs. geogan takes one CRS for them all, so
+        layers in different CRSs are reprojected to WGS 84 (edges densified first)."""
+        found = {key: self._aoi_layer(parameters, name, what, context, feedback)
+                 for key, name, what in (("aoi", self.AOI, "Area of interest"),
+                                         ("aoi_a", self.AOI_A, "Area of interest of A"),
+                                         ("aoi_b", self.AOI_B, "Area of interest of B"))}
+        given = {k: v for k, v in found.items() if v is not None}
+        if len({crs.toWkt() for _, crs in given.values()}) > 1:
+            wgs84 = QgsCoordinateReferenceSystem("EPSG:4326")
+            given = {k: (_reprojected(geom, crs, wgs84, context), wgs84) for k, (geom, crs) in given.items()}
+            feedback.pushInfo("Areas of interest in different CRSs: reprojected to EPSG:4326")
+        return aoi_arguments({k: (geom.asWkt(), crs.toWkt()) for k, (geom, crs) in given.items()},
+                             QgsProcessingException)
+
+    def _domain(self, parameters: dict, layers: str, scenes: str, domain: str, context: Any) -> list:
+        files = [layer_path(lyr, f"Domain {domain}") for lyr in self.parameterAsLayerList(parameters, layers, context)]
+        return domain_inputs(files, self.parameterAsString(parameters, scenes, context), f"Domain {domain}",
+                             QgsProcessingException)
 
     def processAlgorithm(self, parameters: dict, context: Any, feedback: Any) -> dict:
         geogan = import_geogan(QgsProcessingException)
 
-        a = [layer_path(lyr, "Domain A") for lyr in self.parameterAsLayerList(parameters, self.A, context)]
-        b = [layer_path(lyr, "Domain B") for lyr in self.parameterAsLayerList(parameters, self.B, context)]
-        if not a or not b:
-            raise QgsProcessingException("give at least one raster for domain A and one for domain B")
+        a = self._domain(parameters, self.A, self.SCENES_A, "A", context)
+        b = self._domain(parameters, self.B, self.SCENES_B, "B", context)
         out = self.parameterAsString(parameters, self.OUTPUT, context)
-        kind_a = KINDS[self.parameterAsEnum(parameters, self.KIND_A, context)]
-        kind_b = KINDS[self.parameterAsEnum(parameters, self.KIND_B, context)]
-        aoi, aoi_crs = self._aoi(parameters, context, feedback)
         summary = run_with_feedback(
             geogan.export_chips, feedback, QgsProcessingException, a, b, out,
             bands_a=band_list(self.parameterAsString(parameters, self.BANDS_A, context)),
             bands_b=band_list(self.parameterAsString(parameters, self.BANDS_B, context)),
-            kind_a=None if kind_a == "auto" else kind_a,
-            kind_b=None if kind_b == "auto" else kind_b,
+            kind_a=stated(KINDS[self.parameterAsEnum(parameters, self.KIND_A, context)]),
+            kind_b=stated(KINDS[self.parameterAsEnum(parameters, self.KIND_B, context)]),
+            units_a=stated(UNIT_CHOICES[self.parameterAsEnum(parameters, self.UNITS_A, context)]),
+            units_b=stated(UNIT_CHOICES[self.parameterAsEnum(parameters, self.UNITS_B, context)]),
             tile_size=self.parameterAsInt(parameters, self.TILE_SIZE, context),
             stride=self._optional_int(parameters, self.STRIDE, context),
             min_valid=self.parameterAsDouble(parameters, self.MIN_VALID, context),
             val_fraction=self.parameterAsDouble(parameters, self.VAL_FRACTION, context),
             paired=self.parameterAsBoolean(parameters, self.PAIRED, context),
             seed=self.parameterAsInt(parameters, self.SEED, context),
-            aoi=aoi, aoi_crs=aoi_crs,
+            **self._aois(parameters, context, feedback),
         )
         for line in summary.lines():
             feedback.pushInfo(line)
@@ -204,6 +266,24 @@ class ExportChipsAlgorithm(GeoganAlgorithm):
             self.TRAIN_A: summary.counts["a"]["train"], self.VAL_A: summary.counts["a"]["val"],
             self.TRAIN_B: summary.counts["b"]["train"], self.VAL_B: summary.counts["b"]["val"],
         }
+
+
+def _reprojected(geom: QgsGeometry, crs: QgsCoordinateReferenceSystem, target: QgsCoordinateReferenceSystem,
+                 context: Any) -> QgsGeometry:
+    """``geom`` in ``target``, its straight edges densified first so they stay where they were."""
+    result = QgsGeometry(geom)
+    box = result.boundingBox()
+    step = max(box.width(), box.height()) / 64
+    if step > 0:
+        result = result.densifyByDistance(step)
+    problem = f"Area of interest: cannot reproject from {crs.authid() or 'its CRS'} to {target.authid()}"
+    try:
+        failed = result.transform(QgsCoordinateTransform(crs, target, context.transformContext()))
+    except QgsCsException as exc:
+        raise QgsProcessingException(f"{problem} ({exc})") from None
+    if failed:
+        raise QgsProcessingException(problem)
+    return result
 
 
 class TrainAlgorithm(GeoganAlgorithm):
@@ -301,11 +381,73 @@ class TrainAlgorithm(GeoganAlgorithm):
         return {self.MODEL_FILE: str(model_path), self.OUTPUT: str(cfg.out)}
 
 
-class TranslateRasterAlgorithm(GeoganAlgorithm):
+class TranslateParameters(GeoganAlgorithm):
+    """The translation settings that Translate raster and Translate many rasters share."""
+
+    MODEL, DIRECTION, BANDS, UNITS, TILE_SIZE, OVERLAP = "MODEL", "DIRECTION", "BANDS", "UNITS", "TILE_SIZE", "OVERLAP"
+    BATCH_SIZE, DEVICE, PRECISION, BLEND, COG = "BATCH_SIZE", "DEVICE", "PRECISION", "BLEND", "COG"
+
+    SHARED_HELP = (
+        "<b>Direction</b>: a2b translates domain A inputs into domain B (Pix2Pix models only "
+        "have a2b).<br>"
+        "<b>Input units</b>: a SAR input's units (linear power, amplitude, dB); <i>auto</i> infers "
+        "them from the values. An input in other units than the model was trained on is "
+        "converted.<br>"
+        "<b>Tile size / overlap</b>: the raster is processed in overlapping tiles that are "
+        "blended together; more overlap hides seams.<br>"
+        "<b>Precision</b> (advanced): <i>auto</i> is bf16 on GPUs that run it natively, fp16 on "
+        "older GPUs, fp32 on the CPU.<br>")
+
+    def _add_model(self) -> None:
+        self.addParameter(QgsProcessingParameterFile(
+            self.MODEL, "Model file (.geogan)", QgsProcessingParameterFile.File,
+            fileFilter="geogan models (*.geogan);;All files (*)"))
+
+    def _add_settings(self) -> None:
+        self.addParameter(QgsProcessingParameterEnum(
+            self.DIRECTION, "Direction", options=DIRECTIONS, defaultValue=0))
+        self.addParameter(QgsProcessingParameterString(
+            self.BANDS, "Input bands (e.g. 1,2; empty = the model's)", optional=True))
+        self.addParameter(QgsProcessingParameterEnum(
+            self.UNITS, "Input SAR units (auto = inferred from the values)", options=UNIT_CHOICES, defaultValue=0))
+        self.addParameter(QgsProcessingParameterNumber(
+            self.TILE_SIZE, "Tile size (pixels)", QgsProcessingParameterNumber.Integer,
+            defaultValue=256, minValue=16))
+        self.addParameter(QgsProcessingParameterNumber(
+            self.OVERLAP, "Tile overlap (pixels)", QgsProcessingParameterNumber.Integer,
+            defaultValue=64, minValue=0))
+        self.addParameter(_advanced(QgsProcessingParameterNumber(
+            self.BATCH_SIZE, "Tiles per batch", QgsProcessingParameterNumber.Integer,
+            defaultValue=8, minValue=1)))
+        self.addParameter(_advanced(QgsProcessingParameterEnum(
+            self.DEVICE, "Device", options=DEVICES, defaultValue=0)))
+        self.addParameter(_advanced(QgsProcessingParameterEnum(
+            self.PRECISION, "Precision", options=PRECISION_CHOICES, defaultValue=0)))
+        self.addParameter(_advanced(QgsProcessingParameterEnum(
+            self.BLEND, "Blending of overlapping tiles", options=BLENDS, defaultValue=0)))
+        self.addParameter(_advanced(QgsProcessingParameterBoolean(
+            self.COG, "Write a Cloud Optimized GeoTIFF", defaultValue=False)))
+
+    def _settings(self, parameters: dict, context: Any) -> dict:
+        """The keyword arguments of translate_raster / translate_rasters that both algorithms take."""
+        return dict(
+            direction=DIRECTIONS[self.parameterAsEnum(parameters, self.DIRECTION, context)],
+            bands=band_list(self.parameterAsString(parameters, self.BANDS, context)),
+            units=stated(UNIT_CHOICES[self.parameterAsEnum(parameters, self.UNITS, context)]),
+            tile_size=self.parameterAsInt(parameters, self.TILE_SIZE, context),
+            overlap=self.parameterAsInt(parameters, self.OVERLAP, context),
+            batch_size=self.parameterAsInt(parameters, self.BATCH_SIZE, context),
+            device=DEVICES[self.parameterAsEnum(parameters, self.DEVICE, context)],
+            precision=PRECISION_CHOICES[self.parameterAsEnum(parameters, self.PRECISION, context)],
+            blend=BLENDS[self.parameterAsEnum(parameters, self.BLEND, context)],
+            cog=self.parameterAsBoolean(parameters, self.COG, context),
+        )
+
+
+class TranslateRasterAlgorithm(TranslateParameters):
     """geogan.translate_raster: run a trained model over a whole raster, tile by tile."""
 
-    MODEL, INPUT, DIRECTION, BANDS, TILE_SIZE, OVERLAP = "MODEL", "INPUT", "DIRECTION", "BANDS", "TILE_SIZE", "OVERLAP"
-    BATCH_SIZE, DEVICE, BLEND, COG, OUTPUT = "BATCH_SIZE", "DEVICE", "BLEND", "COG", "OUTPUT"
+    INPUT, INPUT_SCENE, OUTPUT = "INPUT", "INPUT_SCENE", "OUTPUT"
 
     def name(self) -> str:
         return "translate"
@@ -319,55 +461,105 @@ class TranslateRasterAlgorithm(GeoganAlgorithm):
             "<i>.geogan</i> file from <b>Train</b>), e.g. SAR to optical. The output has the "
             "input's grid, CRS and extent, the target domain's bands and data type, and nodata "
             "where the input was invalid.<br>"
-            "<b>Direction</b>: a2b translates domain A inputs into domain B (Pix2Pix models only "
-            "have a2b).<br>"
-            "<b>Tile size / overlap</b>: the raster is processed in overlapping tiles that are "
-            "blended together; more overlap hides seams.<br>"
+            "<b>Input</b>: a raster layer, or a scene path instead: files joined by commas are "
+            "stacked band after band as one scene (<i>S1_VV.tif,S1_VH.tif</i>; bands on different "
+            "grids are resampled onto the finest), or a GDAL path (<i>/vsizip/...</i>).<br>"
+            + self.SHARED_HELP +
             "Cancel stops after the current batch of tiles and leaves no output file.")
 
     def initAlgorithm(self, config: Optional[dict] = None) -> None:
-        self.addParameter(QgsProcessingParameterFile(
-            self.MODEL, "Model file (.geogan)", QgsProcessingParameterFile.File,
-            fileFilter="geogan models (*.geogan);;All files (*)"))
-        self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, "Input raster"))
-        self.addParameter(QgsProcessingParameterEnum(
-            self.DIRECTION, "Direction", options=DIRECTIONS, defaultValue=0))
+        self._add_model()
+        self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, "Input raster", optional=True))
         self.addParameter(QgsProcessingParameterString(
-            self.BANDS, "Input bands (e.g. 1,2; empty = the model's)", optional=True))
-        self.addParameter(QgsProcessingParameterNumber(
-            self.TILE_SIZE, "Tile size (pixels)", QgsProcessingParameterNumber.Integer,
-            defaultValue=256, minValue=16))
-        self.addParameter(QgsProcessingParameterNumber(
-            self.OVERLAP, "Tile overlap (pixels)", QgsProcessingParameterNumber.Integer,
-            defaultValue=64, minValue=0))
-        self.addParameter(_advanced(QgsProcessingParameterNumber(
-            self.BATCH_SIZE, "Tiles per batch", QgsProcessingParameterNumber.Integer,
-            defaultValue=8, minValue=1)))
-        self.addParameter(_advanced(QgsProcessingParameterEnum(
-            self.DEVICE, "Device", options=DEVICES, defaultValue=0)))
-        self.addParameter(_advanced(QgsProcessingParameterEnum(
-            self.BLEND, "Blending of overlapping tiles", options=BLENDS, defaultValue=0)))
-        self.addParameter(_advanced(QgsProcessingParameterBoolean(
-            self.COG, "Write a Cloud Optimized GeoTIFF", defaultValue=False)))
+            self.INPUT_SCENE, "Input scene path, instead of a layer (a.tif,b.tif = one scene of two files)",
+            optional=True))
+        self._add_settings()
         self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT, "Translated raster"))
 
     def processAlgorithm(self, parameters: dict, context: Any, feedback: Any) -> dict:
         geogan = import_geogan(QgsProcessingException)
 
-        src = layer_path(self.parameterAsRasterLayer(parameters, self.INPUT, context), "Input raster")
+        layer_file = None
+        if self._given(parameters, self.INPUT):
+            layer_file = layer_path(self.parameterAsRasterLayer(parameters, self.INPUT, context), "Input raster")
+        src = single_scene(layer_file, self.parameterAsString(parameters, self.INPUT_SCENE, context),
+                           "Input raster", QgsProcessingException)
+        if src.is_multi:
+            feedback.pushInfo(f"Input scene of {len(src.parts)} files, stacked in order: {src.label}")
         dst = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
         model_path = self.parameterAsFile(parameters, self.MODEL, context)
-        run_with_feedback(
+        result = run_with_feedback(
             geogan.translate_raster, feedback, QgsProcessingException, model_path, src, dst,
-            direction=DIRECTIONS[self.parameterAsEnum(parameters, self.DIRECTION, context)],
-            bands=band_list(self.parameterAsString(parameters, self.BANDS, context)),
-            tile_size=self.parameterAsInt(parameters, self.TILE_SIZE, context),
-            overlap=self.parameterAsInt(parameters, self.OVERLAP, context),
-            batch_size=self.parameterAsInt(parameters, self.BATCH_SIZE, context),
-            device=DEVICES[self.parameterAsEnum(parameters, self.DEVICE, context)],
-            blend=BLENDS[self.parameterAsEnum(parameters, self.BLEND, context)],
-            cog=self.parameterAsBoolean(parameters, self.COG, context),
+            **self._settings(parameters, context),
             # QGIS asked before choosing an existing file (or made a fresh temporary one).
             overwrite=True,
         )
+        feedback.pushInfo(f"Wrote {result.path}: {result.width}x{result.height}, {result.count} band(s) "
+                          f"{result.dtype}, nodata {result.nodata}; {result.tiles} tile(s) on {result.device} "
+                          f"({result.precision}) in {result.seconds:.1f} s")
         return {self.OUTPUT: dst}
+
+
+class TranslateManyAlgorithm(TranslateParameters):
+    """geogan.translate_rasters: many scenes into a folder, resumable, going on after a failure."""
+
+    INPUT, SCENES, OVERWRITE, OUTPUT = "INPUT", "SCENES", "OVERWRITE", "OUTPUT"
+    WRITTEN, SKIPPED, FAILED, OUTPUT_LAYERS = "WRITTEN", "SKIPPED", "FAILED", "OUTPUT_LAYERS"
+
+    def name(self) -> str:
+        return "translate_batch"
+
+    def displayName(self) -> str:
+        return "Translate many rasters"
+
+    def shortHelpString(self) -> str:
+        return (
+            "Translates many scenes with one trained model into an output folder: one "
+            "<i>&lt;scene name&gt;.tif</i> per scene, each on its input's grid, CRS and extent.<br>"
+            "<b>Inputs</b>: raster layers, or scene paths, one per line (or separated by <i>;</i>): "
+            "a file, files joined by commas (one scene of their bands, <i>S1_VV.tif,S1_VH.tif</i>), "
+            "<i>@list.txt</i> (one scene per line), a glob (<i>/data/s1/*.tif</i>), a folder or a "
+            "GDAL path. Use absolute paths.<br>"
+            "<b>Resumable</b>: an output that is already complete is skipped unless <b>Replace "
+            "complete outputs</b> is ticked, so a stopped or failed batch continues where it "
+            "stopped. A scene that fails is reported in the log and the others go on; the "
+            "algorithm fails at the end if any scene failed.<br>"
+            + self.SHARED_HELP +
+            "Cancel stops after the current batch of tiles; finished outputs are kept, the "
+            "current one is not written.")
+
+    def initAlgorithm(self, config: Optional[dict] = None) -> None:
+        self._add_model()
+        self.addParameter(QgsProcessingParameterMultipleLayers(
+            self.INPUT, "Input rasters", QgsProcessing.TypeRaster, optional=True))
+        self.addParameter(_multiline(
+            self.SCENES, "Input scene paths, instead of layers (one per line; a.tif,b.tif = one scene; "
+                         "@list.txt, glob, folder)"))
+        self._add_settings()
+        self.addParameter(QgsProcessingParameterBoolean(
+            self.OVERWRITE, "Replace complete outputs (otherwise they are skipped)", defaultValue=False))
+        self.addParameter(QgsProcessingParameterFolderDestination(self.OUTPUT, "Output folder"))
+        for key, label in ((self.WRITTEN, "Scenes written"), (self.SKIPPED, "Scenes skipped (already complete)"),
+                           (self.FAILED, "Scenes failed")):
+            self.addOutput(QgsProcessingOutputNumber(key, label))
+        self.addOutput(QgsProcessingOutputMultipleLayers(self.OUTPUT_LAYERS, "Translated rasters"))
+
+    def processAlgorithm(self, parameters: dict, context: Any, feedback: Any) -> dict:
+        geogan = import_geogan(QgsProcessingException)
+
+        files = [layer_path(lyr, "Input rasters") for lyr in self.parameterAsLayerList(parameters, self.INPUT, context)]
+        scenes = domain_inputs(files, self.parameterAsString(parameters, self.SCENES, context), "Input rasters",
+                               QgsProcessingException)
+        out_dir = self.parameterAsString(parameters, self.OUTPUT, context)
+        result = run_with_feedback(
+            geogan.translate_rasters, feedback, QgsProcessingException,
+            self.parameterAsFile(parameters, self.MODEL, context), scenes, out_dir,
+            overwrite=self.parameterAsBoolean(parameters, self.OVERWRITE, context),
+            **self._settings(parameters, context),
+        )
+        report_batch(result, feedback, QgsProcessingException)
+        return {
+            self.OUTPUT: str(result.out_dir),
+            self.WRITTEN: len(result.written), self.SKIPPED: len(result.skipped), self.FAILED: len(result.failed),
+            self.OUTPUT_LAYERS: [str(o.output) for o in result.outcomes],
+        }

@@ -9,13 +9,14 @@ from __future__ import annotations
 import configparser
 import re
 from pathlib import Path
-from typing import Any, Callable, Mapping, Optional, Union
+from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
 from .feedback import forward_logging
 
 #: The geogan releases this plugin works with: ``>= GEOGAN_COMPATIBLE[0]`` and
 #: ``< GEOGAN_COMPATIBLE[1]``. It calls export_chips, train(on_event=...), translate_raster,
-#: QgisFeedbackProgress and the config helpers; geogan 0.x may change them in any minor release.
+#: translate_rasters, expand_scenes, QgisFeedbackProgress and the config helpers; geogan 0.x may
+#: change them in any minor release.
 GEOGAN_COMPATIBLE = ("0.1.0", "0.2.0")
 
 INSTALL_HINT = ("install torch and geogan in a venv made from QGIS's Python and point "
@@ -59,6 +60,122 @@ def band_list(text: Optional[str]) -> Optional[str]:
         return None
     text = str(text).strip()
     return text or None
+
+
+#: SAR units a user may state ("auto": geogan infers them from the values).
+UNIT_CHOICES = ("auto", "linear", "amplitude", "db")
+#: Network precision of a translation ("auto": bf16 on GPUs that run it natively, fp16 on older
+#: GPUs, fp32 on the CPU).
+PRECISION_CHOICES = ("auto", "fp32", "bf16", "fp16")
+
+SCENE_SYNTAX = ("VV.tif,VH.tif = one scene of two files; @list.txt, a glob, a folder or a GDAL "
+                "path (/vsizip/...) also work")
+
+
+def stated(choice: str) -> Optional[str]:
+    """An enum choice as geogan's argument: ``'auto'`` leaves it to geogan (None)."""
+    return None if choice == "auto" else choice
+
+
+def gdal_name(parts: Mapping[str, Any], source: str) -> str:
+    """The name GDAL (and so geogan) opens for a QGIS 'gdal' layer, from
+    ``QgsProviderRegistry.decodeUri('gdal', source)``.
+
+    ``decodeUri`` splits a ``/vsizip/`` source into prefix, archive and member, and a GeoPackage
+    raster into file and table; its ``path`` alone would name the wrong file.
+    """
+    path = str(parts.get("path") or "") or source
+    prefix = parts.get("vsiPrefix")
+    if prefix:
+        return f"{prefix}{path}{parts.get('vsiSuffix') or ''}"
+    if parts.get("layerName"):
+        return source.split("|")[0]  # e.g. GPKG:/data/x.gpkg:table, which GDAL opens as it is
+    return path
+
+
+def scene_specs(text: Optional[str]) -> list[str]:
+    """The scenes typed into a text field: one per line or ``;``-separated, blanks dropped.
+    Each entry is geogan's scene syntax (a file, ``a.tif,b.tif``, ``@list.txt``, glob, folder,
+    GDAL path) and is expanded by geogan itself."""
+    if text is None:
+        return []
+    specs = []
+    for line in str(text).splitlines():
+        specs.extend(part.strip() for part in line.split(";"))
+    return [spec for spec in specs if spec]
+
+
+def domain_inputs(layer_files: Sequence[str], scene_text: Optional[str], what: str,
+                  error_cls: type) -> list:
+    """One domain's inputs for ``geogan.export_chips``/``translate_rasters``: the layers' files
+    (each one scene, its name never parsed as syntax) or the typed scenes, never both or neither."""
+    from geogan.scenes import Scene
+
+    specs = scene_specs(scene_text)
+    if layer_files and specs:
+        raise error_cls(f"{what}: give raster layers or scene paths, not both "
+                        f"({len(layer_files)} layer(s) and {len(specs)} scene path(s) given)")
+    if not layer_files and not specs:
+        raise error_cls(f"{what}: give raster layers or scene paths ({SCENE_SYNTAX})")
+    return [Scene((f,)) for f in layer_files] if layer_files else specs
+
+
+def single_scene(layer_file: Optional[str], scene_text: Optional[str], what: str, error_cls: type) -> Any:
+    """The one scene to translate: the layer's file, or the typed scene (comma-joined files or a
+    GDAL path), as a ``geogan.Scene``. Several scenes, both or neither are refused in one line."""
+    from geogan.errors import GeoganError
+    from geogan.scenes import Scene, expand_scenes
+
+    specs = scene_specs(scene_text)
+    if layer_file and specs:
+        raise error_cls(f"{what}: give a raster layer or a scene path, not both")
+    if layer_file:
+        return Scene((layer_file,))
+    if not specs:
+        raise error_cls(f"{what}: give a raster layer or a scene path (VV.tif,VH.tif = one scene of two files, "
+                        "or a GDAL path)")
+    try:
+        scenes = expand_scenes(specs, what=what)
+    except GeoganError as exc:
+        raise error_cls(str(exc)) from None
+    if len(scenes) > 1:
+        raise error_cls(f"{what}: names {len(scenes)} scenes ({scenes[0].label}, ...); this algorithm "
+                        "translates one: use 'Translate many rasters' (geogan:translate_batch)")
+    return scenes[0]
+
+
+def aoi_arguments(regions: Mapping[str, Optional[tuple[str, str]]], error_cls: type) -> dict:
+    """``export_chips``'s ``aoi``/``aoi_a``/``aoi_b``/``aoi_crs`` from the AOI parameters.
+
+    ``regions`` maps ``'aoi'`` (both domains), ``'aoi_a'`` and ``'aoi_b'`` to ``(wkt, crs_wkt)``
+    or None; the given ones must share one CRS (the algorithm reprojects them when the layers
+    differ), since geogan takes one ``aoi_crs``. An AOI for both beside one for each domain
+    would be ignored, so it is refused.
+    """
+    given = {k: v for k, v in regions.items() if v is not None}
+    if not given:
+        return {}
+    if set(given) == {"aoi", "aoi_a", "aoi_b"}:
+        raise error_cls("Area of interest: give one for both domains or one for each, not all three "
+                        "(the one for both would be ignored)")
+    crs = {v[1] for v in given.values()}
+    if len(crs) > 1:
+        raise error_cls("Area of interest: the layers are in different CRSs; reproject them to one first")
+    return {**{k: v[0] for k, v in given.items()}, "aoi_crs": crs.pop()}
+
+
+def report_batch(result: Any, feedback: Any, error_cls: type) -> None:
+    """Log a ``translate_rasters`` result: the summary line, each failed scene on its own error
+    line; then raise ``error_cls`` in one line if any scene failed (its outputs stay: a rerun
+    skips them and retries the failed ones), as ``geogan predict`` exits non-zero."""
+    feedback.pushInfo(result.summary())
+    for outcome in result.failed:
+        feedback.reportError(outcome.describe_failure(), False)
+    if result.failed:
+        first = result.failed[0].describe_failure()
+        which = "" if len(result.failed) == 1 else " (each is listed in the log); the first"
+        raise error_cls(f"{len(result.failed)} of {len(result.outcomes)} scene(s) failed{which}: {first}; "
+                        "run again to retry (complete outputs are skipped)")
 
 
 def train_settings(config_path: Optional[Union[str, Path]], overrides: Mapping[str, Any]) -> dict:

@@ -1,10 +1,10 @@
 """The geogan Processing provider: id ``geogan``, so algorithms are ``geogan:chips``,
-``geogan:train`` and ``geogan:translate``."""
+``geogan:train``, ``geogan:translate`` and ``geogan:translate_batch``."""
 from __future__ import annotations
 
 from qgis.core import QgsProcessingProvider
 
-from .algorithms import ExportChipsAlgorithm, TrainAlgorithm, TranslateRasterAlgorithm
+from .algorithms import ExportChipsAlgorithm, TrainAlgorithm, TranslateManyAlgorithm, TranslateRasterAlgorithm
 from .glue import plugin_metadata
 
 
@@ -22,7 +22,7 @@ class GeoganProvider(QgsProcessingProvider):
         return plugin_metadata("version")  # written by tools/qgis/build_plugin.sh from geogan's
 
     def loadAlgorithms(self) -> None:
-        for alg in (ExportChipsAlgorithm(), TrainAlgorithm(), TranslateRasterAlgorithm()):
+        for alg in (ExportChipsAlgorithm(), TrainAlgorithm(), TranslateRasterAlgorithm(), TranslateManyAlgorithm()):
             self.addAlgorithm(alg)
 
     # geogan writes GeoTIFFs only, so a temporary output is a .tif whatever the user's default.
