@@ -350,3 +350,17 @@ def save_tiny_sar_to_rgb_model(path: Path, sar_spec=None) -> Path:
     arch = {"model": "pix2pix", "generator": "resnet_6blocks", "ngf": 4, "dropout": False, "size_multiple": 4}
     model = TranslationModel({"a": a, "b": b}, {"a2b": build_generator("resnet_6blocks", a.count, 3, ngf=4)}, arch)
     return save_model(model, path)
+
+
+def largest_zip_record(path: Path) -> tuple[int, int]:
+    """(offset, size) of the biggest stored (uncompressed) tensor record inside a torch zip file:
+    where to flip bytes to damage a model's or a checkpoint's weights."""
+    import zipfile
+
+    with zipfile.ZipFile(path) as zf:
+        info = max(zf.infolist(), key=lambda i: i.file_size)
+        assert info.compress_type == zipfile.ZIP_STORED
+    with open(path, "rb") as fh:
+        fh.seek(info.header_offset + 26)
+        name_len, extra_len = np.frombuffer(fh.read(4), "<u2")
+    return info.header_offset + 30 + int(name_len) + int(extra_len), info.file_size

@@ -20,7 +20,6 @@ import signal
 import subprocess
 import sys
 import time
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
@@ -32,7 +31,8 @@ from affine import Affine
 from rasterio.windows import Window
 from rasterio.windows import transform as window_transform
 
-from conftest import TINY_TRAINING, fill_up, geogan_env, make_chips, make_spec, run_geogan, scene, write_raster
+from conftest import (TINY_TRAINING, fill_up, geogan_env, largest_zip_record, make_chips, make_spec, run_geogan, scene,
+                      write_raster)
 
 torch = pytest.importorskip("torch")
 
@@ -523,17 +523,6 @@ def _(kit, tmp, request):
 
 # --- damaged and foreign model files
 
-def _largest_record(path: Path) -> tuple[int, int]:
-    """(offset, size) of the biggest stored tensor record inside the model's zip container."""
-    with zipfile.ZipFile(path) as zf:
-        info = max(zf.infolist(), key=lambda i: i.file_size)
-        assert info.compress_type == zipfile.ZIP_STORED
-    with open(path, "rb") as fh:
-        fh.seek(info.header_offset + 26)
-        name_len, extra_len = np.frombuffer(fh.read(4), "<u2")
-    return info.header_offset + 30 + int(name_len) + int(extra_len), info.file_size
-
-
 def _flip(path: Path, positions, mask: int) -> Path:
     data = bytearray(path.read_bytes())
     for p in positions:
@@ -550,14 +539,14 @@ def _predict_with(model: Path, kit: Kit, tmp: Path, *needles: str) -> Case:
 @case("model-one-flipped-bit-in-the-weights")
 def _(kit, tmp, request):
     model = shutil.copyfile(kit.model, tmp / "m.geogan")
-    offset, size = _largest_record(model)
+    offset, size = largest_zip_record(model)
     return _predict_with(_flip(model, [offset + size // 2], 0x01), kit, tmp, "damaged")
 
 
 @case("model-50-flipped-exponent-bytes")
 def _(kit, tmp, request):
     model = shutil.copyfile(kit.model, tmp / "m.geogan")
-    offset, size = _largest_record(model)
+    offset, size = largest_zip_record(model)
     step = size // 4 // 50
     # byte 3 of a little-endian float32 holds the sign and the high exponent bits
     return _predict_with(_flip(model, [offset + 4 * k * step + 3 for k in range(50)], 0x40), kit, tmp, "damaged")

@@ -3,13 +3,12 @@ from __future__ import annotations
 
 import logging
 import pickle
-import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import TINY_TRAINING, make_chips, make_spec
+from conftest import TINY_TRAINING, largest_zip_record, make_chips, make_spec
 
 torch = pytest.importorskip("torch")
 
@@ -35,17 +34,6 @@ def _one_line(exc_info) -> str:
     return text
 
 
-def _largest_record(path: Path) -> tuple[int, int]:
-    """(offset, size) of the biggest stored (uncompressed) tensor record inside the zip."""
-    with zipfile.ZipFile(path) as zf:
-        info = max(zf.infolist(), key=lambda i: i.file_size)
-        assert info.compress_type == zipfile.ZIP_STORED
-    with open(path, "rb") as fh:
-        fh.seek(info.header_offset + 26)
-        name_len, extra_len = np.frombuffer(fh.read(4), "<u2")
-    return info.header_offset + 30 + int(name_len) + int(extra_len), info.file_size
-
-
 def _rewrite(path: Path, mutate) -> Path:
     payload = torch.load(path, weights_only=True)
     mutate(payload)
@@ -59,7 +47,7 @@ def test_one_flipped_byte_in_the_weights_is_refused(tmp_path):
 
     path = _model(tmp_path)
     before = load_model(path).translate(np.full((2, 32, 32), 0.01, np.float32), "a2b")
-    offset, size = _largest_record(path)
+    offset, size = largest_zip_record(path)
     data = bytearray(path.read_bytes())
     data[offset + size // 2] ^= 0x01  # one bit of one weight
     path.write_bytes(bytes(data))
