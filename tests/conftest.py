@@ -364,3 +364,11 @@ def largest_zip_record(path: Path) -> tuple[int, int]:
         fh.seek(info.header_offset + 26)
         name_len, extra_len = np.frombuffer(fh.read(4), "<u2")
     return info.header_offset + 30 + int(name_len) + int(extra_len), info.file_size
+
+
+def checkpoint_weights(run: Path) -> dict:
+    """Every network's tensors in ``run/checkpoint.pt``, keyed ``net.param`` (for exact comparisons)."""
+    import torch
+
+    ck = torch.load(run / "checkpoint.pt", weights_only=True)
+    return {f"{net}.{k}": v for net, sd in ck["model"]["nets"].items() for k, v in sd.items()}

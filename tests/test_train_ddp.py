@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import TINY_TRAINING, free_port, make_chips
+from conftest import TINY_TRAINING, checkpoint_weights, free_port, make_chips
 
 torch = pytest.importorskip("torch")
 
@@ -85,11 +85,6 @@ def _config(tmp_path: Path, **overrides) -> Path:
     return path
 
 
-def _nets(run: Path) -> dict:
-    ck = torch.load(run / "checkpoint.pt", weights_only=True)
-    return {f"{net}.{k}": v for net, sd in ck["model"]["nets"].items() for k, v in sd.items()}
-
-
 def _error_lines(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if line.startswith("geogan: error")]
 
@@ -129,7 +124,7 @@ def test_two_processes_at_batch_1_match_one_process_at_batch_2(tmp_path, float64
     results = _launch([[str(config)], [str(config)]], fault="float64")
     assert [r for r, _ in results] == [0, 0], results[0][1][-2000:] + results[1][1][-2000:]
 
-    one, two = _nets(tmp_path / "one"), _nets(tmp_path / "two")
+    one, two = checkpoint_weights(tmp_path / "one"), checkpoint_weights(tmp_path / "two")
     assert set(one) == set(two) and any(k.startswith("D_a.") for k in one)
     assert one["G_a2b.model.1.weight"].dtype == torch.float64
     for key in one:

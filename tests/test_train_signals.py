@@ -17,7 +17,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from conftest import TINY_TRAINING, make_chips
+from conftest import TINY_TRAINING, checkpoint_weights, make_chips
 
 torch = pytest.importorskip("torch")
 
@@ -95,11 +95,6 @@ def _config(tmp_path: Path, chips: Path, out: Path, **overrides) -> Path:
     return path
 
 
-def _weights(run: Path) -> dict:
-    ck = torch.load(run / "checkpoint.pt", weights_only=True)
-    return {f"{net}.{k}": v for net, sd in ck["model"]["nets"].items() for k, v in sd.items()}
-
-
 def _geogan_lines(stderr: bytes) -> list[str]:
     return [line for line in stderr.decode(errors="replace").splitlines() if line.startswith("geogan:")]
 
@@ -137,7 +132,7 @@ def test_sigterm_saves_a_checkpoint_and_resume_is_bit_identical(tmp_path):
     resumed = subprocess.run([sys.executable, "-m", "geogan", "train", str(config), "--resume"], env=_env(),
                              capture_output=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr.decode(errors="replace")[-2000:]
-    a, b = _weights(tmp_path / "straight"), _weights(tmp_path / "stopped")
+    a, b = checkpoint_weights(tmp_path / "straight"), checkpoint_weights(tmp_path / "stopped")
     assert all(torch.equal(a[k], b[k]) for k in a)
     from geogan.modelfile import read_payload
 
