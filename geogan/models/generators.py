@@ -6,8 +6,6 @@ tanh output in [-1, 1].
 """
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 
@@ -92,7 +90,6 @@ class ResnetGenerator(nn.Module):
             ch //= 2
         layers += [nn.ReflectionPad2d(3), nn.Conv2d(ch, out_channels, 7), nn.Tanh()]
         self.model = nn.Sequential(*layers)
-        self.norm = norm
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
@@ -148,22 +145,13 @@ class UnetGenerator(nn.Module):
         block = UnetSkipBlock(ngf * 2, ngf * 4, submodule=block, **up)
         block = UnetSkipBlock(ngf, ngf * 2, submodule=block, **up)
         self.model = UnetSkipBlock(out_channels, ngf, in_channels=in_channels, submodule=block, outermost=True, **up)
-        self.norm = norm
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
 
 
 def init_weights(net: nn.Module, gain: float = 0.02) -> nn.Module:
-    """The papers' initialisation: normal(0, 0.02) conv weights, zero biases.
-
-    A generator built with ``norm: none`` gets :func:`init_unnormalised` instead: with no
-    normalisation to restore the scale after each layer, normal(0, 0.02) shrinks the signal at
-    every convolution (a 6-block ResNet's output starts 10⁴ times smaller than its input), and the
-    network spends its training growing its weights back instead of learning the picture.
-    """
-    if getattr(net, "norm", None) == "none":
-        return init_unnormalised(net)
+    """normal(0, 0.02) for conv weights, zero biases (the papers' initialisation)."""
     for m in net.modules():
         if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
             nn.init.normal_(m.weight, 0.0, gain)
@@ -173,41 +161,3 @@ def init_weights(net: nn.Module, gain: float = 0.02) -> nn.Module:
             nn.init.normal_(m.weight, 1.0, gain)
             nn.init.zeros_(m.bias)
     return net
-
-
-#: Scale of each residual branch's last convolution at initialisation, so a block starts close
-#: to the identity and the residual stream does not grow with the number of blocks (as Fixup /
-#: SkipInit do for networks without normalisation).
-RESIDUAL_INIT_SCALE = 0.1
-
-
-def init_unnormalised(net: nn.Module) -> nn.Module:
-    """Variance-preserving (He) initialisation for a generator without normalisation layers.
-
-    Every convolution keeps its input's scale through the ReLU that follows it; each residual
-    branch starts near zero; the output convolution is scaled for a linear unit, so tanh starts
-    in its linear range rather than at 0 or saturated.
-    """
-    convs = [m for m in net.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
-    for m in convs:
-        nn.init.normal_(m.weight, 0.0, math.sqrt(2.0 / _inputs_per_output(m)))
-        if m.bias is not None:
-            nn.init.zeros_(m.bias)
-    for block in net.modules():
-        if isinstance(block, ResnetBlock):
-            last = [m for m in block.block if isinstance(m, nn.Conv2d)][-1]
-            with torch.no_grad():
-                last.weight.mul_(RESIDUAL_INIT_SCALE)
-    if convs:  # the output convolution feeds tanh, not a ReLU: half the gain of a linear unit
-        nn.init.normal_(convs[-1].weight, 0.0, 0.5 * math.sqrt(1.0 / _inputs_per_output(convs[-1])))
-    return net
-
-
-def _inputs_per_output(conv: nn.Conv2d | nn.ConvTranspose2d) -> float:
-    """How many weighted inputs each output value sums (a stride-s transposed convolution
-    spreads each input over s² outputs, so each output sees 1/s² of its kernel)."""
-    kh, kw = conv.kernel_size
-    if isinstance(conv, nn.ConvTranspose2d):
-        sh, sw = conv.stride
-        return conv.in_channels * kh * kw / (sh * sw) / conv.groups
-    return conv.in_channels * kh * kw / conv.groups
