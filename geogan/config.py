@@ -55,6 +55,11 @@ def from_mapping(cls: type[T], data: Mapping[str, Any], source: str = "config") 
         raise ConfigError(f"{source}: {exc}") from None
 
 
+#: A number in exponent notation without a dot (``5e-4``, ``1E+3``): YAML 1.2 floats that
+#: PyYAML, following YAML 1.1, leaves as strings.
+_YAML11_FLOAT = re.compile(r"[-+]?[0-9]+[eE][-+]?[0-9]+")
+
+
 def _coerce(value: Any, hint: Any, where: str) -> Any:
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
@@ -83,6 +88,8 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
             raise ConfigError(f"{where}: expected an integer, got {value!r}")
         return value
     if hint is float:
+        if isinstance(value, str) and _YAML11_FLOAT.fullmatch(value.strip()):
+            return float(value)  # PyYAML (YAML 1.1) reads ``lr: 5e-4`` as the string '5e-4'
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where}: expected a number, got {value!r}")
         return float(value)
@@ -108,7 +115,8 @@ class TrainConfig:
     #: None = the model's default: resnet_9blocks for CycleGAN; for Pix2Pix the U-Net whose depth
     #: fits crop_size (unet_256 for 256, unet_64 for 64: see :func:`default_generator`), or
     #: resnet_9blocks when none does (e.g. 120-pixel chips).
-    generator: Optional[Literal["resnet_9blocks", "resnet_6blocks", "unet_256", "unet_128", "unet_64",
+    generator: Optional[Literal["resnet_9blocks", "resnet_6blocks", "resnet_skip_9blocks", "resnet_skip_6blocks",
+                                "unet_256", "unet_128", "unet_64",
                                 "unet_32"]] = None
     ngf: int = 64
     ndf: int = 64

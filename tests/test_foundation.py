@@ -235,6 +235,12 @@ def test_config_rejects_unknown_keys_and_bad_values(tmp_path):
     with pytest.raises(errors.ConfigError, match="lr"):
         from_mapping(TrainConfig, {"lr": -1.0}, "cfg.yaml")
     assert from_mapping(TrainConfig, {"lr": 1}, "cfg.yaml").lr == 1.0
+    with pytest.raises(errors.ConfigError, match="lr: expected a number, got 'fast'"):
+        from_mapping(TrainConfig, {"lr": "fast"}, "cfg.yaml")
+    exponent = tmp_path / "exponent.yaml"
+    exponent.write_text("lr: 5e-4\nlambda_l1: 1E+2\n")  # strings to PyYAML (YAML 1.1), numbers to users
+    cfg = from_mapping(TrainConfig, load_yaml(exponent), "exponent.yaml")
+    assert (cfg.lr, cfg.lambda_l1) == (5e-4, 100.0)
     bad = tmp_path / "bad.yaml"
     bad.write_text("a: [1, 2\n")
     with pytest.raises(errors.ConfigError, match="bad.yaml.*not valid YAML"):
@@ -343,7 +349,7 @@ def test_read_window_keeps_stored_values_under_an_internal_mask(make_raster):
         assert (outside_masks[0, :2, :] == 0).all() and outside[0, 2, 2] == data[0, 0, 0]
 
 
-@pytest.mark.parametrize("name,size", [("resnet_6blocks", 32), ("unet_128", 128)])
+@pytest.mark.parametrize("name,size", [("resnet_6blocks", 32), ("resnet_skip_6blocks", 32), ("unet_128", 128)])
 def test_resize_upsampling_generators_keep_shapes_and_round_trip(tmp_path, name, size):
     import torch
     from geogan.modelfile import TranslationModel, load_model, save_model
