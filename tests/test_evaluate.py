@@ -197,6 +197,28 @@ def test_seam_ratio_is_one_without_seams_and_large_with_steps(tmp_path):
     assert math.isnan(ev.seam_ratio(small, tile, overlap))
 
 
+def test_seam_ratio_against_a_one_tile_reference_ignores_content_on_the_boundaries(tmp_path):
+    h, w, tile, overlap = 300, 340, 64, 16
+    base = smooth_field(h, w, seed=1)
+    xs, ys = seam_positions(w, tile, overlap), seam_positions(h, tile, overlap)
+    roads = base.copy()
+    roads[:, xs[0] - 1] -= 1.0  # a road along a tile boundary: content, not a seam
+    roads[ys[0] - 1, :] -= 1.0
+    one_tile = write_raster(tmp_path / "one_tile.tif", roads[None].astype(np.float32))
+    assert ev.seam_ratio(one_tile, tile, overlap) > 1.3  # the raw ratio sees the roads
+    tiled = write_raster(tmp_path / "tiled.tif", (roads + 1e-4 * smooth_field(h, w, seed=2))[None].astype(np.float32))
+    assert ev.seam_ratio(tiled, tile, overlap, reference=one_tile) == pytest.approx(1.0, abs=0.01)
+    assert ev.seam_ratio(one_tile, tile, overlap, reference=one_tile) == 1.0
+    stepped = roads.copy()
+    for k, x in enumerate(xs):
+        stepped[:, x:] += 0.5 * (-1) ** k
+    bad = write_raster(tmp_path / "bad.tif", stepped[None].astype(np.float32))
+    assert ev.seam_ratio(bad, tile, overlap, reference=one_tile) > 1.5
+    other = write_raster(tmp_path / "other.tif", roads[None, :, :-4].astype(np.float32))
+    with pytest.raises(errors.RasterError, match="not on the same grid"):
+        ev.seam_ratio(tiled, tile, overlap, reference=other)
+
+
 def test_seam_ratio_streams_in_strips(tmp_path, monkeypatch):
     base = smooth_field(150, 170, seed=3)
     p = write_raster(tmp_path / "p.tif", base[None].astype(np.float32))

@@ -428,22 +428,47 @@ def test_generator_norm_choices_keep_the_layer_numbering(norm, layer):
         build_generator("resnet_6blocks", 2, 3, norm="layer")
 
 
-def test_without_normalisation_a_pixel_depends_only_on_its_neighbourhood():
+@pytest.mark.parametrize("name", ["resnet_6blocks", "resnet_skip_6blocks"])
+def test_without_normalisation_a_pixel_depends_only_on_its_neighbourhood(name):
     """norm none: the output inside a tile equals the output of the whole image there (tiles agree)."""
     from geogan.models.registry import build_generator
 
     torch.manual_seed(0)
-    net = build_generator("resnet_6blocks", 2, 3, ngf=4, norm="none").eval()
+    net = build_generator(name, 2, 3, ngf=4, norm="none").eval()
     x = torch.randn(1, 2, 256, 256)
     with torch.no_grad():
         whole = net(x)
         tile = net(x[:, :, 64:192, 64:192])
     # the receptive field reaches ~60 pixels: compare the tile's centre, far from its padded border
     assert torch.allclose(tile[:, :, 60:68, 60:68], whole[:, :, 124:132, 124:132], atol=1e-5)
-    instance = build_generator("resnet_6blocks", 2, 3, ngf=4, norm="instance").eval()
+    instance = build_generator(name, 2, 3, ngf=4, norm="instance").eval()
     with torch.no_grad():
         differs = instance(x[:, :, 64:192, 64:192])[:, :, 60:68, 60:68] - instance(x)[:, :, 124:132, 124:132]
     assert differs.abs().max() > 1e-3  # instance norm: each tile has its own statistics
+
+
+@pytest.mark.parametrize("upsample", ["resize", "transpose"])
+def test_skip_generator_sees_the_same_neighbourhood_and_passes_full_resolution_features(upsample):
+    """resnet_skip: the ResNet generator's receptive field (no global bottleneck, so tiles bigger
+    than the crop behave like it), plus skips: its last layer takes the stem's full-resolution
+    features and the first upsampling's output concatenated with the half-resolution ones."""
+    from geogan.models.generators import ResnetSkipGenerator
+    from geogan.models.registry import SIZE_MULTIPLE, build_generator
+
+    torch.manual_seed(0)
+    skip = build_generator("resnet_skip_6blocks", 2, 3, ngf=4, norm="none", upsample=upsample)
+    plain = build_generator("resnet_6blocks", 2, 3, ngf=4, norm="none", upsample=upsample)
+    assert isinstance(skip, ResnetSkipGenerator) and SIZE_MULTIPLE["resnet_skip_6blocks"] == skip.size_multiple == 4
+    centre = (0, 0, 80, 80)
+    assert _footprint(skip, 160, centre) == _footprint(plain, 160, centre)
+    head = skip.head[1]
+    assert head.in_channels == 2 * 4 and skip.up2[-3 if upsample == "resize" else 0].in_channels == 4 * 4
+    seen = {}
+    skip.head.register_forward_hook(lambda m, i, o: seen.__setitem__("head", i[0]))  # hooks must return None
+    skip.stem.register_forward_hook(lambda m, i, o: seen.__setitem__("stem", o))
+    x = torch.randn(2, 2, 36, 44)
+    assert skip(x).shape == (2, 3, 36, 44)
+    assert torch.equal(seen["head"][:, 4:], seen["stem"])  # the stem's features reach the head unchanged
 
 
 def test_norm_is_recorded_and_rebuilt_from_the_model_file(tmp_path):

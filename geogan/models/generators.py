@@ -95,6 +95,43 @@ class ResnetGenerator(nn.Module):
         return self.model(x)
 
 
+class ResnetSkipGenerator(nn.Module):
+    """The ResNet generator with U-Net skips: each upsampled level is concatenated with the
+    encoder's features at the same resolution before the next layer.
+
+    The plain ResNet generator rebuilds full resolution from its quarter-resolution residual
+    blocks alone, so details a few pixels wide (roads, field edges in speckled SAR) must survive
+    two downsamplings encoded in channels. The skips hand the decoder the full- and half-resolution
+    features directly. Unlike a U-Net there is no global bottleneck: the receptive field stays
+    local, so a prediction tile larger than the training crop behaves as the crops did (no seams
+    from tile-wide context). Input height and width must be multiples of 4.
+    """
+
+    size_multiple = 4
+
+    def __init__(self, in_channels: int, out_channels: int, ngf: int = 64, n_blocks: int = 6,
+                 dropout: bool = False, upsample: str = "transpose", norm: str = "instance") -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.ReflectionPad2d(3), nn.Conv2d(in_channels, ngf, 7, bias=True), _norm(ngf, norm),
+                                  nn.ReLU(True))
+        self.down1 = nn.Sequential(nn.Conv2d(ngf, ngf * 2, 3, stride=2, padding=1, bias=True), _norm(ngf * 2, norm),
+                                   nn.ReLU(True))
+        self.down2 = nn.Sequential(nn.Conv2d(ngf * 2, ngf * 4, 3, stride=2, padding=1, bias=True),
+                                   _norm(ngf * 4, norm), nn.ReLU(True))
+        self.blocks = nn.Sequential(*[ResnetBlock(ngf * 4, dropout, norm) for _ in range(n_blocks)])
+        self.up1 = nn.Sequential(*_upsample(ngf * 4, ngf * 2, upsample, kernel=3), _norm(ngf * 2, norm), nn.ReLU(True))
+        self.up2 = nn.Sequential(*_upsample(ngf * 4, ngf, upsample, kernel=3), _norm(ngf, norm), nn.ReLU(True))
+        self.head = nn.Sequential(nn.ReflectionPad2d(3), nn.Conv2d(ngf * 2, out_channels, 7), nn.Tanh())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        full = self.stem(x)
+        half = self.down1(full)
+        y = self.blocks(self.down2(half))
+        y = torch.cat([self.up1(y), half], 1)
+        y = torch.cat([self.up2(y), full], 1)
+        return self.head(y)
+
+
 class UnetSkipBlock(nn.Module):
     """One U-Net level: down, the inner levels, up, concatenated with the input (the skip)."""
 

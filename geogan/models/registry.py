@@ -6,13 +6,15 @@ from typing import Callable
 from torch import nn
 
 from ..errors import ConfigError
-from .generators import NORMS, UPSAMPLES, ResnetGenerator, UnetGenerator
+from .generators import NORMS, UPSAMPLES, ResnetGenerator, ResnetSkipGenerator, UnetGenerator
 
 GeneratorFactory = Callable[..., nn.Module]
 
 GENERATORS: dict[str, GeneratorFactory] = {
     "resnet_9blocks": lambda i, o, **kw: ResnetGenerator(i, o, n_blocks=9, **kw),
     "resnet_6blocks": lambda i, o, **kw: ResnetGenerator(i, o, n_blocks=6, **kw),
+    "resnet_skip_9blocks": lambda i, o, **kw: ResnetSkipGenerator(i, o, n_blocks=9, **kw),
+    "resnet_skip_6blocks": lambda i, o, **kw: ResnetSkipGenerator(i, o, n_blocks=6, **kw),
     "unet_256": lambda i, o, **kw: UnetGenerator(i, o, num_downs=8, **kw),
     "unet_128": lambda i, o, **kw: UnetGenerator(i, o, num_downs=7, **kw),
     "unet_64": lambda i, o, **kw: UnetGenerator(i, o, num_downs=6, **kw),
@@ -21,7 +23,8 @@ GENERATORS: dict[str, GeneratorFactory] = {
 
 #: Height/width of a generator's input must be a multiple of this (a U-Net named unet_N has
 #: log2(N) stride-2 levels, so N pixels shrink to 1 at its bottleneck).
-SIZE_MULTIPLE: dict[str, int] = {"resnet_9blocks": 4, "resnet_6blocks": 4, "unet_256": 256, "unet_128": 128,
+SIZE_MULTIPLE: dict[str, int] = {"resnet_9blocks": 4, "resnet_6blocks": 4, "resnet_skip_9blocks": 4,
+                                 "resnet_skip_6blocks": 4, "unet_256": 256, "unet_128": 128,
                                  "unet_64": 64, "unet_32": 32}
 
 
