@@ -46,10 +46,13 @@ _COMPRESSIONS = ("deflate", "zstd", "lzw", "none")
               help="Replace an existing OUTPUT (in a batch: also outputs that are already complete).")
 @click.option("--allow-ungeoreferenced", is_flag=True,
               help="Translate an input without CRS/geotransform (the output has none either).")
+@click.option("--tta", is_flag=True,
+              help="Test-time augmentation: average every orientation the model was trained under "
+                   "(8x the network's work; less copied speckle, the same edges).")
 def predict_command(model: str, inputs: tuple[str, ...], output: str, direction: str, bands: Optional[str],
                     units: Optional[str], tile_size: int, overlap: int, batch_size: int, device: str,
                     precision: str, blend: str, cog: bool, compress: str, overwrite: bool,
-                    allow_ungeoreferenced: bool) -> None:
+                    allow_ungeoreferenced: bool, tta: bool) -> None:
     """Translate INPUT with a trained model into OUTPUT on the same grid.
 
     \b
@@ -67,7 +70,7 @@ def predict_command(model: str, inputs: tuple[str, ...], output: str, direction:
 
     options = dict(direction=direction, bands=bands, units=units, tile_size=tile_size, overlap=overlap,
                    batch_size=batch_size, blend=blend, cog=cog, compress=compress,
-                   allow_ungeoreferenced=allow_ungeoreferenced)
+                   allow_ungeoreferenced=allow_ungeoreferenced, tta=tta)
     rank = RankInfo.from_env()
     with bounded_gdal_cache():
         single = _single_scene(inputs, output)

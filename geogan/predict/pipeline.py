@@ -29,6 +29,7 @@ from ..scenes import Scene
 from .blender import Blender, DevicePixels
 from .plan import Panel, TileGrid
 from .reader import BufferPool, RowDone, StripReader, TileBatch, TileBatcher
+from . import tta
 from .stages import END, Channel, PipelineState
 from .writer import BlockWriter, FinishedRows, PanelDone
 
@@ -60,10 +61,12 @@ class Translator:
     """The network stage: a batch of normalised tiles → float32 outputs on the device."""
 
     def __init__(self, net: Any, device: Any, precision: Optional[str], channels_last: bool, out_count: int,
-                 tile: int, model_name: str, direction: str) -> None:
+                 tile: int, model_name: str, direction: str, orientations: tuple = ((0, False),)) -> None:
         from ..devices import torch_dtype
 
         self.net, self.device = net, device
+        #: test-time augmentation (:mod:`geogan.predict.tta`); the identity alone = none
+        self.orientations = tuple(orientations)
         self.autocast_dtype = torch_dtype(precision)
         self.channels_last = channels_last
         self.expected = (out_count, tile, tile)
@@ -81,7 +84,7 @@ class Translator:
         autocast = (torch.autocast(self.device.type, dtype=self.autocast_dtype)
                     if self.autocast_dtype is not None else contextlib.nullcontext())
         with autocast:
-            y = self.net(x)
+            y = self.net(x) if self.orientations == ((0, False),) else tta.average_over(self.net, x, self.orientations)
         if tuple(y.shape[1:]) != self.expected or y.shape[0] != x.shape[0]:
             raise ModelFileError(f"{self.model_name}: generator {self.direction} returned shape {tuple(y.shape)}, "
                                  f"expected {(x.shape[0],) + self.expected}")

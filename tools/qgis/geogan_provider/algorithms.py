@@ -385,7 +385,7 @@ class TranslateParameters(GeoganAlgorithm):
     """The translation settings that Translate raster and Translate many rasters share."""
 
     MODEL, DIRECTION, BANDS, UNITS, TILE_SIZE, OVERLAP = "MODEL", "DIRECTION", "BANDS", "UNITS", "TILE_SIZE", "OVERLAP"
-    BATCH_SIZE, DEVICE, PRECISION, BLEND, COG = "BATCH_SIZE", "DEVICE", "PRECISION", "BLEND", "COG"
+    BATCH_SIZE, DEVICE, PRECISION, BLEND, COG, TTA = "BATCH_SIZE", "DEVICE", "PRECISION", "BLEND", "COG", "TTA"
 
     SHARED_HELP = (
         "<b>Direction</b>: a2b translates domain A inputs into domain B (Pix2Pix models only "
@@ -396,7 +396,10 @@ class TranslateParameters(GeoganAlgorithm):
         "<b>Tile size / overlap</b>: the raster is processed in overlapping tiles that are "
         "blended together; more overlap hides seams.<br>"
         "<b>Precision</b> (advanced): <i>auto</i> is bf16 on GPUs that run it natively, fp16 on "
-        "older GPUs, fp32 on the CPU.<br>")
+        "older GPUs, fp32 on the CPU.<br>"
+        "<b>Test-time augmentation</b> (advanced): averages the translations of every orientation "
+        "the model was trained under (8 times the work): less speckle copied into the output, "
+        "the same edges.<br>")
 
     def _add_model(self) -> None:
         self.addParameter(QgsProcessingParameterFile(
@@ -427,6 +430,8 @@ class TranslateParameters(GeoganAlgorithm):
             self.BLEND, "Blending of overlapping tiles", options=BLENDS, defaultValue=0)))
         self.addParameter(_advanced(QgsProcessingParameterBoolean(
             self.COG, "Write a Cloud Optimized GeoTIFF", defaultValue=False)))
+        self.addParameter(_advanced(QgsProcessingParameterBoolean(
+            self.TTA, "Test-time augmentation (average the trained orientations)", defaultValue=False)))
 
     def _settings(self, parameters: dict, context: Any) -> dict:
         """The keyword arguments of translate_raster / translate_rasters that both algorithms take."""
@@ -441,6 +446,7 @@ class TranslateParameters(GeoganAlgorithm):
             precision=PRECISION_CHOICES[self.parameterAsEnum(parameters, self.PRECISION, context)],
             blend=BLENDS[self.parameterAsEnum(parameters, self.BLEND, context)],
             cog=self.parameterAsBoolean(parameters, self.COG, context),
+            tta=self.parameterAsBoolean(parameters, self.TTA, context),
         )
 
 
