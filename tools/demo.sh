@@ -13,7 +13,8 @@
 #    training (tools/demo_train.yaml: ~5 min on 2 CPU cores; tools/demo_train_gpu.yaml,
 #    bigger, when torch sees a GPU);
 # 4. translates the held-out SAR scene sample_data/sar_test.tif into a georeferenced RGB
-#    GeoTIFF on the same grid;
+#    GeoTIFF on the same grid, with test-time augmentation (--tta: the mean over the 8
+#    orientations the model was trained under);
 # 5. computes a baseline (tools/demo_baseline.py: histogram matching of the SAR VV dB to the
 #    RGB training bands) on the same grid;
 # 6. evaluates both against the true RGB sample_data/rgb_test_truth.tif, per class of
@@ -106,7 +107,7 @@ timed train "${GEOGAN[@]}" train "$OUT/train.yaml" --data "$TRAIN_DATA" --out "$
 
 stage "predict: sar_test.tif -> $OUT/sar_test_to_rgb.tif"
 timed predict "${GEOGAN[@]}" predict "$OUT/run/model.geogan" "$DATA/sar_test.tif" "$OUT/sar_test_to_rgb.tif" \
-  --direction a2b --tile-size "$TILE" --overlap "$OVERLAP" --overwrite
+  --direction a2b --tile-size "$TILE" --overlap "$OVERLAP" --tta --overwrite
 
 stage "baseline: histogram matching -> $OUT/baseline_rgb.tif"
 timed baseline "$VENV_PY" "$TOOLS/demo_baseline.py" "$DATA/sar_test.tif" "$DATA/rgb_train.tif" "$OUT/baseline_rgb.tif"
