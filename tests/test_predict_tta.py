@@ -74,6 +74,7 @@ def test_a_pointwise_network_is_unchanged_by_tta_and_the_grid_is_kept(tmp_path):
     tta = translate_raster(_model("all"), src, tmp_path / "tta.tif", tile_size=32, overlap=8, tta=True)
     with rasterio.open(plain.path) as a, rasterio.open(tta.path) as b:
         assert (a.transform, a.crs, a.shape) == (b.transform, b.crs, b.shape)
+        assert (a.tags()["GEOGAN_TTA_ORIENTATIONS"], b.tags()["GEOGAN_TTA_ORIENTATIONS"]) == ("1", "8")
         np.testing.assert_allclose(b.read(), a.read(), rtol=1e-5, atol=1e-6)
 
 

@@ -224,7 +224,8 @@ class Predictor:
                         if desc:
                             out.set_band_description(i, str(desc))
                     out.update_tags(GEOGAN_VERSION=__version__, GEOGAN_DIRECTION=job.direction,
-                                    GEOGAN_PRECISION=self.precision_name)
+                                    GEOGAN_PRECISION=self.precision_name,
+                                    GEOGAN_TTA_ORIENTATIONS=str(len(self.translator.orientations)))
                     stats = ScenePipeline(job, self.translator, self.device, out, dst).run()
         except io_errors() as exc:
             if isinstance(exc, GeoganError):

@@ -26,10 +26,10 @@ from ..bands import DomainSpec
 from ..errors import Cancelled, ModelFileError, describe
 from ..progress import Progress
 from ..scenes import Scene
+from . import tta
 from .blender import Blender, DevicePixels
 from .plan import Panel, TileGrid
 from .reader import BufferPool, RowDone, StripReader, TileBatch, TileBatcher
-from . import tta
 from .stages import END, Channel, PipelineState
 from .writer import BlockWriter, FinishedRows, PanelDone
 
