@@ -192,14 +192,12 @@ def fmt(values: list[float], spec: str) -> str:
 
 
 def summary(results: list[dict]) -> list[str]:
-    groups: dict[tuple[str, str, bool], list[dict]] = {}
-    for r in results:
-        groups.setdefault(group_key(r), []).append(r)
+    groups = grouped(results)
     lines = [f"{'route':<14} {'upsample':<9} {'n':>2} {'PSNR dB':>14} {'SSIM':>14} {'SAM deg':>12} {'MAE':>12} "
              f"{'own %':>11} {'seam':>14} {'train s':>9}  classes painted as another (per seed)"]
     for (route, up, tta), rs in groups.items():
         swapped = "; ".join(",".join(r["swapped"]) or "none" for r in rs)
-        lines.append(f"{route + (' +tta' if tta else ''):<14} {up:<9} {len(rs):>2} {fmt([r['psnr'] for r in rs], '.2f'):>14} "
+        lines.append(f"{label(route, tta):<14} {up:<9} {len(rs):>2} {fmt([r['psnr'] for r in rs], '.2f'):>14} "
                      f"{fmt([r['ssim'] for r in rs], '.3f'):>14} {fmt([r['sam'] for r in rs], '.2f'):>12} "
                      f"{fmt([r['mae'] for r in rs], '.2f'):>12} {fmt([100 * r['own_share'] for r in rs], '.1f'):>11} "
                      f"{fmt([r['seam'] for r in rs], '.3f'):>14} {fmt([r['train_s'] for r in rs], '.0f'):>9}  {swapped}")
@@ -210,10 +208,7 @@ def targets(results: list[dict]) -> list[str]:
     """Issue 11's targets, checked on the means over seeds."""
     base = next(r for r in results if r["route"] == "baseline")
     mean = lambda rs, k: statistics.mean(r[k] for r in rs)  # noqa: E731
-    groups: dict[tuple[str, str, bool], list[dict]] = {}
-    for r in results:
-        if r["route"] != "baseline":
-            groups.setdefault(group_key(r), []).append(r)
+    groups = grouped([r for r in results if r["route"] != "baseline"])
     if not groups:
         return []
     best = max(groups, key=lambda k: mean(groups[k], "psnr"))
@@ -238,8 +233,16 @@ def targets(results: list[dict]) -> list[str]:
     return out
 
 
-def group_key(r: dict) -> tuple[str, str, bool]:
-    return r["route"], r["upsample"], bool(r.get("tta", False))
+def grouped(results: list[dict]) -> dict[tuple[str, str, bool], list[dict]]:
+    """Results by (route, upsampling, test-time augmentation), the seeds of one setting together."""
+    groups: dict[tuple[str, str, bool], list[dict]] = {}
+    for r in results:
+        groups.setdefault((r["route"], r["upsample"], bool(r.get("tta", False))), []).append(r)
+    return groups
+
+
+def label(route: str, tta: bool) -> str:
+    return route + (" +tta" if tta else "")
 
 
 def parse_overrides(items: list[str]) -> dict:
@@ -301,7 +304,7 @@ def main(argv=None) -> int:
             for up in ups:
                 for r in run_one(route, chips, size, seed, up, args.out, overrides, tta_modes):
                     results.append(r)
-                    print(f"{route + (' +tta' if r['tta'] else ''):<14} {up:<9} seed {seed}: PSNR {r['psnr']:.2f} "
+                    print(f"{label(route, r['tta']):<14} {up:<9} seed {seed}: PSNR {r['psnr']:.2f} "
                           f"SSIM {r['ssim']:.3f} SAM {r['sam']:.2f} MAE {r['mae']:.2f} own {100 * r['own_share']:.1f}% "
                           f"seam {r['seam']:.3f} train {r['train_s']:.0f}s predict {r['predict_s']:.1f}s "
                           f"swapped: {', '.join(r['swapped']) or 'none'}", flush=True)
