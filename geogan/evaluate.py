@@ -92,6 +92,9 @@ class EvaluationReport:
         if self.sam is not None:
             out.append(f"SAM (mean spectral angle): {self.sam:.4f} degrees")
         out.append(f"SSIM window: {self.ssim_window}")
+        if math.isnan(self.ssim):
+            out.append("SSIM not computed (nan): no 11x11 window lies wholly within pixels valid in both rasters "
+                       "(a raster under 11 pixels across, or nodata within 5 pixels of every valid pixel)")
         if self.classes is not None:
             out += self.classes.lines()
         return out

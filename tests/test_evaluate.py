@@ -101,6 +101,19 @@ def test_identical_rasters(tmp_path):
     assert d["psnr"] == "inf" and d["sam"] is None and json.loads(json.dumps(d)) == d
 
 
+def test_ssim_of_a_raster_under_one_window_is_nan_and_says_why(tmp_path):
+    """8x8 pixels: no 11x11 window fits, so SSIM is NaN (null in JSON) and the text says why."""
+    data = np.random.default_rng(1).random((1, 8, 8)).astype(np.float32)
+    a = write_raster(tmp_path / "a.tif", data)
+    b = write_raster(tmp_path / "b.tif", data * 0.5)
+    r = ev.evaluate_rasters(a, b)
+    assert math.isnan(r.ssim) and r.bands[0].ssim_pixels == 0 and r.mae > 0
+    assert r.to_dict()["ssim"] is None
+    assert any(line.startswith("SSIM not computed") and "11x11" in line for line in r.lines())
+    big = write_raster(tmp_path / "big.tif", np.random.default_rng(2).random((1, 12, 12)).astype(np.float32))
+    assert not any(line.startswith("SSIM not computed") for line in ev.evaluate_rasters(big, big).lines())
+
+
 def test_ssim_of_constant_images_is_the_luminance_term():
     """Constant images differing by an offset: SSIM reduces to the luminance term."""
     x = np.full((20, 20), 10.0)
