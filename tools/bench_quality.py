@@ -6,6 +6,8 @@ trained with the same budget, scored on the held-out test scene beside a baselin
     python tools/bench_quality.py --seeds 3            # mean ± std over seeds 0, 1, 2
     python tools/bench_quality.py --upsample transpose,resize --seeds 3   # the upsampling comparison
     python tools/bench_quality.py --gpu                # bigger networks and more steps, for CUDA
+    python tools/bench_quality.py --routes pix2pixhd --steps 3200 --size chip_size=128 \
+        --size crop_size=128 --size batch_size=1 --out bq_long   # 4x the pixels, larger context
 
 Data (``sample_data/``, see its README): unpaired SAR (``sar_train.tif``, region 1) and RGB
 (``rgb_train.tif``, region 2), and a small co-registered pair (``sar_pair.tif`` /
@@ -60,10 +62,10 @@ TILE, OVERLAP = 256, 64
 LAMBDA_FEAT = 10.0  # Pix2PixHD's feature-matching weight
 
 #: Sizes on the CPU: ~15 minutes for the three default routes on 2 idle cores.
-CPU = dict(steps=800, batch_size=4, crop_size=64, ngf=16, ndf=32, n_layers_d=3, generator="resnet_6blocks",
+CPU = dict(steps=800, batch_size=4, crop_size=64, chip_size=64, ngf=16, ndf=32, n_layers_d=3, generator="resnet_6blocks",
            skip_generator="resnet_skip_6blocks", stride=32, pair_stride=16)
 #: Sizes on a CUDA GPU: bigger networks, more steps, more overlapping chips.
-GPU = dict(steps=6000, batch_size=8, crop_size=64, ngf=32, ndf=64, n_layers_d=3, generator="resnet_9blocks",
+GPU = dict(steps=6000, batch_size=8, crop_size=64, chip_size=64, ngf=32, ndf=64, n_layers_d=3, generator="resnet_9blocks",
            skip_generator="resnet_skip_9blocks", stride=16, pair_stride=8)
 
 
@@ -91,16 +93,29 @@ def export(out: Path, size: dict) -> dict:
     """Chips: unpaired SAR/RGB, and the co-registered pairs (the same for every route and seed)."""
     import geogan
 
-    common = dict(tile_size=64, min_valid=0.95, seed=0, kind_a="sar", kind_b="optical")
+    common = dict(tile_size=size["chip_size"], min_valid=0.95, seed=0, kind_a="sar", kind_b="optical")
     out.mkdir(parents=True, exist_ok=True)
     unpaired, paired = out / "chips", out / "chips_paired"
-    if not (unpaired / "geogan_chips.json").exists():
+    if not reuse_chips(unpaired, size["chip_size"], size["stride"]):
         geogan.export_chips(DATA / "sar_train.tif", DATA / "rgb_train.tif", unpaired, stride=size["stride"],
                             val_fraction=0.1, **common)
-    if not (paired / "geogan_chips.json").exists():
+    if not reuse_chips(paired, size["chip_size"], size["pair_stride"]):
         geogan.export_chips(DATA / "sar_pair.tif", DATA / "rgb_pair.tif", paired, stride=size["pair_stride"],
                             paired=True, val_fraction=0.0, **common)  # few pairs: all for training
     return {"unpaired": unpaired, "paired": paired}
+
+
+def reuse_chips(folder: Path, chip_size: int, stride: int) -> bool:
+    """True when ``folder`` already holds an export of these chips; refuses one of other chips."""
+    from geogan.chips import read_chips_metadata
+
+    if not (folder / "geogan_chips.json").exists():
+        return False
+    meta = read_chips_metadata(folder)
+    if (meta["tile_size"], meta["stride"]) != (chip_size, stride):
+        raise SystemExit(f"{folder}: holds {meta['tile_size']} px chips every {meta['stride']} px, not {chip_size} "
+                         f"every {stride}; choose another --out")
+    return True
 
 
 def steps_per_epoch(chips: Path, batch: int) -> int:
@@ -257,6 +272,21 @@ def parse_overrides(items: list[str]) -> dict:
     return out
 
 
+def sized(base: dict, items: list[str]) -> dict:
+    """``base`` (CPU or GPU) with ``--size KEY=VALUE`` overrides, each of the type it replaces."""
+    size = dict(base)
+    for item in items:
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or key not in size:
+            raise SystemExit(f"--size {item!r}: expected KEY=VALUE with KEY one of {', '.join(size)}")
+        try:
+            size[key] = type(size[key])(value.strip())
+        except ValueError:
+            raise SystemExit(f"--size {item!r}: {key} takes a {type(size[key]).__name__}") from None
+    return size
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seeds", type=int, default=1, help="repeat with seeds 0..N-1 (default 1)")
@@ -265,6 +295,9 @@ def main(argv=None) -> int:
                     help="transpose, resize, or both comma-separated (default: the config default)")
     ap.add_argument("--steps", type=int, default=None, help="training steps per route (default: 800 CPU, 6000 GPU)")
     ap.add_argument("--gpu", action="store_true", help="the CUDA sizes (bigger networks, more steps)")
+    ap.add_argument("--size", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a size of every route (steps, batch_size, crop_size, chip_size, ngf, ..."
+                         "), e.g. --size chip_size=128 --size crop_size=128 --size batch_size=1")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
     ap.add_argument("--set", action="append", default=[], metavar="[ROUTE.]KEY=VALUE",
                     help="override a training setting (all routes, or one), e.g. --set semi.lambda_paired=20")
@@ -281,7 +314,7 @@ def main(argv=None) -> int:
         torch.set_num_threads(args.threads)
     if args.gpu and not torch.cuda.is_available():
         raise SystemExit("--gpu: torch sees no CUDA device")
-    size = dict(GPU if args.gpu else CPU)
+    size = sized(GPU if args.gpu else CPU, args.size)
     if args.steps:
         size["steps"] = args.steps
     routes = [r.strip() for r in args.routes.split(",") if r.strip()]
@@ -296,7 +329,7 @@ def main(argv=None) -> int:
     device = "cuda" if torch.cuda.is_available() else "cpu"
     print(f"device {device} ({torch.get_num_threads()} CPU thread(s)), {size['steps']} steps "
           f"of batch {size['batch_size']} per route, {size['generator']} (cyclegan) / {size['skip_generator']} "
-          f"ngf {size['ngf']}, crop {size['crop_size']}",
+          f"ngf {size['ngf']}, crop {size['crop_size']} of {size['chip_size']} px chips",
           flush=True)
     results = [baseline(args.out)]
     for seed in range(args.seeds):
