@@ -5,7 +5,9 @@
 #
 # 1. Training: CycleGAN images/s for the paper configuration (resnet_9blocks ngf64, 256², fp32,
 #    batch 1: the reference repo's setting) and the fastest measured configuration (precision x
-#    layout x compile x batch), their ratio, and model FLOP utilisation (bf16 dense peak).
+#    layout x compile x batch), their ratio, and model FLOP utilisation (bf16 dense peak). The
+#    eager grid is batches 16 and 8 only: with 1 and 4 too (H200, 2026-11-28) it used the 140 s
+#    budget before any compiled configuration (~80 s to compile) could start.
 # 2. Prediction: end-to-end vs model-only megapixels/s on a generated 8192x8192 scene, peak GPU memory.
 # 3. Agreement: the same prediction on the CPU (fp32) and on CUDA (fp32, bf16, fp16).
 # 4. The CUDA tests (tests/test_train_gpu.py, tests/test_predict_gpu.py): training with the CUDA
@@ -39,7 +41,7 @@ PYEOF
 status=0
 step() { echo; echo "== $1"; shift; "$@" || { echo "gpu_check: step failed (exit $?)"; status=1; }; }
 step "training throughput (tools/bench_train.py)" \
-  timeout 170 "$PY" tools/bench_train.py --device cuda --json "$OUTDIR/train.json"
+  timeout 170 "$PY" tools/bench_train.py --device cuda --batches 16,8 --compile-batches 16 --json "$OUTDIR/train.json"
 step "prediction throughput (tools/bench_predict.py)" \
   timeout 100 "$PY" tools/bench_predict.py --device cuda --sizes 8192x8192 --no-rss --json "$OUTDIR/predict.json"
 step "CPU vs CUDA agreement of one prediction" \
