@@ -62,11 +62,11 @@ TILE, OVERLAP = 256, 64
 LAMBDA_FEAT = 10.0  # Pix2PixHD's feature-matching weight
 
 #: Sizes on the CPU: ~15 minutes for the three default routes on 2 idle cores.
-CPU = dict(steps=800, batch_size=4, crop_size=64, chip_size=64, ngf=16, ndf=32, n_layers_d=3, generator="resnet_6blocks",
-           skip_generator="resnet_skip_6blocks", stride=32, pair_stride=16)
+CPU = dict(steps=800, batch_size=4, crop_size=64, chip_size=64, ngf=16, ndf=32, n_layers_d=3,
+           generator="resnet_6blocks", skip_generator="resnet_skip_6blocks", stride=32, pair_stride=16)
 #: Sizes on a CUDA GPU: bigger networks, more steps, more overlapping chips.
-GPU = dict(steps=6000, batch_size=8, crop_size=64, chip_size=64, ngf=32, ndf=64, n_layers_d=3, generator="resnet_9blocks",
-           skip_generator="resnet_skip_9blocks", stride=16, pair_stride=8)
+GPU = dict(steps=6000, batch_size=8, crop_size=64, chip_size=64, ngf=32, ndf=64, n_layers_d=3,
+           generator="resnet_9blocks", skip_generator="resnet_skip_9blocks", stride=16, pair_stride=8)
 
 
 def route_config(route: str, size: dict, seed: int, upsample: str, steps_per_epoch: int) -> dict:

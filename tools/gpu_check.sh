@@ -41,7 +41,8 @@ PYEOF
 status=0
 step() { echo; echo "== $1"; shift; "$@" || { echo "gpu_check: step failed (exit $?)"; status=1; }; }
 step "training throughput (tools/bench_train.py)" \
-  timeout 170 "$PY" tools/bench_train.py --device cuda --batches 16,8 --compile-batches 16 --json "$OUTDIR/train.json"
+  timeout 170 "$PY" tools/bench_train.py --device cuda --batches 16,8 --compile-batches 16 \
+  --json "$OUTDIR/train.json"
 step "prediction throughput (tools/bench_predict.py)" \
   timeout 100 "$PY" tools/bench_predict.py --device cuda --sizes 8192x8192 --no-rss --json "$OUTDIR/predict.json"
 step "CPU vs CUDA agreement of one prediction" \
