@@ -466,6 +466,31 @@ def test_scene_specs_are_one_per_line_or_semicolon_separated():
                                       "/vsizip//d/x.zip/b.tif"]
 
 
+def test_typed_relative_scene_paths_are_taken_relative_to_the_project_folder(tmp_path):
+    home = str(tmp_path)
+    odd = tmp_path / "odd,name.tif"
+    odd.write_bytes(b"")
+    text = ("S1/a_VV.tif,S1/a_VH.tif\n@lists/more.txt; s1/*.tif\n/abs/b.tif;~/c.tif\n"
+            "/vsizip//d/x.zip/b.tif;odd,name.tif\nS2")
+    assert glue.scene_specs(text, home) == [
+        f"{home}/S1/a_VV.tif,{home}/S1/a_VH.tif", f"@{home}/lists/more.txt", f"{home}/s1/*.tif",
+        "/abs/b.tif", "~/c.tif", "/vsizip//d/x.zip/b.tif", str(odd), f"{home}/S2"]
+    assert glue.scene_specs("a.tif,b.tif", None) == ["a.tif,b.tif"]  # unsaved project: as typed
+    assert glue.scene_specs("/x/a.tif,b.tif", home) == [f"/x/a.tif,{home}/b.tif"]
+
+
+def test_a_typed_relative_scene_is_found_beside_the_project(tmp_path, make_raster, monkeypatch):
+    vv = make_raster("s_VV.tif", np.full((1, 8, 8), -12.0, np.float32))
+    vh = make_raster("s_VH.tif", np.full((1, 8, 8), -18.0, np.float32))
+    monkeypatch.chdir("/")  # QGIS started from a desktop launcher
+    scene = glue.single_scene(None, f"{vv.name},{vh.name}", "Input raster", ToolError, str(vv.parent))
+    assert scene.parts == (str(vv), str(vh))
+    with pytest.raises(ToolError) as info:
+        glue.single_scene(None, "s_VV.tif", "Input raster", ToolError, str(tmp_path / "elsewhere"))
+    assert "elsewhere/s_VV.tif': no such file" in str(info.value)
+    assert glue.domain_inputs([], "s_*.tif", "Domain A", ToolError, str(vv.parent)) == [f"{vv.parent}/s_*.tif"]
+
+
 def test_domain_inputs_take_layers_or_scene_paths_never_both_or_neither(tmp_path):
     odd = str(tmp_path / "odd,name[1].tif")  # a layer's file name is never read as scene syntax
     inputs = glue.domain_inputs([odd, "/d/b.tif"], "", "Domain A", ToolError)

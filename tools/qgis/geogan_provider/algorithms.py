@@ -85,6 +85,13 @@ def layer_path(layer: Any, what: str) -> str:
     return gdal_name(QgsProviderRegistry.instance().decodeUri("gdal", layer.source()), layer.source())
 
 
+def project_folder(context: Any) -> Optional[str]:
+    """The current project's folder, against which typed relative scene paths are taken (None for
+    an unsaved project: they then stay relative to QGIS's working folder)."""
+    project = context.project() if context is not None else None
+    return (project.homePath() if project is not None else "") or None
+
+
 def _multiline(name: str, description: str) -> QgsProcessingParameterString:
     return QgsProcessingParameterString(name, description, multiLine=True, optional=True)
 
@@ -234,7 +241,7 @@ class ExportChipsAlgorithm(GeoganAlgorithm):
     def _domain(self, parameters: dict, layers: str, scenes: str, domain: str, context: Any) -> list:
         files = [layer_path(lyr, f"Domain {domain}") for lyr in self.parameterAsLayerList(parameters, layers, context)]
         return domain_inputs(files, self.parameterAsString(parameters, scenes, context), f"Domain {domain}",
-                             QgsProcessingException)
+                             QgsProcessingException, project_folder(context))
 
     def processAlgorithm(self, parameters: dict, context: Any, feedback: Any) -> dict:
         geogan = import_geogan(QgsProcessingException)
@@ -489,7 +496,7 @@ class TranslateRasterAlgorithm(TranslateParameters):
         if self._given(parameters, self.INPUT):
             layer_file = layer_path(self.parameterAsRasterLayer(parameters, self.INPUT, context), "Input raster")
         src = single_scene(layer_file, self.parameterAsString(parameters, self.INPUT_SCENE, context),
-                           "Input raster", QgsProcessingException)
+                           "Input raster", QgsProcessingException, project_folder(context))
         if src.is_multi:
             feedback.pushInfo(f"Input scene of {len(src.parts)} files, stacked in order: {src.label}")
         dst = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
@@ -555,7 +562,7 @@ class TranslateManyAlgorithm(TranslateParameters):
 
         files = [layer_path(lyr, "Input rasters") for lyr in self.parameterAsLayerList(parameters, self.INPUT, context)]
         scenes = domain_inputs(files, self.parameterAsString(parameters, self.SCENES, context), "Input rasters",
-                               QgsProcessingException)
+                               QgsProcessingException, project_folder(context))
         out_dir = self.parameterAsString(parameters, self.OUTPUT, context)
         result = run_with_feedback(
             geogan.translate_rasters, feedback, QgsProcessingException,

@@ -93,25 +93,53 @@ def gdal_name(parts: Mapping[str, Any], source: str) -> str:
     return path
 
 
-def scene_specs(text: Optional[str]) -> list[str]:
+def scene_specs(text: Optional[str], base: Optional[str] = None) -> list[str]:
     """The scenes typed into a text field: one per line or ``;``-separated, blanks dropped.
     Each entry is geogan's scene syntax (a file, ``a.tif,b.tif``, ``@list.txt``, glob, folder,
-    GDAL path) and is expanded by geogan itself."""
+    GDAL path) and is expanded by geogan itself; relative paths are taken relative to ``base``
+    (the QGIS project's folder, see :func:`anchored`)."""
     if text is None:
         return []
     specs = []
     for line in str(text).splitlines():
         specs.extend(part.strip() for part in line.split(";"))
-    return [spec for spec in specs if spec]
+    return [anchored(spec, base) for spec in specs if spec]
+
+
+def anchored(spec: str, base: Optional[str]) -> str:
+    """A typed scene with its relative file paths joined to ``base``.
+
+    A QGIS process's working folder is wherever QGIS was started from (``/`` from a desktop
+    launcher), so ``S1/VV.tif`` typed beside a project must mean the project's folder, as QGIS
+    itself stores layer paths. Absolute, ``~`` and GDAL paths stay as they are; each file of a
+    comma-joined scene, a list file (``@list.txt``; its lines stay relative to the list) and a
+    glob or folder are joined; with no ``base`` (an unsaved project) nothing changes."""
+    if not base:
+        return spec
+    if spec.startswith("@"):
+        return "@" + _anchored_path(spec[1:], base)
+    whole = _anchored_path(spec, base)
+    if "," not in spec or Path(whole).exists():
+        return whole  # a file whose name holds a comma is one file
+    return ",".join(_anchored_path(part.strip(), base) for part in spec.split(","))
+
+
+def _anchored_path(path: str, base: str) -> str:
+    from geogan.scenes import is_gdal_path
+
+    if not path or is_gdal_path(path) or path.startswith("~") or Path(path).is_absolute():
+        return path
+    return str(Path(base) / path)
 
 
 def domain_inputs(layer_files: Sequence[str], scene_text: Optional[str], what: str,
-                  error_cls: type) -> list:
+                  error_cls: type, base: Optional[str] = None) -> list:
     """One domain's inputs for ``geogan.export_chips``/``translate_rasters``: the layers' files
-    (each one scene, its name never parsed as syntax) or the typed scenes, never both or neither."""
+    (each one scene, its name never parsed as syntax) or the typed scenes (relative to ``base``),
+    never both or neither."""
     from geogan.scenes import Scene
 
-    specs = scene_specs(scene_text)
+    specs = scene_specs(scene_text, base)
     if layer_files and specs:
         raise error_cls(f"{what}: give raster layers or scene paths, not both "
                         f"({len(layer_files)} layer(s) and {len(specs)} scene path(s) given)")
@@ -120,13 +148,15 @@ def domain_inputs(layer_files: Sequence[str], scene_text: Optional[str], what: s
     return [Scene((f,)) for f in layer_files] if layer_files else specs
 
 
-def single_scene(layer_file: Optional[str], scene_text: Optional[str], what: str, error_cls: type) -> Any:
+def single_scene(layer_file: Optional[str], scene_text: Optional[str], what: str, error_cls: type,
+                 base: Optional[str] = None) -> Any:
     """The one scene to translate: the layer's file, or the typed scene (comma-joined files or a
-    GDAL path), as a ``geogan.Scene``. Several scenes, both or neither are refused in one line."""
+    GDAL path; relative to ``base``), as a ``geogan.Scene``. Several scenes, both or neither are
+    refused in one line."""
     from geogan.errors import GeoganError
     from geogan.scenes import Scene, expand_scenes
 
-    specs = scene_specs(scene_text)
+    specs = scene_specs(scene_text, base)
     if layer_file and specs:
         raise error_cls(f"{what}: give a raster layer or a scene path, not both")
     if layer_file:
