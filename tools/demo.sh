@@ -5,12 +5,12 @@
 #   tools/demo.sh [--quick] [--out DIR]
 #
 # 1. makes (or reuses) .venv with a CPU torch and geogan (tools/_env.sh);
-# 2. exports 64-pixel paired chips from the co-registered pair sample_data/sar_pair.tif (A) /
+# 2. exports paired chips (128 pixels on the CPU) from the co-registered pair sample_data/sar_pair.tif (A) /
 #    rgb_pair.tif (B), a small area inside the RGB training region, far from the test scene
 #    (and, for a cyclegan config, unpaired chips of sar_train.tif / rgb_train.tif as well:
 #    the pairs then make it a semi-supervised CycleGAN);
 # 3. trains the route that scored best in tools/bench_quality.py: Pix2PixHD-style paired
-#    training (tools/demo_train.yaml: ~5 min on 2 CPU cores; tools/demo_train_gpu.yaml,
+#    training (tools/demo_train.yaml: ~7 min on 2 CPU cores; tools/demo_train_gpu.yaml,
 #    bigger, when torch sees a GPU);
 # 4. translates the held-out SAR scene sample_data/sar_test.tif into a georeferenced RGB
 #    GeoTIFF on the same grid, with test-time augmentation (--tta: the mean over the 8
@@ -73,11 +73,11 @@ done
 
 GPU="$("$VENV_PY" -c 'import torch; print(torch.cuda.is_available())')"
 if [ "$QUICK" = 1 ]; then
-  CONFIG="$TOOLS/demo_train_quick.yaml"; STRIDE=64; PAIR_STRIDE=32; TILE=128; OVERLAP=32
+  CONFIG="$TOOLS/demo_train_quick.yaml"; CHIP=64; STRIDE=64; PAIR_STRIDE=32; TILE=128; OVERLAP=32
 elif [ "$GPU" = "True" ]; then
-  CONFIG="$TOOLS/demo_train_gpu.yaml"; STRIDE=16; PAIR_STRIDE=8; TILE=256; OVERLAP=64
+  CONFIG="$TOOLS/demo_train_gpu.yaml"; CHIP=64; STRIDE=16; PAIR_STRIDE=8; TILE=256; OVERLAP=64
 else
-  CONFIG="$TOOLS/demo_train.yaml"; STRIDE=32; PAIR_STRIDE=16; TILE=256; OVERLAP=64
+  CONFIG="$TOOLS/demo_train.yaml"; CHIP=128; STRIDE=32; PAIR_STRIDE=16; TILE=256; OVERLAP=64
 fi
 MODEL="$(sed -n 's/^model: *\([a-z0-9]*\).*/\1/p' "$CONFIG")"
 if [ "$MODEL" = pix2pix ]; then NAME="Pix2PixHD"; else NAME="semi-supervised CycleGAN"; fi
@@ -87,7 +87,7 @@ t0=$SECONDS
 "${GEOGAN[@]}" chips \
   --a "$DATA/sar_pair.tif" --kind-a sar \
   --b "$DATA/rgb_pair.tif" --kind-b optical --paired \
-  --out "$OUT/chips_paired" --tile-size 64 --stride "$PAIR_STRIDE" --min-valid 0.95 --val-fraction 0 --seed 0
+  --out "$OUT/chips_paired" --tile-size "$CHIP" --stride "$PAIR_STRIDE" --min-valid 0.95 --val-fraction 0 --seed 0
 cp "$CONFIG" "$OUT/train.yaml"
 TRAIN_DATA="$OUT/chips_paired"
 if [ "$MODEL" = cyclegan ]; then
@@ -95,7 +95,7 @@ if [ "$MODEL" = cyclegan ]; then
   "${GEOGAN[@]}" chips \
     --a "$DATA/sar_train.tif" --kind-a sar \
     --b "$DATA/rgb_train.tif" --kind-b optical \
-    --out "$OUT/chips" --tile-size 64 --stride "$STRIDE" --min-valid 0.95 --val-fraction 0.1 --seed 0
+    --out "$OUT/chips" --tile-size "$CHIP" --stride "$STRIDE" --min-valid 0.95 --val-fraction 0.1 --seed 0
   TRAIN_DATA="$OUT/chips"
   printf 'data_paired: %s\n' "$OUT/chips_paired" >> "$OUT/train.yaml"
 fi
