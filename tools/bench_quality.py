@@ -42,8 +42,8 @@ tile boundaries; the raw ratio, which also moves with what the few boundary line
 ``results.json`` as ``seam_raw``) and
 the training time; then the targets of issue 11 checked against the histogram-matching
 baseline (``tools/demo_baseline.py``), for the best route by PSNR and for every route (PSNR and
-SSIM can name different best routes), ending with the routes that meet them all. Everything lands in ``--out`` (default
-``bench_quality_out/``), with ``results.json``.
+SSIM can name different best routes), ending with the routes that meet them all. Everything
+lands in ``--out`` (default ``bench_quality_out/``), with ``results.json``.
 """
 from __future__ import annotations
 
