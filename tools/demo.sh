@@ -7,8 +7,8 @@
 # 1. makes (or reuses) .venv with a CPU torch and geogan (tools/_env.sh);
 # 2. exports paired chips (128 pixels on the CPU) from the co-registered pair
 #    sample_data/sar_pair.tif (A) / rgb_pair.tif (B), a small area inside the RGB training
-#    region, far from the test scene (and, for a cyclegan config, unpaired chips of sar_train.tif / rgb_train.tif as well:
-#    the pairs then make it a semi-supervised CycleGAN);
+#    region, far from the test scene (and, for a cyclegan config, unpaired chips of
+#    sar_train.tif / rgb_train.tif as well: the pairs then make it a semi-supervised CycleGAN);
 # 3. trains the route that scored best in tools/bench_quality.py: Pix2PixHD-style paired
 #    training (tools/demo_train.yaml: ~7 min on 2 CPU cores; tools/demo_train_gpu.yaml,
 #    bigger, when torch sees a GPU);
