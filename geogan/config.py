@@ -149,6 +149,11 @@ class TrainConfig:
     #: (tools/bench_quality.py): 10 / 30 / 100 gave PSNR 18.20 / 18.48 / 18.85 dB, SSIM 0.437 /
     #: 0.479 / 0.525: the few pairs are the only signal of which class maps to which.
     lambda_paired: float = 100.0
+    #: Semi-supervised CycleGAN only: weight of the GAN terms of two conditional discriminators
+    #: that judge the pairs side by side, (A, B) and (B, A), as Pix2Pix's does; 0 = none. They
+    #: reward each class its own colour where the single-image discriminators reward any
+    #: realistic one.
+    lambda_pair_gan: float = 0.0
     pool_size: int = 50
     lr: float = 2e-4
     beta1: float = 0.5
@@ -196,6 +201,9 @@ class TrainConfig:
         if self.data_paired is not None and self.model != "cyclegan":
             raise ConfigError("config: data_paired: extra pairs are for a cyclegan; a pix2pix trains on the "
                               "paired export given as data")
+        if self.lambda_pair_gan > 0 and self.data_paired is None:
+            raise ConfigError("config: lambda_pair_gan: the pair discriminators need pairs; set data_paired "
+                              "(a paired chips export) or lambda_pair_gan: 0")
 
         def positive(name: str, allow_zero: bool = False) -> None:
             v = getattr(self, name)
@@ -204,7 +212,8 @@ class TrainConfig:
 
         for name in ("ngf", "ndf", "n_layers_d", "num_d", "batch_size", "crop_size", "lr", "log_every"):
             positive(name)
-        for name in ("lambda_cycle", "lambda_identity", "lambda_l1", "lambda_feat", "lambda_paired", "pool_size",
+        for name in ("lambda_cycle", "lambda_identity", "lambda_l1", "lambda_feat", "lambda_paired", "lambda_pair_gan",
+                     "pool_size",
                      "epochs_decay", "checkpoint_every", "epochs"):
             positive(name, allow_zero=True)
         if self.num_workers is not None:

@@ -245,6 +245,53 @@ def test_semi_supervised_step_adds_the_paired_losses():
     assert "paired_a2b" not in plain.loss_names
 
 
+def test_pair_discriminators_judge_source_and_target_side_by_side():
+    """With lambda_pair_gan, D_pair_a2b sees (A, B) and D_pair_b2a (B, A): the real pair, then the
+    pair with the generator's output, invalid pixels hidden; their terms join the step's losses."""
+    model = _semi(lambda_pair_gan=2.0)
+    assert model.loss_names[-4:] == ("pair_gan_a2b", "pair_gan_b2a", "D_pair_a2b", "D_pair_b2a")
+    batch = _cyclegan_batch()
+    batch["pa_valid"][:, :, :6] = False
+    seen = {}
+    for name in ("D_pair_a2b", "D_pair_b2a"):
+        model.nets[name].register_forward_hook(lambda m, inp, out, name=name: seen.setdefault(name, []).append(inp[0]))
+    before = [p.detach().clone() for p in model.nets["D_pair_a2b"].parameters()]
+    model.set_input(batch)
+    model.optimize_parameters()
+    valid = batch["pa_valid"] & batch["pb_valid"]
+    for name, source, target in (("D_pair_a2b", "pa", "pb"), ("D_pair_b2a", "pb", "pa")):
+        fake_step, real_step, fake_for_d = seen[name]  # generator step, then D: real, fake
+        n = batch[source].shape[1]
+        assert real_step.shape[1] == 5 and torch.equal(real_step[:, :n], batch[source] * valid)
+        assert torch.equal(real_step[:, n:], batch[target] * valid)
+        assert torch.equal(fake_step[:, :n], real_step[:, :n]) and torch.equal(fake_for_d, fake_step)
+        assert torch.all(fake_step[:, n:][~valid.expand(-1, fake_step.shape[1] - n, -1, -1)] == 0)
+    losses = model.current_losses()
+    assert all(losses[k] > 0 for k in ("pair_gan_a2b", "pair_gan_b2a", "D_pair_a2b", "D_pair_b2a"))
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.nets["D_pair_a2b"].parameters()))
+    assert "D_pair_a2b" not in _semi().nets
+
+
+def test_pair_gan_term_reaches_the_generator_and_is_weighted():
+    """The pair GAN term is lambda_pair_gan x the GAN loss of D_pair on (A, fake B), and its
+    gradient reaches G_a2b."""
+    terms = {}
+    for weight in (1.0, 3.0):
+        model = _semi(lambda_pair_gan=weight)
+        model.set_input(_cyclegan_batch())
+        model.paired_losses()
+        terms[weight] = model.losses["pair_gan_a2b"]
+    assert terms[3.0].item() == pytest.approx(3 * terms[1.0].item(), rel=1e-6)
+    model = _semi(lambda_pair_gan=1.0)
+    model.set_input(_cyclegan_batch())
+    model.paired_losses()
+    model.losses["pair_gan_a2b"].backward()
+    assert all(p.grad is None for p in model.nets["G_b2a"].parameters())
+    assert sum(p.grad.abs().sum() for p in model.nets["G_a2b"].parameters()) > 0
+    with pytest.raises(ConfigError, match="lambda_pair_gan.*data_paired"):
+        TrainConfig(**TINY, lambda_pair_gan=1.0)
+
+
 def test_cyclegan_discriminators_see_reals_with_the_batches_nodata_footprint():
     torch.manual_seed(0)
     model = CycleGAN(TrainConfig(**TINY), spec("sar", 2), spec("optical", 3), torch.device("cpu"))
@@ -309,14 +356,15 @@ def _generators(path: Path) -> dict:
     return read_payload(path)["generators"]
 
 
-def test_semi_supervised_training_round_trips_through_the_model_file_and_resumes(tmp_path):
+@pytest.mark.parametrize("pair_gan", [0.0, 0.5])
+def test_semi_supervised_training_round_trips_through_the_model_file_and_resumes(tmp_path, pair_gan):
     from geogan import Cancelled, CallbackProgress
     from geogan.modelfile import load_model, read_payload
     from geogan.trainer import train
 
     chips, pairs = _exports(tmp_path)
     cfg = dict(TINY, data=str(chips), data_paired=str(pairs), lambda_paired=7.5, batch_size=1, epochs=2,
-               discriminator="multiscale", num_d=2, lambda_feat=3.0)
+               discriminator="multiscale", num_d=2, lambda_feat=3.0, lambda_pair_gan=pair_gan)
     straight = train(dict(cfg, out=str(tmp_path / "straight")))
     payload = read_payload(straight)
     config = payload["training"]["config"]
@@ -324,10 +372,12 @@ def test_semi_supervised_training_round_trips_through_the_model_file_and_resumes
     assert TrainConfig(**config) == TrainConfig(**cfg, out=str(tmp_path / "straight"))  # the config round-trips
     arch = payload["architecture"]
     assert arch["semi_supervised"] is True and arch["discriminator"] == "multiscale" and arch["num_d"] == 2
+    assert arch["pair_gan"] is (pair_gan > 0) and config["lambda_pair_gan"] == pair_gan
     assert payload["training"]["paired_chips"] == len(list((pairs / "train_a").glob("*.tif")))
     assert load_model(straight).directions == ["a2b", "b2a"]
     header = (tmp_path / "straight" / "losses.csv").read_text().splitlines()[0]
-    assert header.endswith("paired_a2b,paired_b2a,feat_a2b,feat_b2a")
+    pair_terms = ",pair_gan_a2b,pair_gan_b2a,D_pair_a2b,D_pair_b2a" if pair_gan else ""
+    assert header.endswith("paired_a2b,paired_b2a,feat_a2b,feat_b2a" + pair_terms)
 
     seen = []
     stop = CallbackProgress(on_update=lambda d, t, m: seen.append(d), is_cancelled=lambda: len(seen) >= 3)
@@ -341,11 +391,15 @@ def test_semi_supervised_training_round_trips_through_the_model_file_and_resumes
 def test_resuming_with_another_discriminator_is_refused(tmp_path):
     from geogan.trainer import train
 
-    chips, _ = _exports(tmp_path)
+    chips, pairs = _exports(tmp_path)
     cfg = dict(TINY, data=str(chips), out=str(tmp_path / "run"))
     train(cfg)
     with pytest.raises(CheckpointError, match="discriminator='patch'.*discriminator='multiscale'"):
         train(dict(cfg, discriminator="multiscale", num_d=2), resume=True)
+    semi = dict(cfg, data_paired=str(pairs), out=str(tmp_path / "semi"))
+    train(semi)
+    with pytest.raises(CheckpointError, match="pair_gan=False.*pair_gan=True"):
+        train(dict(semi, lambda_pair_gan=1.0), resume=True)
 
 
 def test_paired_export_must_match_the_unpaired_domains(tmp_path):

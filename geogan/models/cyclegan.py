@@ -267,6 +267,14 @@ class CycleGAN(GanModel):
     to which B class, which cycle consistency alone cannot (a cycle-consistent permutation of
     classes — water painted urban and urban painted water — is a perfectly good optimum of
     the unpaired losses).
+
+    **Conditional discriminators on the pairs** (``lambda_pair_gan`` > 0). ``D_b`` and ``D_a``
+    judge single images, so they reward *some* realistic colour for a road, not the road's
+    own. Two more discriminators judge the pairs side by side as Pix2Pix's does: ``D_pair_a2b``
+    sees (A, B) and ``D_pair_b2a`` sees (B, A), real pair vs. the pair with the generator's
+    output. Their GAN terms (× ``lambda_pair_gan``) tie each output to its input's structure,
+    and with ``lambda_feat`` > 0 feature matching uses them instead of ``D_b``/``D_a`` (as
+    Pix2PixHD, whose discriminators are conditional too).
     """
 
     generator_names = ("G_a2b", "G_b2a")
@@ -274,6 +282,7 @@ class CycleGAN(GanModel):
     loss_names = ("D_a", "G_a2b", "cycle_a", "idt_a", "D_b", "G_b2a", "cycle_b", "idt_b")
     paired_loss_names = ("paired_a2b", "paired_b2a")
     feature_loss_names = ("feat_a2b", "feat_b2a")
+    pair_gan_loss_names = ("pair_gan_a2b", "pair_gan_b2a", "D_pair_a2b", "D_pair_b2a")
 
     def __init__(self, cfg: Any, spec_a: DomainSpec, spec_b: DomainSpec, device: torch.device,
                  amp_dtype: Optional[torch.dtype] = None, channels_last: bool = False, seed: int = 0) -> None:
@@ -289,8 +298,14 @@ class CycleGAN(GanModel):
         }
         self.semi_supervised = bool(cfg.data_paired)
         self.feature_matching = self.semi_supervised and cfg.lambda_feat > 0
+        self.pair_gan = self.semi_supervised and cfg.lambda_pair_gan > 0
+        if self.pair_gan:
+            self.nets["D_pair_a2b"] = build_discriminator(in_channels=ca + cb, **d)
+            self.nets["D_pair_b2a"] = build_discriminator(in_channels=ca + cb, **d)
+            self.discriminator_names = self.discriminator_names + ("D_pair_a2b", "D_pair_b2a")
         self.loss_names = (self.loss_names + (self.paired_loss_names if self.semi_supervised else ())
-                           + (self.feature_loss_names if self.feature_matching else ()))
+                           + (self.feature_loss_names if self.feature_matching else ())
+                           + (self.pair_gan_loss_names if self.pair_gan else ()))
         self.use_identity, self.identity_note = identity_decision(spec_a, spec_b, cfg.lambda_identity)
         self.pools = {"a": ImagePool(cfg.pool_size, seed), "b": ImagePool(cfg.pool_size, seed + 1)}
         self._finish_build()
@@ -331,25 +346,50 @@ class CycleGAN(GanModel):
         names = ["G_a2b", "G_b2a", "cycle_a", "cycle_b", "idt_a", "idt_b"]
         if self.semi_supervised:
             self.paired_losses()
-            names += [n for n in self.paired_loss_names + self.feature_loss_names if n in self.loss_names]
+            generator_terms = self.paired_loss_names + self.feature_loss_names + self.pair_gan_loss_names[:2]
+            names += [n for n in generator_terms if n in self.loss_names]
         return sum(self.losses[k] for k in names)
 
     def paired_losses(self) -> None:
-        """The semi-supervised terms: masked L1 on the pairs both ways (and feature matching)."""
+        """The semi-supervised terms: masked L1 on the pairs both ways (and the discriminators' terms)."""
         nets, cfg, valid = self.nets, self.cfg, self.pair_valid
         with self.autocast():
-            fake_pb = nets["G_a2b"](self.pair_a)
-            fake_pa = nets["G_b2a"](self.pair_b)
-        self.losses["paired_a2b"] = masked_l1(fake_pb, self.pair_b, valid) * cfg.lambda_paired
-        self.losses["paired_b2a"] = masked_l1(fake_pa, self.pair_a, valid) * cfg.lambda_paired
-        if self.feature_matching:
+            self.fake_pb = nets["G_a2b"](self.pair_a)
+            self.fake_pa = nets["G_b2a"](self.pair_b)
+        self.losses["paired_a2b"] = masked_l1(self.fake_pb, self.pair_b, valid) * cfg.lambda_paired
+        self.losses["paired_b2a"] = masked_l1(self.fake_pa, self.pair_a, valid) * cfg.lambda_paired
+        if self.pair_gan or self.feature_matching:
             with self.autocast():
-                for name, D, fake, real in (("feat_a2b", nets["D_b"], fake_pb, self.pair_b),
-                                            ("feat_b2a", nets["D_a"], fake_pa, self.pair_a)):
-                    with torch.no_grad():
-                        real_features = D(hide_invalid(real, valid), features=True)
-                    fm = feature_matching(D(hide_invalid(fake, valid), features=True), real_features)
-                    self.losses[name] = fm * cfg.lambda_feat
+                for direction in ("a2b", "b2a"):
+                    self.paired_adversarial_losses(direction)
+
+    def pair_views(self, direction: str, fake: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(source, real target, fake target) of one direction's pairs, invalid pixels hidden."""
+        valid = self.pair_valid
+        source, target = (self.pair_a, self.pair_b) if direction == "a2b" else (self.pair_b, self.pair_a)
+        return hide_invalid(source, valid), hide_invalid(target, valid), hide_invalid(fake, valid)
+
+    def paired_adversarial_losses(self, direction: str) -> None:
+        """One direction's generator terms from the discriminators on the pairs.
+
+        With the conditional pair discriminator: its GAN term, and feature matching on it;
+        without: feature matching on the single-image discriminator (``D_b`` for a2b).
+        """
+        fake = self.fake_pb if direction == "a2b" else self.fake_pa
+        source, real, fake = self.pair_views(direction, fake)
+        if self.pair_gan:
+            D = self.nets[f"D_pair_{direction}"]
+            real, fake = torch.cat([source, real], 1), torch.cat([source, fake], 1)
+        else:
+            D = self.nets["D_b" if direction == "a2b" else "D_a"]
+        fake_features = D(fake, features=True)
+        if self.pair_gan:
+            gan = self.criterion_gan([f[-1] for f in fake_features], True)
+            self.losses[f"pair_gan_{direction}"] = gan * self.cfg.lambda_pair_gan
+        if self.feature_matching:
+            with torch.no_grad():
+                real_features = D(real, features=True)
+            self.losses[f"feat_{direction}"] = feature_matching(fake_features, real_features) * self.cfg.lambda_feat
 
     def backward_D_basic(self, net: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
         with self.autocast():
@@ -364,11 +404,19 @@ class CycleGAN(GanModel):
         real_a = hide_invalid(self.real_a, self.footprint)
         self.losses["D_b"] = self.backward_D_basic(self.nets["D_b"], real_b, fake_b)
         self.losses["D_a"] = self.backward_D_basic(self.nets["D_a"], real_a, fake_a)
-        return self.losses["D_a"] + self.losses["D_b"]
+        total = self.losses["D_a"] + self.losses["D_b"]
+        if self.pair_gan:
+            for direction, fake in (("a2b", self.fake_pb), ("b2a", self.fake_pa)):
+                source, real, fake = self.pair_views(direction, fake)
+                name = f"D_pair_{direction}"
+                self.losses[name] = self.backward_D_basic(self.nets[name], torch.cat([source, real], 1),
+                                                          torch.cat([source, fake], 1))
+                total = total + self.losses[name]
+        return total
 
     def optimize_parameters(self) -> None:
         """One training step: forward, freeze D, step G, unfreeze D, step D (with the history pools)."""
-        discriminators = [self.nets["D_a"], self.nets["D_b"]]
+        discriminators = [self.nets[name] for name in self.discriminator_names]
         self.forward()
         self.set_requires_grad(discriminators, False)
         self.optimizers["G"].zero_grad(set_to_none=True)

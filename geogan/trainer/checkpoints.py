@@ -23,9 +23,9 @@ CHECKPOINT_VERSION = 1
 CHECKPOINT_NAME = "checkpoint.pt"
 #: Keys that must match between a checkpoint and the run resuming it.
 ARCHITECTURE_KEYS = ("model", "generator", "ngf", "ndf", "n_layers_d", "dropout", "upsample", "gan_mode",
-                     "discriminator", "num_d", "norm")
+                     "discriminator", "num_d", "norm", "pair_gan")
 #: What a checkpoint written before a key existed was trained with.
-LEGACY_ARCHITECTURE = {"discriminator": "patch", "num_d": 1, "norm": "instance"}
+LEGACY_ARCHITECTURE = {"discriminator": "patch", "num_d": 1, "norm": "instance", "pair_gan": False}
 #: Top-level keys of a checkpoint and their types (int/float counters are checked as numbers).
 REQUIRED_KEYS: dict[str, tuple[type, ...]] = {
     "architecture": (dict,), "domains": (dict,), "config": (dict,), "epoch": (int,), "batch_in_epoch": (int,),
@@ -45,6 +45,7 @@ def architecture(cfg: Any, size_multiple: int) -> dict:
         "discriminator": cfg.discriminator, "num_d": cfg.num_d if cfg.discriminator == "multiscale" else 1,
         "lambda_feat": cfg.lambda_feat, "unet_depth": unet_depth(cfg.generator),
         "semi_supervised": bool(cfg.data_paired), "norm": cfg.norm,
+        "pair_gan": bool(cfg.data_paired) and cfg.lambda_pair_gan > 0,
     }
 
 
