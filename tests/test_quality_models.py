@@ -535,3 +535,23 @@ def test_norm_is_recorded_and_rebuilt_from_the_model_file(tmp_path):
     assert model.architecture["norm"] == "batch"
     assert isinstance(model.generators["a2b"].model[2], torch.nn.BatchNorm2d)
     assert model.architecture["upsample"] == "resize"  # the measured default
+
+
+@pytest.mark.parametrize("size_name", ["CPU", "GPU"])
+def test_every_route_of_the_quality_benchmark_is_a_valid_config(size_name):
+    """tools/bench_quality.py runs for an hour a seed: a route it cannot train should fail here."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "tools" / "bench_quality.py"
+    spec_ = importlib.util.spec_from_file_location("bench_quality", path)
+    bench = importlib.util.module_from_spec(spec_)
+    spec_.loader.exec_module(bench)
+    size = getattr(bench, size_name)
+    for route in bench.ROUTES:
+        cfg = bench.route_config(route, size, seed=1, upsample="resize", steps_per_epoch=10)
+        if route == "semi":
+            cfg["data_paired"] = "pairs"
+        config = TrainConfig(**cfg, data="chips", out="run")
+        assert config.epochs + config.epochs_decay == round(size["steps"] / 10)
+    semi = TrainConfig(**bench.route_config("semi", size, 0, "resize", 10), data_paired="pairs")
+    assert semi.lambda_pair_gan > 0 and semi.discriminator == "multiscale" and semi.generator.startswith("resnet_skip")

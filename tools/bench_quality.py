@@ -8,7 +8,7 @@ trained with the same budget, scored on the held-out test scene beside a baselin
     python tools/bench_quality.py --gpu                # bigger networks and more steps, for CUDA
     python tools/bench_quality.py --seeds 3 --steps 3200 --size chip_size=128 \
         --size crop_size=128 --size batch_size=1 --out bq_long   # 4x the pixels, larger context:
-                                                                   # every target met (~47 min a seed)
+                                                                   # every target met (~55 min a seed)
 
 Data (``sample_data/``, see its README): unpaired SAR (``sar_train.tif``, region 1) and RGB
 (``rgb_train.tif``, region 2), and a small co-registered pair (``sar_pair.tif`` /
@@ -21,7 +21,11 @@ network width and depth):
 
 * ``cyclegan``  — unpaired chips only (the papers' recipe: ResNet generators, instance norm, LSGAN);
 * ``semi``      — the same plus the pairs (``data_paired``: masked L1 both ways, λ 100), with the
-  generators of ``pix2pixhd`` (below);
+  generators and discriminators of ``pix2pixhd`` (below), plus conditional discriminators on the
+  pairs (``lambda_pair_gan`` 1) that feature matching uses. Without those (``--set
+  semi.lambda_pair_gan=0 --set semi.discriminator=patch --set semi.lambda_feat=0``, the recipe of
+  the README's 15-minute and upsampling tables) it painted road as ploughed field in every seed at
+  the long size;
 * ``pix2pix``   — the pairs only, the paper's recipe (vanilla GAN loss, PatchGAN, instance norm);
 * ``pix2pixhd`` — the pairs only, sharpened as Pix2PixHD: two discriminator scales (a 64-pixel crop
   leaves 32 pixels at the second), feature matching (λ 10), LSGAN and no dropout; a ResNet
@@ -62,6 +66,7 @@ DEFAULT_ROUTES = ("cyclegan", "semi", "pix2pixhd")
 PAIRED_ROUTES = ("semi", "pix2pix", "pix2pixhd")
 TILE, OVERLAP = 256, 64
 LAMBDA_FEAT = 10.0  # Pix2PixHD's feature-matching weight
+LAMBDA_PAIR_GAN = 1.0  # the GAN weight of Pix2Pix(HD), beside L1 100
 
 #: Sizes on the CPU: ~15 minutes for the three default routes on 2 idle cores.
 CPU = dict(steps=800, batch_size=4, crop_size=64, chip_size=64, ngf=16, ndf=32, n_layers_d=3,
@@ -83,11 +88,14 @@ def route_config(route: str, size: dict, seed: int, upsample: str, steps_per_epo
     else:
         cfg["model"] = "pix2pix"
     if route in ("semi", "pix2pixhd"):
-        # the absolute SAR level tells the fields apart (instance norm removes it); skips keep roads
-        cfg.update(norm="none", generator=size["skip_generator"])
-    if route == "pix2pixhd":
-        # a 64-pixel crop leaves 32 pixels at the second scale; LSGAN and no dropout as Pix2PixHD
-        cfg.update(discriminator="multiscale", num_d=2, gan_mode="lsgan", dropout=False, lambda_feat=LAMBDA_FEAT)
+        # the absolute SAR level tells the fields apart (instance norm removes it); skips keep roads;
+        # Pix2PixHD's discriminators (a 64-pixel crop leaves 32 pixels at the second scale), LSGAN
+        # and no dropout
+        cfg.update(norm="none", generator=size["skip_generator"], discriminator="multiscale", num_d=2,
+                   gan_mode="lsgan", dropout=False, lambda_feat=LAMBDA_FEAT)
+    if route == "semi":
+        # ... and they judge the pairs side by side (conditional), as Pix2PixHD's do: roads kept
+        cfg["lambda_pair_gan"] = LAMBDA_PAIR_GAN
     return cfg
 
 
