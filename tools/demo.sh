@@ -9,9 +9,10 @@
 #    sample_data/sar_pair.tif (A) / rgb_pair.tif (B), a small area inside the RGB training
 #    region, far from the test scene (and, for a cyclegan config, unpaired chips of
 #    sar_train.tif / rgb_train.tif as well: the pairs then make it a semi-supervised CycleGAN);
-# 3. trains the route that scored best in tools/bench_quality.py: Pix2PixHD-style paired
-#    training (tools/demo_train.yaml: ~7 min on 2 CPU cores; tools/demo_train_gpu.yaml,
-#    bigger, when torch sees a GPU);
+# 3. trains a Pix2PixHD-style model on the pairs, the best route by SSIM in
+#    tools/bench_quality.py (the semi-supervised CycleGAN matches its PSNR with 4.7x the
+#    training time): tools/demo_train.yaml, ~7 min on 2 CPU cores; tools/demo_train_gpu.yaml,
+#    bigger, when torch sees a GPU;
 # 4. translates the held-out SAR scene sample_data/sar_test.tif into a georeferenced RGB
 #    GeoTIFF on the same grid, with test-time augmentation (--tta: the mean over the 8
 #    orientations the model was trained under);
