@@ -213,8 +213,7 @@ class TrainConfig:
         for name in ("ngf", "ndf", "n_layers_d", "num_d", "batch_size", "crop_size", "lr", "log_every"):
             positive(name)
         for name in ("lambda_cycle", "lambda_identity", "lambda_l1", "lambda_feat", "lambda_paired", "lambda_pair_gan",
-                     "pool_size",
-                     "epochs_decay", "checkpoint_every", "epochs"):
+                     "pool_size", "epochs_decay", "checkpoint_every", "epochs"):
             positive(name, allow_zero=True)
         if self.num_workers is not None:
             positive("num_workers", allow_zero=True)

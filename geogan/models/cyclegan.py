@@ -282,7 +282,8 @@ class CycleGAN(GanModel):
     loss_names = ("D_a", "G_a2b", "cycle_a", "idt_a", "D_b", "G_b2a", "cycle_b", "idt_b")
     paired_loss_names = ("paired_a2b", "paired_b2a")
     feature_loss_names = ("feat_a2b", "feat_b2a")
-    pair_gan_loss_names = ("pair_gan_a2b", "pair_gan_b2a", "D_pair_a2b", "D_pair_b2a")
+    pair_gan_loss_names = ("pair_gan_a2b", "pair_gan_b2a")
+    pair_discriminator_loss_names = ("D_pair_a2b", "D_pair_b2a")
 
     def __init__(self, cfg: Any, spec_a: DomainSpec, spec_b: DomainSpec, device: torch.device,
                  amp_dtype: Optional[torch.dtype] = None, channels_last: bool = False, seed: int = 0) -> None:
@@ -303,9 +304,10 @@ class CycleGAN(GanModel):
             self.nets["D_pair_a2b"] = build_discriminator(in_channels=ca + cb, **d)
             self.nets["D_pair_b2a"] = build_discriminator(in_channels=ca + cb, **d)
             self.discriminator_names = self.discriminator_names + ("D_pair_a2b", "D_pair_b2a")
+        pair_terms = self.pair_gan_loss_names + self.pair_discriminator_loss_names
         self.loss_names = (self.loss_names + (self.paired_loss_names if self.semi_supervised else ())
                            + (self.feature_loss_names if self.feature_matching else ())
-                           + (self.pair_gan_loss_names if self.pair_gan else ()))
+                           + (pair_terms if self.pair_gan else ()))
         self.use_identity, self.identity_note = identity_decision(spec_a, spec_b, cfg.lambda_identity)
         self.pools = {"a": ImagePool(cfg.pool_size, seed), "b": ImagePool(cfg.pool_size, seed + 1)}
         self._finish_build()
@@ -346,7 +348,7 @@ class CycleGAN(GanModel):
         names = ["G_a2b", "G_b2a", "cycle_a", "cycle_b", "idt_a", "idt_b"]
         if self.semi_supervised:
             self.paired_losses()
-            generator_terms = self.paired_loss_names + self.feature_loss_names + self.pair_gan_loss_names[:2]
+            generator_terms = self.paired_loss_names + self.feature_loss_names + self.pair_gan_loss_names
             names += [n for n in generator_terms if n in self.loss_names]
         return sum(self.losses[k] for k in names)
 
