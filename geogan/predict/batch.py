@@ -10,6 +10,7 @@ of the scenes (``rank``, ``world_size``); :mod:`geogan.predict.distributed` gath
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
@@ -19,6 +20,7 @@ from typing import Any, Iterable, Optional, Sequence, Union
 
 from .. import raster
 from ..errors import Cancelled, ConfigError, GeoganError, OutputError, describe
+from ..notices import WarningCollector, with_warnings
 from ..outputs import check_writable_dir, os_reason
 from ..progress import ProgressLike, as_progress
 from ..scenes import Scene, SceneLike, expand_scenes
@@ -40,6 +42,8 @@ class SceneOutcome:
     result: Optional[PredictionResult] = None
     seconds: float = 0.0
     rank: int = 0
+    #: The warnings logged while this scene was handled, as the CLI prints them.
+    warnings: tuple[str, ...] = ()
 
     def describe_failure(self) -> str:
         """The error as one line that names the scene once."""
@@ -49,12 +53,13 @@ class SceneOutcome:
     def to_dict(self) -> dict:
         """Plain values (for the summary exchanged between torchrun ranks)."""
         return {"scene": self.scene, "output": str(self.output), "status": self.status, "error": self.error,
-                "seconds": self.seconds, "rank": self.rank}
+                "seconds": self.seconds, "rank": self.rank, "warnings": list(self.warnings)}
 
     @classmethod
     def from_dict(cls, d: dict) -> "SceneOutcome":
         return cls(scene=d["scene"], output=Path(d["output"]), status=d["status"], error=d.get("error"),
-                   seconds=float(d.get("seconds", 0.0)), rank=int(d.get("rank", 0)))
+                   seconds=float(d.get("seconds", 0.0)), rank=int(d.get("rank", 0)),
+                   warnings=tuple(d.get("warnings", ())))
 
 
 @dataclass(frozen=True)
@@ -68,6 +73,8 @@ class BatchResult:
     world_size: int = 1
     #: Ranks of a torchrun job that failed outright or were lost, one line each (rank 0's merged result).
     rank_problems: tuple[str, ...] = field(default=())
+    #: Every warning of the batch, as the CLI prints them (each scene's are also on its outcome).
+    warnings: tuple[str, ...] = ()
 
     @property
     def written(self) -> list[SceneOutcome]:
@@ -104,14 +111,15 @@ class BatchResult:
 
     def to_dict(self) -> dict:
         """This rank's outcome as plain values (what a torchrun rank posts for rank 0)."""
-        return {"rank": self.rank, "seconds": self.seconds, "outcomes": [o.to_dict() for o in self.outcomes]}
+        return {"rank": self.rank, "seconds": self.seconds, "outcomes": [o.to_dict() for o in self.outcomes],
+                "warnings": list(self.warnings)}
 
 
 def merge_results(payloads: dict, out_dir: Path, seconds: float) -> BatchResult:
     """Rank 0: the whole job's result from every rank's posted :meth:`BatchResult.to_dict` (None: lost;
     ``{"fatal": message}``: the rank failed outright), outcomes back in input order."""
     world = len(payloads)
-    indexed, problems = [], []
+    indexed, problems, warnings = [], [], []
     for r in range(world):
         payload = payloads.get(r)
         if payload is None:
@@ -119,10 +127,11 @@ def merge_results(payloads: dict, out_dir: Path, seconds: float) -> BatchResult:
         elif payload.get("fatal"):
             problems.append(f"rank {r} failed: {payload['fatal']}")
         else:
+            warnings.extend(w for w in payload.get("warnings", ()) if w not in warnings)
             for i, o in enumerate(payload.get("outcomes", [])):
                 indexed.append((i * world + r, SceneOutcome.from_dict(o)))  # round robin: shard()'s order
     outcomes = tuple(o for _, o in sorted(indexed, key=lambda t: t[0]))
-    return BatchResult(outcomes, out_dir, seconds, 0, world, tuple(problems))
+    return BatchResult(outcomes, out_dir, seconds, 0, world, tuple(problems), tuple(warnings))
 
 
 def output_name(scene: Scene) -> str:
@@ -162,6 +171,7 @@ def check_complete(path: Path, expected: tuple[int, int, int, str]) -> Optional[
     return None
 
 
+@with_warnings
 def translate_rasters(model_or_path: Any, scenes: Union[SceneLike, Iterable[SceneLike]],
                       out_dir: Union[str, os.PathLike], *, overwrite: bool = False, progress: ProgressLike = None,
                       device: Any = "auto", precision: Any = "auto", rank: int = 0, world_size: int = 1,
@@ -174,7 +184,9 @@ def translate_rasters(model_or_path: Any, scenes: Union[SceneLike, Iterable[Scen
     blend, cog, compress, units, ...). Complete outputs are skipped unless ``overwrite``; a scene
     that fails is recorded and the batch goes on; a cancel stops at once. ``progress`` counts
     scenes and shows the current scene's tiles in its message. Returns every scene's outcome;
-    under torchrun (``rank`` of ``world_size``) only this rank's share is translated.
+    under torchrun (``rank`` of ``world_size``) only this rank's share is translated. Each
+    outcome's ``warnings`` holds what was logged while its scene was handled, the result's all of
+    the call's (the sentences the CLI prints).
     """
     started = time.perf_counter()
     prog = as_progress(progress)
@@ -188,7 +200,9 @@ def translate_rasters(model_or_path: Any, scenes: Union[SceneLike, Iterable[Scen
     outcomes = []
     for i, (scene, dst) in enumerate(plan):
         prog.update(i, len(plan), scene.name)
-        outcomes.append(_one(predictor, scene, dst, overwrite, _SceneProgress(prog, i, len(plan), scene.name), rank))
+        with WarningCollector() as notes:
+            outcome = _one(predictor, scene, dst, overwrite, _SceneProgress(prog, i, len(plan), scene.name), rank)
+        outcomes.append(dataclasses.replace(outcome, warnings=notes.warnings))
         if prog.cancelled():
             raise Cancelled("batch prediction cancelled")
     prog.update(len(plan), len(plan), "done")

@@ -20,6 +20,7 @@ from typing import Any, Optional, Sequence, Union
 
 from .. import raster
 from ..errors import ConfigError, GeoganError, ModelFileError, OutputError, RasterError, describe
+from ..notices import with_warnings
 from ..outputs import OutputLock, temp_path
 from ..progress import ProgressLike, as_progress
 from ..scenes import Scene, SceneLike, as_scene
@@ -57,6 +58,8 @@ class PredictionResult(os.PathLike):
     units: Optional[str] = None
     #: Column panels the scene was processed in (memory is bounded by one panel).
     panels: int = 1
+    #: The warnings of this translation, as the CLI prints them (see :mod:`geogan.notices`).
+    warnings: tuple[str, ...] = ()
 
     def __fspath__(self) -> str:
         return str(self.path)
@@ -141,6 +144,7 @@ class Predictor:
         with raster.open_raster(scene, require_georeference=False) as ds:
             return ds.width, ds.height, self.out_spec.count, self.out_spec.dtype
 
+    @with_warnings
     def translate(self, src: SceneLike, dst: Union[str, os.PathLike], *, overwrite: bool = False,
                   progress: ProgressLike = None) -> PredictionResult:
         """Translate one scene into ``dst`` (see :func:`translate_raster`)."""
@@ -269,6 +273,7 @@ def write_cog(plain: Path, dst: Path, compress: str, label: Path) -> None:
                           f"{raster.disk_hint(dst)}") from None
 
 
+@with_warnings
 def translate_raster(model_or_path: Any, src: SceneLike, dst: Union[str, os.PathLike], *,
                      direction: str = "a2b", bands: Union[None, str, Sequence[int]] = None,
                      tile_size: int = 256, overlap: int = 64, batch_size: int = 8, device: Any = "auto",
@@ -293,7 +298,8 @@ def translate_raster(model_or_path: Any, src: SceneLike, dst: Union[str, os.Path
     whole scene was written and verified; a second run into the same ``dst`` is refused while
     this one is alive. ``tta`` averages the tile's translations in every orientation the model
     was trained under (8 with ``augment: all``; as many times the network's work): less copied
-    speckle and invented detail, the same edges (:mod:`geogan.predict.tta`).
+    speckle and invented detail, the same edges (:mod:`geogan.predict.tta`). The result's
+    ``warnings`` lists the warnings the call logged (the sentences the CLI prints).
     """
     options = PredictOptions(direction=direction, bands=bands, tile_size=tile_size, overlap=overlap,
                              batch_size=batch_size, blend=blend, cog=cog, compress=compress, units=units,

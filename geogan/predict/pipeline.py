@@ -24,6 +24,7 @@ from typing import Any, Optional
 
 from ..bands import DomainSpec
 from ..errors import Cancelled, ModelFileError, describe
+from ..notices import carry_collector
 from ..progress import Progress
 from ..scenes import Scene
 from . import tta
@@ -133,9 +134,11 @@ class ScenePipeline:
         block_rows = self.dataset.block_shapes[0][0] if self.dataset.profile.get("tiled") else 1
         writer = BlockWriter(self.dataset, job.panels, job.target, block_rows,
                              to_pixels=self.pixels.to_numpy if self.pixels is not None else None)
-        threads = [threading.Thread(target=batcher.run, name="geogan-read", daemon=True),
-                   threading.Thread(target=writer.run, args=(self.to_writer, self.state, self.dst_label),
-                                    name="geogan-write", daemon=True)]
+        # carry_collector: what these threads log is this call's (its result's warnings)
+        threads = [threading.Thread(target=carry_collector(batcher.run), name="geogan-read", daemon=True),
+                   threading.Thread(target=carry_collector(writer.run),
+                                    args=(self.to_writer, self.state, self.dst_label), name="geogan-write",
+                                    daemon=True)]
         for t in threads:
             t.start()
         job.progress.update(0, self.total, "tiles")

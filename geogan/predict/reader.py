@@ -20,6 +20,7 @@ import numpy as np
 from .. import raster
 from ..bands import DomainSpec, normalize
 from ..errors import GeoganError, RasterError, describe
+from ..notices import carry_collector
 from ..scenes import Scene
 from .plan import Panel, TileGrid, pad_strip, panel_tile
 from .stages import END, Channel, PipelineState, io_errors
@@ -167,10 +168,11 @@ class TileBatcher:
     def _produce(self, pool: ThreadPoolExecutor) -> None:
         jobs = deque((p, r) for p in self.panels for r in range(self.reader.grid.n_rows))
         ahead: deque = deque()
+        read = carry_collector(self._read)  # what the pool's threads log belongs to this call
         while jobs or ahead:
             while jobs and len(ahead) < self.workers + 1:  # bounded read-ahead
                 panel, r = jobs.popleft()
-                ahead.append(pool.submit(self._read, panel, r))
+                ahead.append(pool.submit(read, panel, r))
             strip = ahead.popleft().result()
             if strip is None:
                 for f in ahead:
