@@ -14,19 +14,23 @@ so the next run writing beside the same destination removes the ones whose proce
 
 :class:`OutputLock` keeps two live runs from writing the same output (a training folder, a
 prediction); a lock left by a dead process is taken over, because the operating system drops
-an ``flock`` when its process ends.
+the lock (``flock`` on POSIX, ``LockFileEx`` on Windows, both through :mod:`filelock`) when its
+process ends. Whether a process is alive is asked without signals on Windows
+(:func:`pid_alive`), where ``os.kill`` would terminate it.
 """
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
 import re
 import secrets
 import shutil
+import sys
 import threading
 from pathlib import Path
-from typing import Callable, Iterator, Optional, Union
+from typing import Any, Callable, Iterator, Optional, Union
+
+from filelock import lock_descriptor
 
 from .errors import BusyError, GeoganError, OutputError, describe
 
@@ -56,20 +60,63 @@ def temp_owner(name: str, dst_name: str) -> Optional[int]:
 
 
 def pid_alive(pid: int) -> bool:
-    """True when a process with this id exists on this machine (a PID we may not signal counts)."""
+    """True when a process with this id exists on this machine (a PID we may not query counts).
+
+    Never sends a signal: on Windows ``os.kill(pid, 0)`` would *terminate* that process, so
+    there the process is opened for a query and asked for its exit code
+    (:func:`_windows_pid_alive`). Elsewhere signal 0 only checks that the PID exists.
+    """
     if pid <= 0:
         return False
     if pid == os.getpid():
         return True
+    if sys.platform == "win32":
+        return _windows_pid_alive(pid)
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:
-        return True
-    except OSError:
+    except (OverflowError, ValueError):
+        return False  # no process can have this number
+    except OSError:  # PermissionError (another user's process) or anything unforeseen: keep its files
         return True
     return True
+
+
+#: Windows API constants (winnt.h, winerror.h, minwinbase.h).
+_PROCESS_QUERY_LIMITED_INFORMATION = 0x1000
+_ERROR_ACCESS_DENIED = 5
+_ERROR_INVALID_PARAMETER = 87
+_STILL_ACTIVE = 259
+
+
+def _kernel32() -> Any:
+    import ctypes
+
+    return ctypes.WinDLL("kernel32", use_last_error=True)  # type: ignore[attr-defined]
+
+
+def _windows_pid_alive(pid: int) -> bool:
+    """``OpenProcess`` + ``GetExitCodeProcess``: alive while the exit code reads STILL_ACTIVE.
+
+    A PID that no process has (ERROR_INVALID_PARAMETER) is gone; one we may not open
+    (ERROR_ACCESS_DENIED: another user's, a protected process) exists. A process that exited
+    with code 259 reads as alive: its debris is kept, which is the safe mistake.
+    """
+    import ctypes
+    from ctypes import wintypes
+
+    k32 = _kernel32()
+    handle = k32.OpenProcess(_PROCESS_QUERY_LIMITED_INFORMATION, False, int(pid))
+    if not handle:
+        return ctypes.get_last_error() != _ERROR_INVALID_PARAMETER
+    try:
+        code = wintypes.DWORD()
+        if not k32.GetExitCodeProcess(handle, ctypes.byref(code)):
+            return True  # it exists (we opened it) but said nothing: keep its files
+        return code.value == _STILL_ACTIVE
+    finally:
+        k32.CloseHandle(handle)
 
 
 def remove_stale_temps(dst: PathLike) -> list[Path]:
@@ -238,10 +285,14 @@ class OutputLock:
     """An exclusive, process-lifetime lock on an output folder or file.
 
     ``with OutputLock(out_dir, "training output", directory=True):`` refuses with
-    :class:`BusyError` while another live process holds it. The lock is an ``flock`` on a small
-    file holding the owner's PID (``DIR/.geogan.lock`` for a folder, created if needed;
-    ``.NAME.geogan.lock`` beside a file): the OS releases it when the owner dies, so a stale lock
-    is simply taken over.
+    :class:`BusyError` while another live process holds it. The lock is taken with
+    :func:`filelock.lock_descriptor` (``flock`` on POSIX, ``LockFileEx`` on byte 0 on Windows)
+    on a small file holding the owner's PID (``DIR/.geogan.lock`` for a folder, created if
+    needed; ``.NAME.geogan.lock`` beside a file). Both are dropped by the operating system when
+    their process ends, however it ends, so a stale lock is simply taken over.
+
+    The PID is written after one space: Windows refuses other processes reads of the locked
+    byte 0, not of the bytes after it, so a refused run can still name the holder.
     """
 
     def __init__(self, target: PathLike, what: str = "output", *, directory: bool = False) -> None:
@@ -261,16 +312,11 @@ class OutputLock:
             except OSError as exc:
                 raise OutputError(f"{describe(self.target)}: cannot create the {self.what} ({os_reason(exc)})") from None
         for _ in range(10):  # retry if the file we locked was unlinked by a releasing owner meanwhile
-            try:
-                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-            except OSError as exc:
-                raise OutputError(f"{describe(self.target)}: cannot lock the {self.what} ({os_reason(exc)})") from None
+            fd = self._open()
             if not self._try_lock(fd):
-                owner = self._read_owner(fd)
+                owner = read_lock_owner(fd)
                 os.close(fd)
-                who = f" (PID {owner})" if owner else ""
-                raise BusyError(f"{describe(self.target)}: the {self.what} is in use by another geogan process{who}; "
-                                "wait for it to finish or choose another output")
+                raise BusyError(self.busy_message(owner))
             try:
                 same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
             except OSError:
@@ -280,49 +326,65 @@ class OutputLock:
                 continue
             try:
                 os.ftruncate(fd, 0)
-                os.write(fd, f"{os.getpid()}\n".encode("ascii"))
+                os.lseek(fd, 0, os.SEEK_SET)
+                os.write(fd, f" {os.getpid()}\n".encode("ascii"))
             except OSError as exc:  # e.g. a full disk: give the lock up whole, leave no lock file
-                with contextlib.suppress(OSError):
-                    os.unlink(self.path)
-                os.close(fd)
+                self._fd = fd
+                self.release()
                 raise OutputError(f"{describe(self.target)}: cannot lock the {self.what} ({os_reason(exc)})") from None
             self._fd = fd
             return self
         raise BusyError(f"{describe(self.target)}: could not lock the {self.what} (it keeps changing)")
 
-    @staticmethod
-    def _try_lock(fd: int) -> bool:
-        try:
-            import fcntl
-        except ImportError:  # Windows: no flock; the lock file alone marks the output as taken
-            return True
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return True
-        except OSError as exc:
-            if exc.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
-                return False
-            raise
+    def busy_message(self, owner: Optional[int]) -> str:
+        who = f" (PID {owner})" if owner else ""
+        return (f"{describe(self.target)}: the {self.what} is in use by another geogan process{who}; "
+                "wait for it to finish or choose another output")
 
-    @staticmethod
-    def _read_owner(fd: int) -> Optional[int]:
+    def _open(self) -> int:
         try:
-            text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
-            return int(text) if text else None
-        except (OSError, ValueError, AttributeError):
-            return None
+            return os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_BINARY", 0), 0o644)
+        except OSError as exc:
+            raise OutputError(f"{describe(self.target)}: cannot lock the {self.what} ({os_reason(exc)})") from None
+
+    def _try_lock(self, fd: int) -> bool:
+        """True when we hold the lock now; False when another process holds it."""
+        try:
+            return lock_descriptor(fd, blocking=False)
+        except OSError as exc:  # e.g. a filesystem without locks (ENOLCK): say so, never write unlocked
+            os.close(fd)
+            raise OutputError(f"{describe(self.target)}: cannot lock the {self.what} ({os_reason(exc)})") from None
 
     def release(self) -> None:
+        """Drop the lock and its file. POSIX: unlinked while still locked, so nobody can lock this
+        file after us. Windows cannot unlink an open file: closed first, then unlinked unless
+        another process has opened it meanwhile (then it stays, and is theirs)."""
         if self._fd is None:
             return
+        fd, self._fd = self._fd, None
+        try:
+            os.unlink(self.path)
+            unlinked = True
+        except OSError:
+            unlinked = False
         with contextlib.suppress(OSError):
-            os.unlink(self.path)  # while still locked: nobody can lock this inode after us
-        with contextlib.suppress(OSError):
-            os.close(self._fd)
-        self._fd = None
+            os.close(fd)  # closing drops the lock (flock / LockFileEx) with the handle
+        if not unlinked:
+            with contextlib.suppress(OSError):
+                os.unlink(self.path)
 
     def __enter__(self) -> "OutputLock":
         return self.acquire()
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+def read_lock_owner(fd: int) -> Optional[int]:
+    """The PID written in a lock file (None when unreadable: empty, being written, locked against reads)."""
+    try:
+        os.lseek(fd, 0, os.SEEK_SET)
+        text = os.read(fd, 32).decode("ascii", "replace").strip()
+        return int(text) if text else None
+    except (OSError, ValueError):
+        return None
