@@ -40,6 +40,7 @@ _LAZY = {
     "TrainConfig": "geogan.config",
     "load_train_config": "geogan.trainer",
     "train": "geogan.trainer",
+    "TrainResult": "geogan.trainer",
     "TranslationModel": "geogan.modelfile",
     "load_model": "geogan.modelfile",
     "save_model": "geogan.modelfile",

@@ -40,6 +40,7 @@ import numpy as np
 
 from . import raster
 from .errors import BandMismatchError, RasterError, describe
+from .notices import with_warnings
 
 K1, K2 = 0.01, 0.03
 SSIM_SIGMA = 1.5
@@ -77,6 +78,8 @@ class EvaluationReport:
     sam: Optional[float]
     ssim_window: str = "gaussian 11x11 sigma=1.5"
     classes: Optional["ClassReport"] = None
+    #: The warnings of the evaluation, as the CLI prints them (see :mod:`geogan.notices`).
+    warnings: tuple[str, ...] = ()
 
     def to_dict(self) -> dict:
         """Plain JSON-ready dict: NaN becomes null and an infinite PSNR the string "inf"."""
@@ -248,6 +251,7 @@ def _band_lists(bands, pred, truth, pred_path: Path, truth_path: Path) -> tuple[
 
 # --------------------------------------------------------------------------- metrics
 
+@with_warnings
 def evaluate_rasters(prediction: Union[str, os.PathLike], truth: Union[str, os.PathLike], *,
                      bands: Union[None, str, Sequence[int]] = None,
                      classes: Union[None, str, os.PathLike] = None) -> EvaluationReport:
@@ -257,6 +261,7 @@ def evaluate_rasters(prediction: Union[str, os.PathLike], truth: Union[str, os.P
     prediction has exactly that many bands and the truth more, it picks the truth's bands and
     the prediction's are taken in order. Rasters on different grids are refused. ``classes``,
     a one-band integer class raster on the same grid, adds per-class scores (``report.classes``).
+    ``report.warnings`` lists the warnings the call logged.
     """
     pred_p, truth_p = os.fspath(prediction), os.fspath(truth)  # not Path(): it would mangle /vsicurl/https://
     with raster.open_raster(pred_p, require_georeference=False) as pds, \

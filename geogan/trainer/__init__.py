@@ -20,12 +20,12 @@ from __future__ import annotations
 from .checkpoints import (ARCHITECTURE_KEYS, CHECKPOINT_FORMAT, CHECKPOINT_NAME, CHECKPOINT_VERSION, load_checkpoint,
                           save_checkpoint)
 from .distributed import PeerFailedError
-from .loop import MODEL_NAME, TrainingRun, load_train_config, train
+from .loop import MODEL_NAME, TrainingRun, TrainResult, load_train_config, train
 from .previews import _display_bands, to_display, write_preview  # noqa: F401  (_display_bands: tests)
 from .runtime import Runtime, resolve_runtime
 
 __all__ = [
-    "train", "load_train_config", "save_checkpoint", "load_checkpoint", "to_display", "write_preview",
+    "train", "TrainResult", "load_train_config", "save_checkpoint", "load_checkpoint", "to_display", "write_preview",
     "TrainingRun", "Runtime", "resolve_runtime", "PeerFailedError",
     "CHECKPOINT_FORMAT", "CHECKPOINT_VERSION", "CHECKPOINT_NAME", "MODEL_NAME", "ARCHITECTURE_KEYS",
 ]

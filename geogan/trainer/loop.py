@@ -33,6 +33,7 @@ import numpy as np
 from ..config import TrainConfig, from_mapping, load_yaml, to_dict
 from ..devices import resolve_device
 from ..errors import Cancelled, CheckpointError, ConfigError, GeoganError, OutputError, describe
+from ..notices import WarningCollector
 from ..progress import ProgressLike, as_progress
 from .batches import BatchPlan, PlanSampler, run_loader
 from .checkpoints import (CHECKPOINT_FORMAT, CHECKPOINT_NAME, CHECKPOINT_VERSION, architecture, check_compatible,
@@ -75,8 +76,19 @@ def load_train_config(source: Union[None, str, os.PathLike, Mapping[str, Any], T
     return from_mapping(TrainConfig, data, source=where)
 
 
+class TrainResult(type(Path())):  # type: ignore[misc]  # the platform's concrete Path class
+    """What :func:`train` returns: the path of ``OUT/model.geogan`` — a :class:`~pathlib.Path`, as
+    train always returned — with the run's ``warnings`` (the sentences the CLI prints). Paths
+    derived from it (``.parent``, ``/``) do not carry them."""
+
+    warnings: tuple[str, ...] = ()
+
+    def with_segments(self, *segments: Any) -> Path:  # Python >= 3.12: derived paths are plain
+        return Path(*segments)
+
+
 def train(config: Union[TrainConfig, Mapping[str, Any], str, os.PathLike], progress: ProgressLike = None, *,
-          resume: bool = False, on_event: Optional[EventHook] = None) -> Path:
+          resume: bool = False, on_event: Optional[EventHook] = None) -> TrainResult:
     """Train a CycleGAN or Pix2Pix on a chips export and return the path of ``OUT/model.geogan``.
 
     ``config`` is a :class:`TrainConfig`, a mapping of its keys, or a YAML file. ``progress``
@@ -85,14 +97,18 @@ def train(config: Union[TrainConfig, Mapping[str, Any], str, os.PathLike], progr
     so ``resume=True`` continues exactly there). ``resume=True`` without a checkpoint yet starts
     the run (with a warning). ``on_event(name, info)`` is called with ``"checkpoint"``,
     ``"epoch"`` and ``"end"`` (``info["generators"]`` holds the final weights on every process):
-    a hook for tests and tools.
+    a hook for tests and tools. The returned path's ``warnings`` lists the run's warnings.
     """
     cfg = config if isinstance(config, TrainConfig) else load_train_config(config)
     if not cfg.data:
         raise ConfigError("config: data: no chips directory given (--data DIR or 'data:' in the config)")
     if not cfg.out:
         raise ConfigError("config: out: no output directory given (--out DIR or 'out:' in the config)")
-    return TrainingRun(cfg, as_progress(progress), resume, on_event).run()
+    with WarningCollector() as notes:
+        path = TrainingRun(cfg, as_progress(progress), resume, on_event).run()
+    result = TrainResult(path)
+    result.warnings = notes.warnings
+    return result
 
 
 def check_output_folder(out: Path, data: Path) -> None:
