@@ -32,6 +32,7 @@ import numpy as np
 
 from ..bands import DomainSpec, StatsAccumulator
 from ..errors import InputError, OutputError, describe
+from ..notices import with_warnings
 from ..outputs import os_reason
 from ..progress import ProgressLike, as_progress, check_cancelled
 from ..raster import read_window, valid_mask, warped_onto
@@ -64,8 +65,9 @@ class ChipSummary:
     data would).
     ``sources[d]`` and ``small_rasters[d]`` name rasters by their absolute paths (a scene's
     files comma-joined). ``kind_reasons``/``units_reasons`` say why each kind and SAR units
-    were chosen; ``validation[d]`` what the validation split did; ``recovered`` what was put
-    back from an interrupted earlier run, if anything.
+    were chosen; ``validation[d]`` what the validation split did and what was kept of it;
+    ``recovered`` what was put back from an interrupted earlier run, if anything; ``warnings``
+    the export's warnings, as the CLI prints them.
     """
 
     out_dir: Path
@@ -80,6 +82,7 @@ class ChipSummary:
     units_reasons: dict[str, Optional[str]] = field(default_factory=dict)
     validation: dict[str, str] = field(default_factory=dict)
     recovered: Optional[str] = None
+    warnings: tuple[str, ...] = ()
 
     def lines(self) -> list[str]:
         """A short human summary (the CLI prints it)."""
@@ -336,6 +339,14 @@ class ExportRun:
                     reasons += f"; {tally.val} set aside for validation"
                 raise InputError(f"{names_of(self.sources[d])}: no training chips kept for domain {d} ({reasons})")
 
+    def warn_if_validation_dropped(self) -> None:
+        """Warn when the chips kept miss the validation fraction the windows met (e.g. no chip of the
+        validation blocks had enough valid pixels); paired, both domains have the same chips: once."""
+        for d in ("a",) if self.plan.options.paired else DOMAINS:
+            note = self.plan.domain(d).split.kept_warning(self.tally[d].train, self.tally[d].val)
+            if note:
+                log.warning("%s: %s", "domains a and b" if self.plan.options.paired else f"domain {d}", note)
+
     def specs(self) -> dict[str, DomainSpec]:
         """Each domain's spec: kind, bands, dtype, nodata, statistics, grid (paired B: A's grid), units."""
         out = {}
@@ -350,6 +361,7 @@ class ExportRun:
 
 # ------------------------------------------------------------------------------- the API
 
+@with_warnings
 def export_chips(
     a: Inputs,
     b: Inputs,
@@ -440,6 +452,7 @@ def _write_export(out_dir: Path, plan: ExportPlan, sources: dict[str, list[Sourc
         run = ExportRun(plan, sources, choices, writer, ticker)
         run.run()
         run.check_training_chips()
+        run.warn_if_validation_dropped()
         specs = run.specs()
         meta = build_metadata(plan, sources, choices, specs, run, regions)
         check_cancelled(ticker.progress, "chip export")
@@ -458,7 +471,8 @@ def _write_export(out_dir: Path, plan: ExportPlan, sources: dict[str, list[Sourc
         small_rasters={d: [sources[d][i].label for i in plan.domain(d).small] for d in DOMAINS},
         kind_reasons={d: choices[d].kind_reason for d in DOMAINS},
         units_reasons={d: choices[d].units_reason for d in DOMAINS},
-        validation={d: plan.domain(d).split.describe() for d in DOMAINS}, recovered=recovered,
+        validation={d: plan.domain(d).split.describe_kept(run.tally[d].train, run.tally[d].val) for d in DOMAINS},
+        recovered=recovered,
     )
 
 

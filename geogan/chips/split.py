@@ -17,7 +17,8 @@ Units are drawn in seeded random order; a unit is taken when it brings the valid
 closer to ``val_fraction`` of the windows, at least one unit is taken when there are two or
 more, and at least one unit always stays for training. When the result is off the asked
 fraction (by more than 2 points or a quarter of it) :meth:`SplitResult.warning` says what was
-done. Finally a training window that overlaps any validation window is dropped
+done; once the chips are read, :meth:`SplitResult.kept_warning` says when those kept miss it
+although the windows met it (the validation blocks fell in a gap of the data). Finally a training window that overlaps any validation window is dropped
 (``val_overlap``), so no training chip shares a pixel with a validation chip.
 """
 from __future__ import annotations
@@ -78,11 +79,44 @@ class SplitResult:
         if self.val_units == 0:
             return (f"no validation chips: {self.describe()}; give more or larger rasters, a smaller "
                     "--tile-size, or --val-fraction 0")
-        if abs(self.achieved - self.asked) <= max(0.02, 0.25 * self.asked):
+        if abs(self.achieved - self.asked) <= _tolerance(self.asked):
             return None
         why = ("a whole raster is the smallest validation unit when rasters are smaller than a block"
                if self.unit == "raster" else "too few blocks to come closer")
         return f"validation is {self.describe()}: {why}"
+
+    def describe_kept(self, train: int, val: int) -> str:
+        """:meth:`describe` plus what was kept of it, which can differ (a validation block in a gap of
+        the data): ``1 of 9 blocks = 11 % of the chip windows (asked 10 %); kept 0 validation of
+        216 chips = 0 %``."""
+        if self.asked <= 0 or self.val_units == 0:
+            return self.describe()
+        kept = train + val
+        share = f" = {_pct(val / kept)}" if kept else ""
+        return f"{self.describe()}; kept {val} validation of {kept} chips{share}"
+
+    def kept_warning(self, train: int, val: int) -> Optional[str]:
+        """A sentence when the chips kept (those with enough valid pixels) miss the asked fraction
+        although the windows set aside met it — or when none of them was kept; else None (a miss
+        the windows already had is :meth:`warning`'s)."""
+        if self.asked <= 0 or self.val_units == 0 or train + val == 0:
+            return None
+        share = val / (train + val)
+        if val and (self.warning() is not None or abs(share - self.asked) <= _tolerance(self.asked)):
+            return None
+        set_aside = (f"{self.val_units} of {self.units} {'rasters' if self.unit == 'raster' else 'blocks'} "
+                     f"set aside ({_pct(self.achieved)} of the chip windows)")
+        if not val:
+            return (f"no validation chips kept (asked {_pct(self.asked)}): none in the {set_aside} had enough "
+                    f"valid pixels (--min-valid); {train} training chips")
+        fewer = "fewer" if share < self.achieved else "more"
+        return (f"validation keeps {val} of {train + val} chips = {_pct(share)} (asked {_pct(self.asked)}): "
+                f"{fewer} chips in the {set_aside} than elsewhere had enough valid pixels (--min-valid)")
+
+
+def _tolerance(asked: float) -> float:
+    """How far a validation share may be from the asked fraction without a warning."""
+    return max(0.02, 0.25 * asked)
 
 
 def _pct(x: float) -> str:
