@@ -192,6 +192,75 @@ def test_geogan_log_records_reach_the_feedback_only_while_running_and_only_from_
     assert logging.getLogger("geogan").handlers == handlers_before
 
 
+def test_every_warning_of_the_result_reaches_the_feedback_once_as_a_warning():
+    from dataclasses import dataclass
+
+    from geogan.notices import WarningCollector, carry_collector
+
+    @dataclass(frozen=True)
+    class Result:
+        warnings: tuple = ()
+
+    def work(*, progress):  # what a geogan entry point does: its threads' warnings land in its result
+        log = logging.getLogger("geogan.some_module")
+        with WarningCollector() as notes:
+            log.warning("in the calling thread")
+            worker = threading.Thread(target=carry_collector(lambda: log.warning("in a worker thread")))
+            worker.start()
+            worker.join()
+        return Result(notes.warnings)
+
+    fb = FakeFeedback()
+    result = run_with_feedback(work, fb, ToolError)
+    assert result.warnings == ("in the calling thread", "in a worker thread")
+    assert fb.of("warning") == ["in the calling thread", "in a worker thread"]  # live, then the rest; once each
+    assert run_with_feedback(lambda *, progress: 6, FakeFeedback(), ToolError) == 6  # no warnings: nothing pushed
+
+
+class OldFeedback:
+    """A QGIS before 3.16 (no pushWarning), or a bare feedback without reportError either."""
+
+    def __init__(self, report_error: bool) -> None:
+        self.calls: list = []
+        if report_error:
+            self.reportError = lambda text, fatal=False: self.calls.append(("error", text, fatal))
+
+    def pushInfo(self, text: str) -> None:  # noqa: N802
+        self.calls.append(("info", text))
+
+
+def test_result_warnings_fall_back_to_a_non_fatal_error_or_info_on_older_qgis():
+    from geogan_provider.feedback import push_result_warnings
+
+    class Result:
+        warnings = ("pixel size differs",)
+
+    old = OldFeedback(report_error=True)
+    push_result_warnings(old, Result())
+    assert old.calls == [("error", "pixel size differs", False)]
+    bare = OldFeedback(report_error=False)
+    push_result_warnings(bare, Result(), shown=["something else"])
+    assert bare.calls == [("info", "pixel size differs")]
+    shown = OldFeedback(report_error=True)
+    push_result_warnings(shown, Result(), shown=["pixel size differs"])
+    assert shown.calls == []
+
+
+def test_a_translation_warning_reaches_the_feedback_once(tmp_path, make_raster, one_torch_thread):
+    from conftest import save_tiny_sar_to_rgb_model
+
+    rng = np.random.default_rng(3)
+    data = (rng.random((2, 48, 48)) * 0.8 + 0.1).astype("float32")
+    data[:, :, 4:] = -9999.0  # mostly nodata
+    src = make_raster("gappy.tif", data, nodata=-9999.0)
+    model = save_tiny_sar_to_rgb_model(tmp_path / "m.geogan")
+    fb = FakeFeedback()
+    result = run_with_feedback(geogan.translate_raster, fb, ToolError, model, src, tmp_path / "out.tif",
+                               tile_size=32, overlap=8, device="cpu")
+    assert len(result.warnings) == 1 and "nodata" in result.warnings[0]
+    assert fb.of("warning") == list(result.warnings)
+
+
 def test_run_with_feedback_passes_a_progress_and_returns_the_result():
     fb = FakeFeedback()
 

@@ -6,14 +6,17 @@ Progress, progress texts and the Cancel button are ``geogan.QgisFeedbackProgress
 * ``TrainingProgress`` shows a whole training run on one bar and logs one line per epoch, from
   the trainer's structured ``("epoch", {...})`` events (``geogan.train(..., on_event=...)``);
 * ``forward_logging`` routes the ``geogan`` loggers (warnings such as a CRS mismatch) into the
-  feedback for the duration of one algorithm run, from that run's thread only.
+  feedback for the duration of one algorithm run, from that run's thread only, as they happen;
+* ``push_result_warnings`` then pushes the warnings of the call's result (``result.warnings``:
+  also those logged by geogan's worker threads) that were not shown yet, so each warning of
+  the call reaches the feedback once, as a warning.
 """
 from __future__ import annotations
 
 import contextlib
 import logging
 import threading
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 
 
 class TrainingProgress:
@@ -56,13 +59,37 @@ class TrainingProgress:
                                 + (f": {losses}" if losses else ""))
 
 
+def push_warning(feedback: Any, text: str) -> None:
+    """``text`` as a warning in the Processing log: ``pushWarning`` (QGIS >= 3.16), else a
+    non-fatal ``reportError``, else ``pushInfo``."""
+    push = getattr(feedback, "pushWarning", None)
+    if push is not None:
+        push(text)
+    elif getattr(feedback, "reportError", None) is not None:
+        feedback.reportError(text, False)
+    else:
+        feedback.pushInfo(text)
+
+
+def push_result_warnings(feedback: Any, result: Any, shown: Iterable[str] = ()) -> None:
+    """Push each of ``result.warnings`` (every geogan result has them; an older geogan's result
+    or None has none) not among ``shown``, the warnings already pushed as they were logged."""
+    seen = set(shown)
+    for text in getattr(result, "warnings", None) or ():
+        if text not in seen:
+            push_warning(feedback, str(text))
+            seen.add(text)
+
+
 class _FeedbackLogHandler(logging.Handler):
-    """Sends log records from one thread to a feedback: warnings as warnings, the rest as info."""
+    """Sends log records from one thread to a feedback: warnings as warnings, the rest as info.
+    ``shown`` keeps the warning texts pushed."""
 
     def __init__(self, feedback: Any, thread_id: int) -> None:
         super().__init__(level=logging.INFO)
         self._feedback = feedback
         self._thread_id = thread_id
+        self.shown: list[str] = []
         self.setFormatter(logging.Formatter("%(message)s"))
 
     def emit(self, record: logging.LogRecord) -> None:
@@ -71,11 +98,8 @@ class _FeedbackLogHandler(logging.Handler):
         try:
             text = self.format(record)
             if record.levelno >= logging.WARNING:
-                push_warning = getattr(self._feedback, "pushWarning", None)  # QGIS >= 3.16
-                if push_warning is not None:
-                    push_warning(text)
-                else:
-                    self._feedback.reportError(text, False)
+                push_warning(self._feedback, text)
+                self.shown.append(text)
             else:
                 self._feedback.pushInfo(text)
         except Exception:  # a log line must never break the algorithm
@@ -83,8 +107,9 @@ class _FeedbackLogHandler(logging.Handler):
 
 
 @contextlib.contextmanager
-def forward_logging(feedback: Any, logger_name: str = "geogan") -> Iterator[None]:
-    """Show ``geogan`` log records (INFO and up) in ``feedback`` while the block runs.
+def forward_logging(feedback: Any, logger_name: str = "geogan") -> Iterator[list[str]]:
+    """Show ``geogan`` log records (INFO and up) in ``feedback`` while the block runs; yields the
+    list of warning texts pushed (for :func:`push_result_warnings`).
 
     The logger's level is lowered to INFO only for the block and restored after, so QGIS's
     own logging configuration is left as it was.
@@ -96,7 +121,7 @@ def forward_logging(feedback: Any, logger_name: str = "geogan") -> Iterator[None
         logger.setLevel(logging.INFO)
     logger.addHandler(handler)
     try:
-        yield
+        yield handler.shown
     finally:
         logger.removeHandler(handler)
         logger.setLevel(old_level)

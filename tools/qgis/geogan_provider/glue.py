@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
-from .feedback import forward_logging
+from .feedback import forward_logging, push_result_warnings
 
 #: The geogan releases this plugin works with: ``>= GEOGAN_COMPATIBLE[0]`` and
 #: ``< GEOGAN_COMPATIBLE[1]``. It calls export_chips, train(on_event=...), translate_raster,
@@ -249,7 +249,9 @@ def import_geogan(error_cls: type) -> Any:
 def run_with_feedback(func: Callable[..., Any], feedback: Any, error_cls: type, *args: Any,
                       progress: Any = None, **kwargs: Any) -> Any:
     """Call a geogan API function with ``progress`` (default: ``geogan.QgisFeedbackProgress``
-    around ``feedback``) and return its result.
+    around ``feedback``) and return its result. Its log lines reach ``feedback`` as they happen
+    (:func:`~.feedback.forward_logging`), and then every warning of the result not shown yet
+    (``result.warnings``, e.g. from geogan's worker threads), each once, as a warning.
 
     Every geogan error (a bad input, a cancel) is re-raised as ``error_cls`` (in QGIS:
     ``QgsProcessingException``) with geogan's one-line message; a missing torch becomes the
@@ -260,8 +262,10 @@ def run_with_feedback(func: Callable[..., Any], feedback: Any, error_cls: type, 
     if progress is None:
         progress = geogan.QgisFeedbackProgress(feedback)
     try:
-        with forward_logging(feedback):
-            return func(*args, progress=progress, **kwargs)
+        with forward_logging(feedback) as shown:
+            result = func(*args, progress=progress, **kwargs)
+        push_result_warnings(feedback, result, shown)
+        return result
     except geogan.Cancelled as exc:
         raise error_cls(f"cancelled: {exc}") from None
     except geogan.GeoganError as exc:
