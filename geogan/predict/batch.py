@@ -1,16 +1,23 @@
 """Many scenes into one folder: one output per scene, resumable, going on after a failure.
 
 :func:`translate_rasters` loads the model once and translates each scene into
-``OUT_DIR/<scene name>.tif``. An output that already exists and reads back complete (right
-size, bands and dtype, every block on disk) is skipped unless ``overwrite``, so a long batch
-that was interrupted continues where it stopped; outputs are only ever renamed into place once
-complete, so an interruption never leaves a half-written one. A scene that fails is recorded
-with its one-line error and the batch goes on. Under ``torchrun`` each rank takes its own share
-of the scenes (``rank``, ``world_size``); :mod:`geogan.predict.distributed` gathers the summary.
+``OUT_DIR/<scene name>.tif``. An output that already exists is skipped (unless ``overwrite``)
+only when it reads back complete (right size, bands and dtype, every block on disk) *and* its
+provenance tags say this model made it with the same pixel-affecting options
+(:mod:`geogan.provenance`); any other existing output — another model's, other options', one
+without tags — is refused with one line naming what made it, and the batch is not ``ok``. So a
+long batch that was interrupted continues where it stopped, and never keeps a wrong output.
+Outputs are only ever renamed into place once complete, so an interruption never leaves a
+half-written one. A scene that fails is recorded with its one-line error and the batch goes on.
+
+Batches that share a folder cooperate: a scene whose output lock a live run holds is that run's
+work, recorded as "busy" (left to it), not as a failure. A batch that writes nothing removes
+the folders it created (only those, only while empty). Under ``torchrun`` each rank takes its
+own share of the scenes (``rank``, ``world_size``); :mod:`geogan.predict.distributed` gathers
+the summary.
 """
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import time
@@ -18,9 +25,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Optional, Sequence, Union
 
-from .. import raster
-from ..errors import Cancelled, ConfigError, GeoganError, OutputError, describe
-from ..notices import WarningCollector, with_warnings
+from .. import provenance, raster
+from ..errors import BusyError, Cancelled, ConfigError, GeoganError, OutputError, describe
+from ..notices import with_warnings
 from ..outputs import check_writable_dir, os_reason
 from ..progress import ProgressLike, as_progress
 from ..scenes import Scene, SceneLike, expand_scenes
@@ -29,6 +36,8 @@ from .core import PredictionResult, PredictOptions, Predictor
 log = logging.getLogger(__name__)
 
 WRITTEN, SKIPPED, FAILED = "written", "skipped", "failed"
+#: A scene whose output lock a live run holds: that run's work, neither done here nor failed.
+BUSY = "busy"
 
 
 @dataclass(frozen=True)
@@ -37,13 +46,15 @@ class SceneOutcome:
 
     scene: str                  # the scene as given (comma-joined files for a multi-file scene)
     output: Path
-    status: str                 # "written", "skipped" (already complete) or "failed"
+    status: str                 # "written", "skipped" (already complete), "busy" (another run's) or "failed"
     error: Optional[str] = None
     result: Optional[PredictionResult] = None
     seconds: float = 0.0
     rank: int = 0
     #: The warnings logged while this scene was handled, as the CLI prints them.
     warnings: tuple[str, ...] = ()
+    #: Why a "busy" scene was left alone (which live run holds it).
+    note: Optional[str] = None
 
     def describe_failure(self) -> str:
         """The error as one line that names the scene once."""
@@ -53,13 +64,13 @@ class SceneOutcome:
     def to_dict(self) -> dict:
         """Plain values (for the summary exchanged between torchrun ranks)."""
         return {"scene": self.scene, "output": str(self.output), "status": self.status, "error": self.error,
-                "seconds": self.seconds, "rank": self.rank, "warnings": list(self.warnings)}
+                "seconds": self.seconds, "rank": self.rank, "warnings": list(self.warnings), "note": self.note}
 
     @classmethod
     def from_dict(cls, d: dict) -> "SceneOutcome":
         return cls(scene=d["scene"], output=Path(d["output"]), status=d["status"], error=d.get("error"),
                    seconds=float(d.get("seconds", 0.0)), rank=int(d.get("rank", 0)),
-                   warnings=tuple(d.get("warnings", ())))
+                   warnings=tuple(d.get("warnings", ())), note=d.get("note"))
 
 
 @dataclass(frozen=True)
@@ -85,6 +96,11 @@ class BatchResult:
         return [o for o in self.outcomes if o.status == SKIPPED]
 
     @property
+    def busy(self) -> list[SceneOutcome]:
+        """Scenes another live run was writing: left to it, not failures."""
+        return [o for o in self.outcomes if o.status == BUSY]
+
+    @property
     def failed(self) -> list[SceneOutcome]:
         return [o for o in self.outcomes if o.status == FAILED]
 
@@ -96,8 +112,9 @@ class BatchResult:
         """One line: how many scenes were written, skipped and failed, where, in how long."""
         ranks = f" on {self.world_size} ranks" if self.world_size > 1 else ""
         lost = f", {len(self.rank_problems)} rank(s) failed or lost" if self.rank_problems else ""
+        busy = f"{len(self.busy)} left to another run, " if self.busy else ""
         return (f"{len(self.outcomes)} scene(s){ranks} in {self.seconds:.1f} s: {len(self.written)} written, "
-                f"{len(self.skipped)} skipped (already complete), {len(self.failed)} failed{lost} → "
+                f"{len(self.skipped)} skipped (already complete), {busy}{len(self.failed)} failed{lost} → "
                 f"{self.out_dir}")
 
     def rank_lines(self) -> list[str]:
@@ -106,7 +123,8 @@ class BatchResult:
         for r in range(self.world_size):
             mine = [o for o in self.outcomes if o.rank == r]
             count = lambda status: sum(o.status == status for o in mine)  # noqa: E731
-            lines.append(f"rank {r}: {count(WRITTEN)} written, {count(SKIPPED)} skipped, {count(FAILED)} failed")
+            busy = f"{count(BUSY)} left to another run, " if count(BUSY) else ""
+            lines.append(f"rank {r}: {count(WRITTEN)} written, {count(SKIPPED)} skipped, {busy}{count(FAILED)} failed")
         return lines
 
     def to_dict(self) -> dict:
@@ -190,36 +208,54 @@ def translate_rasters(model_or_path: Any, scenes: Union[SceneLike, Iterable[Scen
     """
     started = time.perf_counter()
     prog = as_progress(progress)
-    out = _output_dir(Path(out_dir))
+    out = Path(out_dir)
     plan = shard(plan_outputs(expand_scenes(scenes, what="input"), out), rank, world_size)
-    if not plan:  # a torchrun rank with nothing to do (more ranks than scenes) leaves at once
-        log.info("rank %d of %d: no scene to translate", rank, world_size)
-        return BatchResult((), out, time.perf_counter() - started, rank, world_size)
-    predictor = Predictor(model_or_path, PredictOptions(**options), device=device, precision=precision,
-                          local_rank=local_rank)
-    outcomes = []
-    for i, (scene, dst) in enumerate(plan):
-        prog.update(i, len(plan), scene.name)
-        with WarningCollector() as notes:
-            outcome = _one(predictor, scene, dst, overwrite, _SceneProgress(prog, i, len(plan), scene.name), rank)
-        outcomes.append(dataclasses.replace(outcome, warnings=notes.warnings))
-        if prog.cancelled():
-            raise Cancelled("batch prediction cancelled")
-    prog.update(len(plan), len(plan), "done")
+    created = _output_dir(out)
+    try:
+        if not plan:  # a torchrun rank with nothing to do (more ranks than scenes) leaves at once
+            log.info("rank %d of %d: no scene to translate", rank, world_size)
+            return BatchResult((), out, time.perf_counter() - started, rank, world_size)
+        predictor = Predictor(model_or_path, PredictOptions(**options), device=device, precision=precision,
+                              local_rank=local_rank)
+        outcomes = _run_plan(predictor, plan, overwrite, prog, rank)
+    finally:
+        remove_if_empty(created)  # a batch that wrote nothing leaves no folder it made behind
     return BatchResult(tuple(outcomes), out, time.perf_counter() - started, rank, world_size)
 
 
+def _run_plan(predictor: Predictor, plan: list[tuple[Scene, Path]], overwrite: bool, prog: Any,
+              rank: int) -> list[SceneOutcome]:
+    """Each scene in turn, its warnings on its outcome; a cancel stops at once."""
+    outcomes = []
+    for i, (scene, dst) in enumerate(plan):
+        prog.update(i, len(plan), scene.name)
+        outcomes.append(_one(predictor, scene, dst, overwrite, _SceneProgress(prog, i, len(plan), scene.name), rank))
+        if prog.cancelled():
+            raise Cancelled("batch prediction cancelled")
+    prog.update(len(plan), len(plan), "done")
+    return outcomes
+
+
+@with_warnings
 def _one(predictor: Predictor, scene: Scene, dst: Path, overwrite: bool, progress: Any, rank: int) -> SceneOutcome:
-    """Translate one scene of a batch, or skip it when its output is complete; never raises but for a cancel."""
+    """Translate one scene of a batch, skip it (complete, same model and options), or leave it to the
+    live run that holds its lock; never raises but for a cancel."""
     started = time.perf_counter()
     try:
         if dst.exists() and not overwrite:
-            problem = check_complete(dst, predictor.expected_output(scene))
-            if problem is None:
-                return SceneOutcome(scene.label, dst, SKIPPED, rank=rank)
-            raise OutputError(f"{describe(dst)}: exists but is not a complete prediction of this scene ({problem}); "
-                              "use --overwrite to replace it")
-        result = predictor.translate(scene, dst, overwrite=overwrite, progress=progress)
+            return _existing(predictor, scene, dst, rank)
+        try:
+            result = predictor.translate(scene, dst, overwrite=overwrite, progress=progress)
+        except BusyError as exc:  # another live run is writing it: its work, not a failure
+            pid = getattr(exc, "owner", None)
+            who = f"another geogan run (PID {pid})" if pid else "another geogan run"
+            note = f"{describe(dst)}: being written by {who}; left to it"
+            log.info("%s", note)
+            return SceneOutcome(scene.label, dst, BUSY, note=note, seconds=time.perf_counter() - started, rank=rank)
+        except OutputError:
+            if overwrite or not dst.exists():
+                raise
+            return _existing(predictor, scene, dst, rank)  # another run finished it meanwhile
         return SceneOutcome(scene.label, dst, WRITTEN, result=result, seconds=result.seconds, rank=rank)
     except Cancelled:
         raise
@@ -232,15 +268,54 @@ def _one(predictor: Predictor, scene: Scene, dst: Path, overwrite: bool, progres
     return outcome
 
 
-def _output_dir(out: Path) -> Path:
+def _existing(predictor: Predictor, scene: Scene, dst: Path, rank: int) -> SceneOutcome:
+    """Skip an existing output only when it is complete and this model with these options made it;
+    otherwise refuse it with one line (:class:`OutputError`) naming what made it."""
+    expected, wanted = predictor.expected_output(scene)
+    problem = check_complete(dst, expected)
+    if problem is not None:
+        raise OutputError(f"{describe(dst)}: exists but is not a complete prediction of this scene ({problem}); "
+                          "use --overwrite to replace it")
+    why = provenance.refusal(provenance.read_provenance(dst), wanted)
+    if why is not None:
+        raise OutputError(f"{describe(dst)}: exists, {why}; use --overwrite to replace it")
+    return SceneOutcome(scene.label, dst, SKIPPED, rank=rank)
+
+
+def _output_dir(out: Path) -> list[Path]:
+    """Create the output folder; returns the folders this call made (deepest first), to remove if empty."""
     if out.exists() and not out.is_dir():
         raise OutputError(f"{describe(out)}: is a file; give a folder for the outputs of several scenes")
+    missing = []
+    p = out
+    while not os.path.lexists(p) and p != p.parent:
+        missing.append(p)
+        p = p.parent
+    created = []
     try:
-        out.mkdir(parents=True, exist_ok=True)
+        for d in reversed(missing):
+            try:
+                os.mkdir(d)
+                created.insert(0, d)
+            except FileExistsError:  # another run made it meanwhile: theirs, never ours to remove
+                pass
+        check_writable_dir(out, out)
     except OSError as exc:
+        remove_if_empty(created)
+        if isinstance(exc, GeoganError):
+            raise
         raise OutputError(f"{describe(out)}: cannot create the output folder ({os_reason(exc)})") from None
-    check_writable_dir(out, out)
-    return out
+    return created
+
+
+def remove_if_empty(created: Sequence[Path]) -> None:
+    """Remove folders this run created, deepest first, while they are empty (``rmdir`` only: a folder
+    holding anything — an output, another run's lock or temporary file — stays)."""
+    for d in created:
+        try:
+            os.rmdir(d)
+        except OSError:
+            return
 
 
 class _SceneProgress:
