@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterator, Optional, Sequence, Union
 
@@ -41,6 +41,7 @@ import numpy as np
 from . import raster
 from .errors import BandMismatchError, RasterError, describe
 from .notices import with_warnings
+from .provenance import provenance_from_tags, provenance_lines
 
 K1, K2 = 0.01, 0.03
 SSIM_SIGMA = 1.5
@@ -78,6 +79,8 @@ class EvaluationReport:
     sam: Optional[float]
     ssim_window: str = "gaussian 11x11 sigma=1.5"
     classes: Optional["ClassReport"] = None
+    #: The prediction's ``GEOGAN_*`` tags: which model and options made it (empty: none recorded).
+    provenance: dict = field(default_factory=dict)
     #: The warnings of the evaluation, as the CLI prints them (see :mod:`geogan.notices`).
     warnings: tuple[str, ...] = ()
 
@@ -88,6 +91,7 @@ class EvaluationReport:
     def lines(self) -> list[str]:
         """A small human-readable table."""
         out = [f"prediction {self.prediction} vs truth {self.truth}: {self.pixels} pixel(s) valid in both",
+               *(f"  {line}" for line in provenance_lines(self.provenance)),
                f"{'band':>5} {'MAE':>12} {'RMSE':>12} {'PSNR dB':>9} {'SSIM':>7}"]
         for b in self.bands:
             out.append(f"{b.band:>5} {b.mae:>12.6g} {b.rmse:>12.6g} {b.psnr:>9.3f} {b.ssim:>7.4f}")
@@ -267,6 +271,7 @@ def evaluate_rasters(prediction: Union[str, os.PathLike], truth: Union[str, os.P
     with raster.open_raster(pred_p, require_georeference=False) as pds, \
             raster.open_raster(truth_p, require_georeference=False) as tds:
         check_same_grid(pds, tds, pred_p, truth_p)
+        made_by = provenance_from_tags(pds.tags())
         pbands, tbands = _band_lists(bands, pds, tds, pred_p, truth_p)
         class_report = None
         if classes is not None:
@@ -318,7 +323,7 @@ def evaluate_rasters(prediction: Union[str, os.PathLike], truth: Union[str, os.P
         mae=float(abs_sum.sum() / (count * n)), rmse=float(np.sqrt(pooled)), psnr=_psnr(overall_range, pooled),
         ssim=float(np.mean([b.ssim for b in per_band])),
         sam=(sam_sum / sam_count if sam_count else float("nan")) if n >= 3 else None,
-        classes=class_report,
+        classes=class_report, provenance=made_by,
     )
 
 

@@ -21,6 +21,7 @@ import io
 import logging
 import os
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Optional, Union
 
@@ -45,6 +46,17 @@ class ModelFileNotFoundError(ModelFileError, FileNotFoundError):
     """The model file does not exist."""
 
 
+@dataclass(frozen=True)
+class ModelOrigin:
+    """The file a :class:`TranslationModel` was loaded from: its name, the SHA-256 of its bytes (what
+    ``sha256sum`` prints) and the :func:`model_digest` of what was loaded (to tell later whether
+    the weights in memory are still the file's)."""
+
+    file: str
+    sha256: str
+    digest: str
+
+
 class TranslationModel:
     """Generators plus what is needed to feed them raw pixels and write their output back.
 
@@ -66,6 +78,8 @@ class TranslationModel:
         for direction, net in self.generators.items():
             net.eval()
         self.device = "cpu"
+        #: Set by :func:`load_model`: the file this model came from (None: built in memory).
+        self.origin: Optional[ModelOrigin] = None
 
     @property
     def directions(self) -> list[str]:
@@ -181,6 +195,29 @@ def _feed(h: Any, obj: Any) -> None:
         h.update(f"S{obj!r};".encode())
 
 
+def model_digest(model: TranslationModel) -> str:
+    """SHA-256 (:func:`payload_digest`) of what decides a model's pixels: every generator's weights,
+    the architecture and each domain's spec (bands, normalisation statistics, dtype, nodata).
+
+    The same for a model in memory and after a save and load, whatever the geogan version or
+    training summary saved beside it; predictions record it (:mod:`geogan.provenance`).
+    """
+    return payload_digest({
+        "architecture": dict(model.architecture),
+        "domains": {name: spec.to_dict() for name, spec in model.domains.items()},
+        "generators": {d: net.state_dict() for d, net in model.generators.items()},
+    })
+
+
+def file_sha256(path: Union[str, os.PathLike]) -> str:
+    """SHA-256 of a file's bytes, read in chunks (what ``sha256sum`` prints)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 def payload_checksum(payload: Mapping[str, Any]) -> dict:
     """The ``checksum`` entry of a model file: digests of the weights and of everything else."""
     metadata = {k: v for k, v in payload.items() if k not in ("generators", "checksum")}
@@ -220,17 +257,55 @@ def load_torch_file(p: Path, what: str, error: type) -> Any:
     with open(p, "rb") as fh:
         magic = fh.read(4)
     if magic != b"PK\x03\x04":
+        if _is_zipfile(p):  # the archive's end record is there: its first bytes were damaged
+            raise error(f"{describe(p)}: {what} is damaged (its first bytes are not a zip header); "
+                        "copy it again from the original")
         raise error(f"{describe(p)}: not a geogan {what} (not a PyTorch archive)")
-    if not zipfile.is_zipfile(p):
-        raise error(f"{describe(p)}: damaged {what} (the archive is truncated or corrupt)")
+    if not _is_zipfile(p):
+        raise error(f"{describe(p)}: {what} is damaged (the archive is truncated or corrupt)")
     try:
         return torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
+        check_archive(p, what, error)  # a flipped byte in the pickle reads like a foreign object
         raise error(f"{describe(p)}: not a geogan {what} (it holds Python objects a geogan {what} never "
                     "contains; not loaded, nothing was run)") from None
     except Exception as exc:  # zip and torch errors all mean the same to a user
+        check_archive(p, what, error)
         reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
-        raise error(f"{describe(p)}: damaged {what} ({reason})") from None
+        raise error(f"{describe(p)}: {what} is damaged ({reason})") from None
+
+
+def _is_zipfile(p: Path) -> bool:
+    try:
+        return zipfile.is_zipfile(p)
+    except (zipfile.BadZipFile, ValueError):  # e.g. a damaged end record claiming several disks
+        return False
+
+
+def archive_damage(p: Path) -> Optional[str]:
+    """Why the zip archive ``p`` is damaged (a member failing its CRC-32, an unreadable
+    directory), or None when every member reads back intact.
+
+    ``torch.load`` never checks the CRCs ``torch.save`` writes, so this is asked only when a
+    load or a check failed: it tells damage (a flipped byte anywhere) from a foreign file.
+    Reads the whole file once.
+    """
+    try:
+        with zipfile.ZipFile(p) as zf:
+            bad = zf.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError) as exc:
+        text = str(exc).strip().splitlines()
+        return text[0][:160] if text else type(exc).__name__
+    except Exception as exc:  # zlib and struct errors of a mangled header: damage all the same
+        return f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:120]}"
+    return None if bad is None else f"{bad} fails its CRC-32 check"
+
+
+def check_archive(p: Path, what: str, error: type) -> None:
+    """Raise ``error`` "... is damaged (why)" when the archive's own checks fail; else return."""
+    damage = archive_damage(p)
+    if damage is not None:
+        raise error(f"{describe(p)}: {what} is damaged ({damage}); copy it again from the original")
 
 
 def read_payload(path: Union[str, os.PathLike]) -> dict:
@@ -245,6 +320,18 @@ def read_payload(path: Union[str, os.PathLike]) -> dict:
     except OSError as exc:
         raise ModelFileError(f"{describe(p)}: cannot read the model file ({exc.strerror or exc})") from None
     label = describe(p)
+    try:
+        check_layout(payload, label)
+    except ModelFileError:
+        check_archive(p, "model file", ModelFileError)  # a flipped byte, not a malformed writer
+        raise
+    verify_checksum(payload, label)
+    check_generators(payload["generators"], label)
+    return payload
+
+
+def check_layout(payload: Any, label: str) -> None:
+    """Format, version and the top-level keys the loader relies on, with their types."""
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ModelFileError(f"{label}: not a geogan model file")
     check_version(payload.get("format_version"), label)
@@ -254,9 +341,9 @@ def read_payload(path: Union[str, os.PathLike]) -> dict:
         if not isinstance(payload[key], kind):
             raise ModelFileError(f"{label}: model file entry {key!r} is a {type(payload[key]).__name__}, "
                                  f"expected a {kind.__name__}")
-    verify_checksum(payload, label)
-    check_generators(payload["generators"], label)
-    return payload
+    stored = payload.get("checksum")
+    if stored is not None and (not isinstance(stored, dict) or stored.get("algorithm") != CHECKSUM_ALGORITHM):
+        raise ModelFileError(f"{label}: model file has an unreadable checksum entry (expected {CHECKSUM_ALGORITHM})")
 
 
 def check_version(version: Any, label: str) -> None:
@@ -350,4 +437,10 @@ def load_model(path: Union[str, os.PathLike], device: Any = "cpu") -> Translatio
         raise
     except Exception as exc:
         raise ModelFileError(f"{describe(p)}: model file is inconsistent ({type(exc).__name__}: {str(exc).splitlines()[0][:160]})") from None
-    return TranslationModel(domains, generators, arch, payload.get("training")).to(device)
+    model = TranslationModel(domains, generators, arch, payload.get("training"))
+    try:
+        sha = file_sha256(p)
+    except OSError as exc:
+        raise ModelFileError(f"{describe(p)}: cannot read the model file ({exc.strerror or exc})") from None
+    model.origin = ModelOrigin(p.name, sha, model_digest(model))
+    return model.to(device)

@@ -316,7 +316,9 @@ class OutputLock:
             if not self._try_lock(fd):
                 owner = read_lock_owner(fd)
                 os.close(fd)
-                raise BusyError(self.busy_message(owner))
+                busy = BusyError(self.busy_message(owner))
+                busy.owner = owner  # type: ignore[attr-defined]  # the holder's PID, for callers that skip its work
+                raise busy
             try:
                 same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
             except OSError:

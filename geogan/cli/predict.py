@@ -1,5 +1,6 @@
-"""``geogan predict`` and ``geogan evaluate``: thin wrappers over :func:`geogan.predict.translate_raster`,
-:func:`geogan.predict.translate_rasters` and :func:`geogan.evaluate.evaluate_rasters`."""
+"""``geogan predict``, ``geogan evaluate`` and ``geogan inspect``: thin wrappers over
+:func:`geogan.predict.translate_raster`, :func:`geogan.predict.translate_rasters`,
+:func:`geogan.evaluate.evaluate_rasters` and :func:`geogan.provenance.inspect_file`."""
 from __future__ import annotations
 
 import json
@@ -43,7 +44,8 @@ _COMPRESSIONS = ("deflate", "zstd", "lzw", "none")
 @click.option("--compress", type=click.Choice(_COMPRESSIONS), default="deflate", show_default=True,
               help="GeoTIFF compression.")
 @click.option("--overwrite", is_flag=True,
-              help="Replace an existing OUTPUT (in a batch: also outputs that are already complete).")
+              help="Replace an existing OUTPUT (in a batch: every existing output, also complete ones and "
+                   "another model's).")
 @click.option("--allow-ungeoreferenced", is_flag=True,
               help="Translate an input without CRS/geotransform (the output has none either).")
 @click.option("--tta", is_flag=True,
@@ -63,8 +65,10 @@ def predict_command(model: str, inputs: tuple[str, ...], output: str, direction:
     INPUT is a raster, a GDAL path (/vsizip/...), the comma-joined files of one scene (VV.tif,VH.tif;
     Sentinel-2 bands at 10/20 m are resampled onto the finest grid), @list.txt (one scene per line), a
     glob or a folder. Many scenes give one OUTDIR/<scene name>.tif each; outputs already complete are
-    skipped (so a stopped batch resumes), a failed scene does not stop the others, and the exit status
-    is 1 if any failed.
+    skipped when the same model with the same options made them (so a stopped batch resumes); an
+    existing output another model or other options made is refused (--overwrite replaces it); a
+    scene another live run is writing is left to it; a failed scene does not stop the others, and
+    the exit status is 1 if any failed or was refused.
     """
     from ..predict.distributed import RankInfo
 
@@ -156,11 +160,14 @@ def _predict_shard(model: str, inputs: tuple[str, ...], out_dir: str, options: d
 
 
 def _report(result: Any) -> None:
-    """The summary on stdout; each failure on one line on stderr; exit 1 if anything failed."""
+    """The summary and the scenes left to another run on stdout; each failure on one line on stderr;
+    exit 1 if anything failed (another model's output in the folder counts as a failure)."""
     click.echo(f"geogan predict: {result.summary()}")
     if result.world_size > 1:
         for line in result.rank_lines():
             click.echo(f"  {line}")
+    for o in result.busy:
+        click.echo(f"  {o.note}")
     for o in result.failed:
         click.echo(f"geogan: error: {o.describe_failure()}", err=True)
     for problem in result.rank_problems:
@@ -189,4 +196,25 @@ def evaluate_command(prediction: str, truth: str, bands: Optional[str], classes:
         click.echo(json.dumps(report.to_dict(), indent=2))
     else:
         for line in report.lines():
+            click.echo(line)
+
+
+@cli.command("inspect")
+@click.argument("path", metavar="PATH")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def inspect_command(path: str, as_json: bool) -> None:
+    """What made a prediction, or what a model file holds.
+
+    \b
+    A GeoTIFF: its grid and the provenance geogan predict wrote into it (model hash and file,
+    direction, input bands and units, tiles, blend, TTA, precision, geogan version).
+    A model file: its SHA-256, the digest predictions record, the architecture and each domain.
+    """
+    from ..provenance import inspect_file
+
+    info = inspect_file(path)
+    if as_json:
+        click.echo(json.dumps({k: v for k, v in info.items() if k != "lines"}, indent=2, default=str))
+    else:
+        for line in info["lines"]:
             click.echo(line)

@@ -16,9 +16,9 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional, Sequence, Union
+from typing import Any, Mapping, Optional, Sequence, Union
 
-from .. import raster
+from .. import provenance, raster
 from ..errors import ConfigError, GeoganError, ModelFileError, OutputError, RasterError, describe
 from ..notices import with_warnings
 from ..outputs import OutputLock, temp_path
@@ -58,6 +58,8 @@ class PredictionResult(os.PathLike):
     units: Optional[str] = None
     #: Column panels the scene was processed in (memory is bounded by one panel).
     panels: int = 1
+    #: The ``GEOGAN_*`` tags written into the output: model, direction, bands, options (:mod:`geogan.provenance`).
+    provenance: Mapping[str, str] = dataclasses.field(default_factory=dict)
     #: The warnings of this translation, as the CLI prints them (see :mod:`geogan.notices`).
     warnings: tuple[str, ...] = ()
 
@@ -125,6 +127,7 @@ class Predictor:
         inputs.check_tiling(options.tile_size, options.overlap, self.model)
         self.nodata = inputs.output_nodata(self.target)
         self.out_spec = dataclasses.replace(self.target, nodata=self.nodata)
+        self.model_tags = provenance.model_identity(self.model)  # once: a hash of every weight
         self.model.to(self.device)  # a caller's model moves to the chosen device (and stays there)
         net = self.model.generators[d]
         if options.channels_last:
@@ -139,10 +142,25 @@ class Predictor:
     def precision_name(self) -> str:
         return self.precision or "fp32"
 
-    def expected_output(self, scene: SceneLike) -> tuple[int, int, int, str]:
-        """(width, height, bands, dtype) of the output for ``scene`` (opens its header only)."""
-        with raster.open_raster(scene, require_georeference=False) as ds:
-            return ds.width, ds.height, self.out_spec.count, self.out_spec.dtype
+    def expected_output(self, scene: SceneLike) -> tuple[tuple[int, int, int, str], dict[str, str]]:
+        """(width, height, bands, dtype) of the output for ``scene`` and the provenance tags this
+        Predictor would write there (opens its header only; the units are the stated option)."""
+        sc = as_scene(scene)
+        with raster.open_raster(sc, require_georeference=False) as ds:
+            band_list = inputs.choose_bands(self.options.bands, ds.count, self.source, sc.label)
+            shape = (ds.width, ds.height, self.out_spec.count, self.out_spec.dtype)
+        return shape, self.output_tags(band_list, None, sc.label)
+
+    def output_tags(self, band_list: Sequence[int], units: Optional[str], scene: str = "") -> dict[str, str]:
+        """The ``GEOGAN_*`` tags of an output of this Predictor (:mod:`geogan.provenance`)."""
+        from .. import __version__
+
+        o = self.options
+        return provenance.prediction_provenance(
+            self.model_tags, direction=o.direction, source_bands=band_list, units_option=o.units, units=units,
+            source_kind=self.source.kind, target_kind=self.target.kind, tile_size=o.tile_size, overlap=o.overlap,
+            blend=o.blend, tta_orientations=len(self.translator.orientations), precision=self.precision_name,
+            version=__version__, scene=scene)
 
     @with_warnings
     def translate(self, src: SceneLike, dst: Union[str, os.PathLike], *, overwrite: bool = False,
@@ -159,15 +177,16 @@ class Predictor:
             units = inputs.input_units(self.source, data, masks, opts.units, scene.label)
             inputs.warn_if_unlike_training(ds, data, masks, band_list, self.source, units, scene.label, georef)
             del data, masks
+            tags = self.output_tags(band_list, units, scene.label)
             with OutputLock(dst_p, "prediction"):
                 raster.check_output_path(dst_p, overwrite=overwrite, inputs=[scene])  # another run may have finished
-                stats = self._write_scene(ds, scene, band_list, units, georef, dst_p, prog)
+                stats = self._write_scene(ds, scene, band_list, units, georef, dst_p, prog, tags)
             width, height = ds.width, ds.height
         return PredictionResult(path=dst_p, direction=opts.direction, width=width, height=height,
                                 count=self.out_spec.count, dtype=self.out_spec.dtype, nodata=self.nodata,
                                 tiles=stats[0], tiles_translated=stats[1], seconds=time.perf_counter() - started,
                                 device=str(self.device), scene=scene.label, precision=self.precision_name,
-                                units=units, panels=stats[2])
+                                units=units, panels=stats[2], provenance=tags)
 
     def _check_input(self, ds: Any, scene: Scene) -> bool:
         inputs.check_input_dtype(ds, scene.label)
@@ -181,7 +200,7 @@ class Predictor:
         return georef
 
     def _write_scene(self, ds: Any, scene: Scene, band_list: list[int], units: Optional[str], georef: bool,
-                     dst: Path, prog: Any) -> tuple[int, int, int]:
+                     dst: Path, prog: Any, tags: dict[str, str]) -> tuple[int, int, int]:
         """Translate into a verified temporary file and rename it onto ``dst``; returns (tiles, translated, panels)."""
         o = self.options
         profile = raster.gtiff_profile(width=ds.width, height=ds.height, count=self.out_spec.count,
@@ -198,12 +217,13 @@ class Predictor:
         def verify(path: Path) -> None:
             raster.verify_raster(path, width=ds.width, height=ds.height, count=self.out_spec.count,
                                  dtype=self.out_spec.dtype, label=dst)
+            check_tags_written(path, tags, dst)
 
         with raster.atomic_output(dst, verify=verify, what="prediction") as tmp:
             if o.cog:
                 plain = temp_path(dst, ".tif", kind="plain")
                 try:
-                    stats = self._run(job, profile, plain, dst)
+                    stats = self._run(job, profile, plain, dst, tags)
                     verify(plain)
                     write_cog(plain, tmp, o.compress, dst)
                 finally:
@@ -211,14 +231,12 @@ class Predictor:
                         with contextlib.suppress(OSError):
                             leftover.unlink()
             else:
-                stats = self._run(job, profile, tmp, dst)
+                stats = self._run(job, profile, tmp, dst, tags)
         return stats[0], stats[1], len(panels)
 
-    def _run(self, job: SceneJob, profile: dict, path: Path, dst: Path) -> tuple[int, int]:
+    def _run(self, job: SceneJob, profile: dict, path: Path, dst: Path, tags: dict[str, str]) -> tuple[int, int]:
         import rasterio
         from rasterio.errors import NotGeoreferencedWarning
-
-        from .. import __version__
 
         try:
             with warnings.catch_warnings():
@@ -227,9 +245,7 @@ class Predictor:
                     for i, desc in enumerate(self.out_spec.band_descriptions[:self.out_spec.count], start=1):
                         if desc:
                             out.set_band_description(i, str(desc))
-                    out.update_tags(GEOGAN_VERSION=__version__, GEOGAN_DIRECTION=job.direction,
-                                    GEOGAN_PRECISION=self.precision_name,
-                                    GEOGAN_TTA_ORIENTATIONS=str(len(self.translator.orientations)))
+                    out.update_tags(**tags)  # before any pixel: a file renamed into place always has them
                     stats = ScenePipeline(job, self.translator, self.device, out, dst).run()
         except io_errors() as exc:
             if isinstance(exc, GeoganError):
@@ -254,6 +270,15 @@ class Predictor:
             yield
         finally:
             torch.backends.cudnn.benchmark = before
+
+
+def check_tags_written(path: Path, tags: dict[str, str], label: Path) -> None:
+    """Refuse a written file whose provenance tags did not read back (checked before the rename)."""
+    found = provenance.read_provenance(path)
+    lost = sorted(k for k, v in tags.items() if found.get(k) != v)
+    if lost:
+        raise OutputError(f"{describe(label)}: the written file lacks its provenance tags ({', '.join(lost)}); "
+                          "nothing was written")
 
 
 def write_cog(plain: Path, dst: Path, compress: str, label: Path) -> None:
