@@ -31,6 +31,7 @@ valid integer pixels off the nodata value).
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from dataclasses import dataclass
 from typing import Any, Optional, Sequence
@@ -88,6 +89,12 @@ class DomainSpec:
     band_descriptions: tuple[Optional[str], ...] = ()
     #: SAR only: the units the domain's rasters store (linear, amplitude or db).
     units: Optional[str] = None
+    #: Pixel size (x, y) in metres on the ground at the centre of the first training raster, so
+    #: the predictor compares ground sizes whatever the CRSs (None in files from before it).
+    ground_resolution: Optional[tuple[float, float]] = None
+    #: Bands in the training rasters the chosen ``bands`` were picked from (None: not recorded),
+    #: so ``bands`` 1,2,3 of a 4-band file are known to be a deliberate subset.
+    source_count: Optional[int] = None
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -137,6 +144,8 @@ class DomainSpec:
             "resolution": list(self.resolution) if self.resolution is not None else None,
             "band_descriptions": list(self.band_descriptions),
             "units": self.units,
+            "ground_resolution": list(self.ground_resolution) if self.ground_resolution is not None else None,
+            "source_count": self.source_count,
             "stats": [s.to_dict() for s in self.stats],
         }
 
@@ -152,6 +161,9 @@ class DomainSpec:
             resolution=None if d.get("resolution") is None else tuple(float(r) for r in d["resolution"]),
             band_descriptions=tuple(d.get("band_descriptions") or ()),
             units=d.get("units"),  # absent in files from before units: linear power, as SAR then was
+            ground_resolution=None if d.get("ground_resolution") is None
+            else tuple(float(r) for r in d["ground_resolution"]),
+            source_count=None if d.get("source_count") is None else int(d["source_count"]),
         )
 
 
@@ -266,22 +278,32 @@ def cast_to_dtype(x: np.ndarray, dtype: str, nodata: Optional[float] = None) -> 
 _SAR_NAME = re.compile(r"(?:^|[^a-z0-9])(vv|vh|hh|hv|sigma0|gamma0|beta0|backscatter|sar|s1[ab]?|grd)(?:[^a-z0-9]|$)")
 _DSM_NAME = re.compile(r"(?:^|[^a-z0-9])(dem|dsm|dtm|elevation|height|heights|srtm|lidar|chm|ndsm|alos|copdem|aw3d)(?:[^a-z0-9]|$)")
 _CLASS_NAME = re.compile(r"(?:^|[^a-z0-9])(landcover|land_cover|lc|lulc|classes|classification|labels?|mask|corine|worldcover|scl)(?:[^a-z0-9]|$)")
+_OPTICAL_NAME = re.compile(r"(?:^|[^a-z0-9])(b\d{1,2}a?|nir|red|green|blue|swir\d?|rgbn?|reflectance|sr_b\d|toa|"
+                           r"l1c|l2a|s2[ab]?|lc0[89]|le07|lt0[45]|ortho|orthophoto|aerial)(?:[^a-z0-9]|$)")
 #: An integer single band with at most this many distinct values in a sample is a class map.
 CLASS_MAP_MAX_VALUES = 64
+#: Roughness (see :func:`_roughness`) below which one unsigned band is read as terrain: real DEMs
+#: measure 0.000–0.003, Sentinel-2 bands at 10 m 0.014–0.07.
+DEM_ROUGHNESS = 0.01
 
 
 def explain_kind(dtype: str, count: int, sample: Optional[np.ndarray] = None, *,
-                 names: Sequence[str] = (), image: Optional[np.ndarray] = None) -> tuple[str, str]:
+                 names: Sequence[str] = (), image: Optional[np.ndarray] = None,
+                 file_count: Optional[int] = None) -> tuple[str, str]:
     """Guess a domain's kind and say why: ``(kind, reason)``.
 
     ``sample`` holds valid pixel values (any shape), ``names`` the file names and band
     descriptions (``..._VV.tif``, ``DEM``, ``B04``), ``image`` one 2-D window of the first band
-    with NaN where invalid (to tell a smooth DEM from a textured image). Names decide first;
-    then values: positive small floats (1–2 bands) are linear SAR, mostly negative floats in a
-    dB range are SAR in dB, a single float band is a DSM, integer single bands with few
-    distinct values are class maps (``generic``, resampled with nearest neighbour), signed or
-    smooth integer single bands are DEMs, other integer single bands are optical, 3 bands are
-    optical and 4+ multispectral.
+    with NaN where invalid (to tell a smooth DEM from a textured image), ``file_count`` the bands
+    of the raster the ``count`` bands were picked from. Names decide first. Integer bands picked
+    from a raster of 3 or more keep that raster's kind (the NIR band of a 4-band uint16 file is
+    multispectral, however smooth it is). Then values: positive small floats (1–2 bands) are
+    linear SAR, mostly negative floats in a dB range are SAR in dB, a single float band is a DSM;
+    an integer single band with few distinct values is a class map (``generic``, resampled with
+    nearest neighbour) unless it is a quantised image (values on an evenly filled ladder and
+    neighbours that mostly differ by one level: a 5-bit photo); signed or very smooth integer
+    single bands are DEMs, other integer single bands optical; 3 bands are optical and 4+
+    multispectral.
     """
     dt = np.dtype(dtype)
     text = " ".join(n.lower() for n in names if n)
@@ -289,6 +311,10 @@ def explain_kind(dtype: str, count: int, sample: Optional[np.ndarray] = None, *,
         return "sar", f"the names ({_short(names)}) are SAR polarisations or backscatter"
     if text and count == 1 and _DSM_NAME.search(text):
         return "dsm", f"the name ({_short(names)}) says elevation"
+    if dt.kind in "ui" and file_count is not None and file_count > count and file_count >= 3:
+        whole, why = _bands_kind(dt, file_count)
+        return whole, (f"{count} band(s) picked from a {file_count}-band {dtype} raster, which is {whole} ({why}); "
+                       "picked bands keep their raster's kind")
     finite = None
     if sample is not None and sample.size:
         finite = np.asarray(sample, np.float64).ravel()
@@ -296,44 +322,95 @@ def explain_kind(dtype: str, count: int, sample: Optional[np.ndarray] = None, *,
         if not finite.size:
             finite = None
     if dt.kind == "f":
-        if count <= 2 and finite is not None:
-            median = float(np.median(finite))
-            if (finite > 0).mean() > 0.99 and median < 10.0:
-                return "sar", f"{count} float band(s) of small positive values (median {median:.3g}), like linear backscatter"
-            if _db_like(finite):
-                return "sar", f"{count} float band(s) of mostly negative values in a dB range (median {median:.3g})"
-        if count == 1:
-            return "dsm", "one float band: read as elevation"
-        if count == 3:
-            return "optical", "3 float bands"
-        return ("multispectral", f"{count} float bands") if count >= 4 else ("generic", f"{count} float bands")
+        return _float_kind(count, finite)
     if count == 1:
-        distinct = np.unique(finite).size if finite is not None else None
-        if distinct is not None and distinct <= CLASS_MAP_MAX_VALUES and (text and _CLASS_NAME.search(text)
-                                                                          or dt.itemsize == 1 or distinct <= 16):
-            return "generic", f"one integer band with {distinct} distinct values: a class map"
-        if dt.itemsize == 1:
-            return "optical", "one 8-bit band"
-        if dt.kind == "i":
-            return "dsm", f"one signed {dtype} band: read as elevation"
-        roughness = _roughness(image)
-        if roughness is not None and roughness < 0.01:
-            return "dsm", f"one {dtype} band that varies smoothly like terrain (roughness {roughness:.3g})"
-        return "optical", f"one {dtype} band that varies like image reflectance"
+        return _integer_band_kind(dt, finite, image, text, names)
+    return _bands_kind(dt, count)
+
+
+def _float_kind(count: int, finite: Optional[np.ndarray]) -> tuple[str, str]:
+    if count <= 2 and finite is not None:
+        median = float(np.median(finite))
+        if (finite > 0).mean() > 0.99 and median < 10.0:
+            return "sar", f"{count} float band(s) of small positive values (median {median:.3g}), like linear backscatter"
+        if _db_like(finite):
+            return "sar", f"{count} float band(s) of mostly negative values in a dB range (median {median:.3g})"
+    if count == 1:
+        return "dsm", "one float band: read as elevation"
+    if count == 3:
+        return "optical", "3 float bands"
+    return ("multispectral", f"{count} float bands") if count >= 4 else ("generic", f"{count} float bands")
+
+
+def _bands_kind(dt: np.dtype, count: int) -> tuple[str, str]:
+    """The kind of ``count`` integer bands by number and bit depth alone."""
     if dt == np.uint8:
         return ("optical", f"{count} 8-bit bands") if count in (3, 4) else (
             ("multispectral", f"{count} 8-bit bands") if count > 4 else ("generic", f"{count} 8-bit bands"))
     if count >= 4:
-        return "multispectral", f"{count} {dtype} bands"
+        return "multispectral", f"{count} {dt.name} bands"
     if count == 3:
-        return "optical", f"3 {dtype} bands"
-    return "generic", f"{count} {dtype} bands"
+        return "optical", f"3 {dt.name} bands"
+    return "generic", f"{count} {dt.name} bands"
+
+
+def _integer_band_kind(dt: np.dtype, finite: Optional[np.ndarray], image: Optional[np.ndarray], text: str,
+                       names: Sequence[str]) -> tuple[str, str]:
+    distinct = np.unique(finite).size if finite is not None else None
+    quantised = None
+    if distinct is not None and distinct <= CLASS_MAP_MAX_VALUES:
+        named = bool(text and _CLASS_NAME.search(text))
+        quantised = None if named else _quantised_image(finite, image)
+        if named or ((dt.itemsize == 1 or distinct <= 16) and quantised is None):
+            why = f" and a class name ({_short(names)})" if named else ""
+            return "generic", f"one integer band with {distinct} distinct values{why}: a class map"
+    if dt.itemsize == 1:
+        return "optical", f"one 8-bit band{': ' + quantised if quantised else ''}"
+    if dt.kind == "i":
+        return "dsm", f"one signed {dt.name} band: read as elevation"
+    if text and _OPTICAL_NAME.search(text):
+        return "optical", f"one {dt.name} band whose name ({_short(names)}) is an optical band or product"
+    roughness = _roughness(image)
+    if roughness is not None and roughness < DEM_ROUGHNESS:
+        return "dsm", f"one {dt.name} band that varies smoothly like terrain (roughness {roughness:.3g})"
+    if quantised:
+        return "optical", f"one {dt.name} band: {quantised}"
+    return "optical", f"one {dt.name} band that varies like image reflectance"
+
+
+def _quantised_image(values: Optional[np.ndarray], image: Optional[np.ndarray]) -> Optional[str]:
+    """Why few integer values are a quantised continuous image rather than classes, or None.
+
+    A low-bit-depth photo (5-bit grayscale: 32 levels) uses nearly every level of an evenly
+    spaced ladder and neighbouring pixels mostly differ by one level (72 % in a 5-bit aerial
+    photo); a class map jumps between arbitrary codes (6–35 % one-level changes in land cover
+    maps, whose codes often leave gaps: WorldCover's 10, 20, ... 100 fill half their ladder).
+    """
+    if values is None or image is None or image.ndim != 2:
+        return None
+    levels = np.unique(values)
+    if levels.size < 8:
+        return None
+    step = int(np.gcd.reduce(np.diff(levels).astype(np.int64)))
+    if step <= 0:
+        return None
+    fill = levels.size / ((levels[-1] - levels[0]) / step + 1)
+    jumps = np.abs(np.diff(image, axis=1)).ravel()
+    jumps = jumps[np.isfinite(jumps) & (jumps > 0)]
+    if jumps.size < 50:
+        return None
+    one = float(np.mean(jumps == step))
+    if fill >= 0.8 and one >= 0.5:
+        return (f"{levels.size} levels {step} apart filling {fill:.0%} of their range, and {one:.0%} of the changes "
+                "between neighbouring pixels are one level: a quantised image, not a class map")
+    return None
 
 
 def infer_kind(dtype: str, count: int, sample: Optional[np.ndarray] = None, *,
-               names: Sequence[str] = (), image: Optional[np.ndarray] = None) -> str:
+               names: Sequence[str] = (), image: Optional[np.ndarray] = None,
+               file_count: Optional[int] = None) -> str:
     """The kind :func:`explain_kind` infers."""
-    return explain_kind(dtype, count, sample, names=names, image=image)[0]
+    return explain_kind(dtype, count, sample, names=names, image=image, file_count=file_count)[0]
 
 
 def _short(names: Sequence[str]) -> str:
@@ -364,42 +441,160 @@ def _roughness(image: Optional[np.ndarray]) -> Optional[float]:
     return float(np.median(diff) / (p98 - p2))
 
 
-def explain_units(sample: Optional[np.ndarray], dtype: str) -> tuple[str, str]:
-    """SAR units from values: ``(units, reason)``.
+#: Where the median of a scene of calibrated backscatter (σ⁰, γ⁰) lies, in dB: from calm water
+#: near the noise floor (Sentinel-1's is -22 to -26 dB) to cities and slopes facing the sensor.
+SCENE_MEDIAN_DB = (-30.0, 3.0)
+#: A stated-dB raster with no value ≤ 0 and a median above this is no backscatter in dB.
+DB_MEDIAN_MAX = 15.0
+#: A stated-dB raster with no value ≤ 0 and a median below this is small positive numbers.
+DB_MEDIAN_SMALL = 3.0
+#: Read as amplitude, a median below this (dB) lies far below every spaceborne SAR's noise floor.
+AMPLITUDE_MEDIAN_MIN_DB = -35.0
+#: Positive values whose 98th percentile is above this are amplitude digital numbers.
+DN_P98 = 60.0
 
-    Negative values or a dB range ⇒ ``db``; integers ⇒ ``amplitude`` (GRD digital numbers);
-    positive floats with a median below 1.5 ⇒ ``linear`` power (σ⁰ is mostly 0.001–0.5);
-    large positive floats (98th percentile above 60) ⇒ ``amplitude``.
+_UNITS_FACTOR = {"linear": 10.0, "amplitude": 20.0}
+
+
+@dataclass(frozen=True)
+class UnitsGuess:
+    """SAR units read from values: the units, why, whether the values prove them (``sure``) and,
+    when they do not, the other units they could as well be (``alternative``)."""
+
+    units: str
+    reason: str
+    sure: bool
+    alternative: Optional[str] = None
+
+
+def _finite(sample: Optional[np.ndarray]) -> np.ndarray:
+    if sample is None:
+        return np.empty(0)
+    values = np.asarray(sample, np.float64).ravel()
+    return values[np.isfinite(values)]
+
+
+def _median_db(median: float, units: str) -> float:
+    return _UNITS_FACTOR[units] * math.log10(median) if median > 0 else -math.inf
+
+
+def _plausible(median_db: float) -> bool:
+    return SCENE_MEDIAN_DB[0] <= median_db <= SCENE_MEDIAN_DB[1]
+
+
+def infer_units(sample: Optional[np.ndarray], dtype: str) -> UnitsGuess:
+    """SAR units from values, and how sure that is.
+
+    The physics: calibrated backscatter lies between about -30 dB (calm water) and +5 dB, a
+    scene's median within :data:`SCENE_MEDIAN_DB` (-30…+3 dB); a value m read as linear power is
+    10·log10 m dB, read as amplitude (√power) 20·log10 m dB. So: negative values (over 1 %) can
+    only be dB (sure); integers are amplitude digital numbers (GRD, sure); positive values with
+    a 98th percentile above :data:`DN_P98` are amplitude numbers too (calibrated power or
+    amplitude stays below ~3, and dB that high is no backscatter). Positive floats below that are
+    *linear* when only that reading puts the median in the window (m < 0.032: as amplitude it
+    would be below -30 dB), and otherwise ambiguous: float power (SNAP, ASF RTC's default) and
+    float amplitude overlap for medians 0.03–1.4, so the guess is linear power, far the more
+    common float product, with ``sure`` False and ``alternative`` amplitude — callers must say so.
     """
-    finite = None if sample is None else np.asarray(sample, np.float64).ravel()
-    if finite is not None:
-        finite = finite[np.isfinite(finite)]
-    if finite is None or not finite.size:
-        return "linear", "no valid sample; assumed linear power"
+    finite = _finite(sample)
+    if not finite.size:
+        return UnitsGuess("linear", "no valid sample; assumed linear power", False, "amplitude")
     negative = float((finite < 0).mean())
     median = float(np.median(finite))
     if negative > 0.01:
-        return "db", f"{100 * negative:.0f}% of the values are negative (median {median:.3g})"
+        return UnitsGuess("db", f"{100 * negative:.0f}% of the values are negative (median {median:.3g}), which "
+                                "power and amplitude cannot be", True)
     if np.dtype(dtype).kind in "ui":
-        return "amplitude", f"integer values (median {median:.3g}), like GRD amplitude digital numbers"
-    if median <= 1.5:
-        return "linear", f"positive values with median {median:.3g}, like linear power"
-    if float(np.percentile(finite, 98)) > 60.0:
-        return "amplitude", f"large positive values (median {median:.3g}), like amplitude"
-    return "db", f"positive values in a dB range (median {median:.3g})"
+        return UnitsGuess("amplitude", f"integer values (median {median:.3g}), like GRD amplitude digital numbers",
+                          True)
+    p98 = float(np.percentile(finite, 98))
+    if p98 > DN_P98:
+        return UnitsGuess("amplitude", f"large positive values (median {median:.3g}, 98th percentile {p98:.3g}), "
+                                       "like amplitude digital numbers", True)
+    as_power, as_amplitude = _median_db(median, "linear"), _median_db(median, "amplitude")
+    readings = f"median {median:.3g}: {as_power:.1f} dB as linear power, {as_amplitude:.1f} dB as amplitude"
+    if _plausible(as_power) and not _plausible(as_amplitude):
+        return UnitsGuess("linear", f"positive values with {readings}; only linear power puts it within the "
+                                    f"{SCENE_MEDIAN_DB[0]:.0f}..{SCENE_MEDIAN_DB[1]:+.0f} dB of backscatter scenes", True)
+    if _plausible(as_power):
+        return UnitsGuess("linear", f"positive values with {readings}, both plausible; guessed linear power, the "
+                                    "usual float product", False, "amplitude")
+    if _plausible(as_amplitude):  # not reached with the window above, kept for a wider one
+        return UnitsGuess("amplitude", f"positive values with {readings}", False, "linear")
+    guess = "linear" if median < 1.0 else "amplitude"
+    return UnitsGuess(guess, f"positive values with {readings}, neither like calibrated backscatter; guessed "
+                             f"{units_name(guess)}", False, "amplitude" if guess == "linear" else "linear")
+
+
+def explain_units(sample: Optional[np.ndarray], dtype: str) -> tuple[str, str]:
+    """SAR units from values: ``(units, reason)`` (see :func:`infer_units`, which also says how sure)."""
+    guess = infer_units(sample, dtype)
+    return guess.units, guess.reason
+
+
+def units_name(units: Optional[str]) -> str:
+    """``linear power``, ``amplitude`` or ``dB``: units as messages name them."""
+    return {"linear": "linear power", "amplitude": "amplitude", "db": "dB"}.get(units or "linear", str(units))
 
 
 def check_stated_units(units: str, sample: Optional[np.ndarray]) -> Optional[str]:
-    """Why stated SAR ``units`` contradict the values (a message), or None when they fit."""
+    """Why stated SAR ``units`` contradict the values beyond doubt (a message to refuse with), or None.
+
+    Refused: power or amplitude with over 1 % negative values (they cannot be negative); dB with
+    no value ≤ 0 and a median below :data:`DB_MEDIAN_SMALL` or above :data:`DB_MEDIAN_MAX` dB
+    (speckle spreads a dB image over 10 dB or more, so backscatter in dB always has values ≤ 0
+    unless its median is far above any natural level; small positive numbers are linear power or
+    amplitude, large ones digital numbers); amplitude whose median reads below
+    :data:`AMPLITUDE_MEDIAN_MIN_DB` (that is linear power). Weaker contradictions are
+    :func:`doubt_stated_units`.
+    """
     check_units(units)
-    if sample is None or not np.asarray(sample).size or units == "db":
+    finite = _finite(sample)
+    if not finite.size:
         return None
-    finite = np.asarray(sample, np.float64).ravel()
-    finite = finite[np.isfinite(finite)]
-    negative = float((finite < 0).mean()) if finite.size else 0.0
+    median = float(np.median(finite))
+    if units == "db":
+        if float((finite <= 0).mean()) < 0.001 and not DB_MEDIAN_SMALL <= median <= DB_MEDIAN_MAX:
+            guess = infer_units(finite, "float64")
+            what = (f"like {units_name(guess.units)}" if median < DB_MEDIAN_SMALL
+                    else f"far above any backscatter level in dB, like {units_name(guess.units)}")
+            return (f"stated units db but no value is 0 or below and the median is {median:.3g}, {what}; backscatter "
+                    f"in dB is mostly negative (use units {guess.units})")
+        return None
+    negative = float((finite < 0).mean())
     if negative > 0.01:
         return (f"stated units {units} but {100 * negative:.0f}% of the values are negative, which "
                 f"{'power' if units == 'linear' else 'amplitude'} cannot be; these look like dB (use units db)")
+    if units == "amplitude" and _median_db(median, "amplitude") < AMPLITUDE_MEDIAN_MIN_DB:
+        return (f"stated units amplitude but the median {median:.3g} would be {_median_db(median, 'amplitude'):.0f} dB, "
+                f"far below any SAR's noise floor; as linear power it is {_median_db(median, 'linear'):.1f} dB "
+                "(use units linear)")
+    return None
+
+
+def doubt_stated_units(units: str, sample: Optional[np.ndarray]) -> Optional[str]:
+    """Why stated SAR ``units`` look unlikely though not impossible (a warning), or None: a median
+    that the stated units put outside :data:`SCENE_MEDIAN_DB` while other units put it inside,
+    or a dB raster without any value ≤ 0."""
+    check_units(units)
+    finite = _finite(sample)
+    if not finite.size or check_stated_units(units, finite):
+        return None
+    median = float(np.median(finite))
+    if units == "db":
+        if float((finite <= 0).mean()) < 0.001:
+            return (f"stated units db but no value is 0 or below (median {median:.3g}); backscatter in dB is mostly "
+                    "negative")
+        return None
+    if median <= 0 or float(np.percentile(finite, 98)) > DN_P98:
+        return None  # digital numbers: uncalibrated, any level
+    stated_db = _median_db(median, units)
+    other = "amplitude" if units == "linear" else "linear"
+    other_db = _median_db(median, other)
+    if not _plausible(stated_db) and _plausible(other_db):
+        return (f"stated units {units} put the median {median:.3g} at {stated_db:.1f} dB, outside the "
+                f"{SCENE_MEDIAN_DB[0]:.0f}..{SCENE_MEDIAN_DB[1]:+.0f} dB of backscatter scenes; as "
+                f"{units_name(other)} it would be {other_db:.1f} dB: check the units")
     return None
 
 

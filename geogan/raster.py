@@ -25,7 +25,7 @@ from xml.sax.saxutils import escape, quoteattr
 
 import numpy as np
 
-from .errors import BandMismatchError, InputNotFoundError, OutputError, RasterError, describe
+from .errors import BandMismatchError, ConfigError, InputNotFoundError, OutputError, RasterError, describe
 from .outputs import atomic_output, atomic_write_bytes, check_writable_dir  # noqa: F401  (re-exported)
 from .scenes import Scene, SceneLike, as_scene, is_gdal_path
 
@@ -50,14 +50,18 @@ def open_raster(src: SceneLike, *, require_georeference: bool = True, resampling
     grid among them (``resampling`` for the coarser ones: ``bilinear`` for continuous data,
     ``nearest`` for class maps); they must share a CRS and overlap. Use as a context manager:
     ``with open_raster(p) as ds: ...``; :func:`dataset_label` names it in messages.
+
+    A scene's ``assume_crs`` (``--assume-crs``) is the CRS of files that have a geotransform but
+    no CRS, as ``gdal_translate -a_srs`` would tag them (read through GDAL's ``vrt://``, nothing is
+    written); a file with a different CRS of its own is refused in one line.
     """
     scene = as_scene(src)
     if scene.is_multi:
         return _open_stack(scene, require_georeference, resampling)
-    return _open_one(scene.parts[0], require_georeference)
+    return _open_one(scene.parts[0], require_georeference, scene.assume_crs)
 
 
-def _open_one(name: str, require_georeference: bool):
+def _open_one(name: str, require_georeference: bool, assume_crs: Optional[str] = None):
     import rasterio
     from rasterio.errors import NotGeoreferencedWarning, RasterioError
 
@@ -81,10 +85,84 @@ def _open_one(name: str, require_georeference: bool):
     if ds.count < 1:
         ds.close()
         raise RasterError(f"{describe(name)}: has no bands")
+    if assume_crs is not None:
+        ds = _with_assumed_crs(ds, name, assume_crs)
     if require_georeference and not is_georeferenced(ds):
+        problem = georeference_problem(ds)
         ds.close()
-        raise RasterError(f"{describe(name)}: has no CRS or geotransform (not georeferenced)")
+        raise RasterError(f"{describe(name)}: {problem}")
     return ds
+
+
+def georeference_problem(ds: Any, allow_hint: bool = False) -> str:
+    """What is missing from a raster that is not georeferenced, in words, with the way out:
+    ``--assume-crs`` when only the CRS is missing (``allow_hint``: also ``--allow-ungeoreferenced``)."""
+    from affine import Affine
+
+    also = "; or use --allow-ungeoreferenced to translate it anyway" if allow_hint else ""
+    if ds.crs is None and ds.transform != Affine.identity():
+        return f"has a geotransform but no CRS; state its CRS with --assume-crs (e.g. --assume-crs EPSG:32633){also}"
+    if ds.crs is not None:
+        return f"has a CRS but no geotransform (not georeferenced){also.replace('; or use', '; use')}"
+    return f"has no CRS or geotransform (not georeferenced){also.replace('; or use', '; use')}"
+
+
+def check_crs_option(value: Any, option: str = "--assume-crs") -> Optional[str]:
+    """A CRS stated by the user (EPSG:32633, 32633, WKT, a PROJ string) → ``EPSG:n`` or WKT; None
+    when not given. Anything PROJ cannot read is one :class:`ConfigError`."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    from rasterio.crs import CRS
+
+    text = value.strip() if isinstance(value, str) else value
+    if isinstance(text, str) and text.isdigit():
+        text = f"EPSG:{text}"
+    try:
+        crs = CRS.from_user_input(text)
+    except Exception as exc:  # CRSError, and TypeError/ValueError for odd objects
+        raise ConfigError(f"{option} {value!r}: not a CRS ({first_line(exc, 'unreadable')}); give an EPSG code "
+                          "(EPSG:32633), WKT or a PROJ string") from None
+    epsg = crs.to_epsg()
+    if epsg and CRS.from_epsg(epsg) == crs:
+        return f"EPSG:{epsg}"
+    return crs.to_wkt()
+
+
+def assuming_crs(scene: SceneLike, crs: Optional[str]) -> Scene:
+    """``scene`` to be read in ``crs`` where its files have none (checked with :func:`check_crs_option`)."""
+    import dataclasses
+
+    s = as_scene(scene)
+    crs = check_crs_option(crs)
+    return dataclasses.replace(s, assume_crs=crs) if crs else s
+
+
+def _with_assumed_crs(ds: Any, name: str, crs_text: str) -> Any:
+    """``ds`` read in the assumed CRS when it has a geotransform but no CRS (GDAL's ``vrt://`` with
+    ``a_srs``); unchanged when its own CRS is that one; refused when it is another. A different CRS
+    is refused rather than overridden or ignored: either would put the output on ground the user
+    did not mean, with exit 0."""
+    import rasterio
+    from affine import Affine
+    from rasterio.crs import CRS
+
+    assumed = CRS.from_user_input(crs_text)
+    if ds.crs is not None:
+        if ds.crs == assumed:
+            return ds
+        own = _crs_name(ds.crs)
+        ds.close()
+        raise RasterError(f"{describe(name)}: has its own CRS ({own}), not the assumed {_crs_name(assumed)}; "
+                          "--assume-crs is only for files without a CRS (re-tag or reproject this one with GDAL "
+                          "if its CRS is wrong)")
+    if ds.transform == Affine.identity() or name.lstrip().startswith("<VRTDataset"):
+        return ds  # nothing to place on the ground: the georeferencing check says so
+    if "?" in name:
+        ds.close()
+        raise RasterError(f"{describe(name)}: a name with '?' cannot be read with an assumed CRS; rename the file "
+                          "or tag it with gdal_edit.py -a_srs")
+    ds.close()
+    return rasterio.open(f"vrt://{name}?a_srs={crs_text}")
 
 
 def _check_encodable(name: str, action: str) -> None:
@@ -114,6 +192,8 @@ def dataset_label(ds: Any) -> str:
     name = str(getattr(ds, "name", ds))
     if name.startswith("WarpedVRT(") and name.endswith(")"):  # a warp of a file or scene: name what it warps
         name = name[len("WarpedVRT("):-1]
+    if name.startswith("vrt://"):  # a file read in an assumed CRS: name the file
+        name = name[len("vrt://"):].rsplit("?a_srs=", 1)[0]
     if name.lstrip().startswith("<VRTDataset"):
         import re
 
@@ -167,7 +247,7 @@ def _open_stack(scene: Scene, require_georeference: bool, resampling: str):
         raise RasterError(f"unknown resampling {resampling!r} (expected one of {', '.join(RESAMPLINGS)})")
     parts = []
     for name in scene.parts:
-        with _open_one(name, require_georeference=True) as ds:
+        with _open_one(name, require_georeference=True, assume_crs=scene.assume_crs) as ds:
             parts.append(_Part(name, ds))
     label = describe(scene.label)
     first = parts[0]
@@ -344,6 +424,41 @@ def describe_window(window: Any) -> str:
         return "the whole raster"
     r0, c0 = int(window.row_off), int(window.col_off)
     return f"rows {r0}-{r0 + int(window.height) - 1}, cols {c0}-{c0 + int(window.width) - 1}"
+
+
+#: Mean Earth radius (m): pixel sizes in metres from a sphere differ from the ellipsoid's by < 0.5 %.
+EARTH_RADIUS = 6371008.8
+
+
+def ground_resolution(crs: Any, transform: Any, width: int, height: int) -> Optional[tuple[float, float]]:
+    """Pixel size (x, y) in metres on the ground at the raster's centre, or None without a CRS
+    (or one PROJ cannot take to longitude/latitude).
+
+    Measured, not read from the units: the centre pixel's two sides are taken to longitude and
+    latitude and their great-circle lengths computed, so feet, degrees (at the centre's latitude)
+    and a projection's scale (Web Mercator at 60° N halves its metres) all come out in metres.
+    """
+    if crs is None:
+        return None
+    from rasterio.warp import transform as warp_points
+
+    col, row = width / 2.0, height / 2.0
+    pts = [transform * (col, row), transform * (col + 1, row), transform * (col, row + 1)]
+    try:
+        lon, lat = warp_points(crs, "EPSG:4326", [p[0] for p in pts], [p[1] for p in pts])
+    except Exception:  # an engineering or otherwise untransformable CRS
+        return None
+    if not all(math.isfinite(v) for v in list(lon) + list(lat)):
+        return None
+    return (_great_circle(lon[0], lat[0], lon[1], lat[1]), _great_circle(lon[0], lat[0], lon[2], lat[2]))
+
+
+def _great_circle(lon1: float, lat1: float, lon2: float, lat2: float) -> float:
+    """Haversine distance in metres."""
+    p1, p2 = math.radians(lat1), math.radians(lat2)
+    dp, dl = p2 - p1, math.radians(lon2 - lon1)
+    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
+    return 2 * EARTH_RADIUS * math.asin(min(1.0, math.sqrt(a)))
 
 
 def resolution(ds) -> tuple[float, float]:

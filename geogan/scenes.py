@@ -27,7 +27,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence, Union
+from typing import Iterable, Optional, Sequence, Union
 
 from .errors import ConfigError, InputError, InputNotFoundError, describe
 
@@ -53,6 +53,9 @@ class Scene:
     """One input raster made of one or more files, stacked band after band in the given order."""
 
     parts: tuple[str, ...]
+    #: The CRS to read the files in when they have none (``--assume-crs``; see
+    #: :func:`geogan.raster.open_raster`), as EPSG:n or WKT; None: the files' own.
+    assume_crs: Optional[str] = None
 
     def __post_init__(self) -> None:
         if not self.parts:

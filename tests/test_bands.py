@@ -186,7 +186,10 @@ def test_units_inference_and_contradictions():
     assert explain_units(10 * np.log10(power), "float32")[0] == "db"
     assert explain_units((np.sqrt(power) * 300).astype(np.uint16), "uint16")[0] == "amplitude"
     assert "look like dB" in check_stated_units("linear", 10 * np.log10(power))
-    assert check_stated_units("db", power) is None and check_stated_units("linear", power) is None
+    assert check_stated_units("linear", power) is None
+    # Issue 20: linear power stated as dB was accepted; all-positive small values are not dB.
+    assert "stated units db but no value is 0 or below" in check_stated_units("db", power)
+    assert check_stated_units("db", 10 * np.log10(power)) is None
 
 
 @pytest.mark.parametrize("dtype,count,sample,names,kind", [

@@ -355,7 +355,8 @@ class ExportRun:
             grid = self.sources["a"][0] if (self.plan.options.paired and d == "b") else first
             out[d] = DomainSpec(kind=self.choices[d].kind, bands=first.bands, dtype=first.dtype, nodata=first.nodata,
                                 stats=self.stats[d].result(first.bands), crs=grid.crs.to_wkt(), resolution=grid.res,
-                                band_descriptions=first.descriptions, units=self.choices[d].units)
+                                band_descriptions=first.descriptions, units=self.choices[d].units,
+                                ground_resolution=grid.ground_res, source_count=first.count)
         return out
 
 
@@ -373,6 +374,8 @@ def export_chips(
     kind_b: Optional[str] = None,
     units_a: Optional[str] = None,
     units_b: Optional[str] = None,
+    assume_crs_a: Optional[str] = None,
+    assume_crs_b: Optional[str] = None,
     tile_size: int = 256,
     stride: Optional[int] = None,
     min_valid: float = 0.95,
@@ -391,7 +394,9 @@ def export_chips(
     ``a``/``b``: a path, a :class:`~geogan.scenes.Scene`, or a list of them, each in any syntax
     of :mod:`geogan.scenes` (``"VV.tif,VH.tif"`` is one scene of two bands, ``@list.txt``, a glob,
     a folder, a GDAL path). ``kind_*`` and ``units_*`` (SAR: linear, amplitude, db) are inferred
-    when not given; ``aoi`` limits both domains, ``aoi_a``/``aoi_b`` one each (instead of ``aoi``).
+    when not given; ``assume_crs_a``/``assume_crs_b`` (EPSG code, WKT or PROJ string) are the CRS
+    of that domain's files that have a geotransform but no CRS; ``aoi`` limits both domains,
+    ``aoi_a``/``aoi_b`` one each (instead of ``aoi``).
     ``compress``: chip compression (default ZSTD level 1 where GDAL has it, else DEFLATE).
     Returns a :class:`ChipSummary`; raises a one-line :class:`~geogan.errors.GeoganError` on bad
     input, :class:`~geogan.errors.Cancelled` if ``progress`` asks to stop; either way ``out`` is
@@ -410,7 +415,7 @@ def export_chips(
             check_stated(d, *stated[d])
         out_dir = Path(out)
         check_out_dir(out_dir)  # fail fast; checked again under the lock
-        scenes = {"a": expand_inputs(a, "a"), "b": expand_inputs(b, "b")}
+        scenes = {"a": expand_inputs(a, "a", assume_crs_a), "b": expand_inputs(b, "b", assume_crs_b)}
         if options.paired:
             check_pair_counts(len(scenes["a"]), len(scenes["b"]))
         sources = {"a": _domain_sources(scenes["a"], bands_a, "a"), "b": _domain_sources(scenes["b"], bands_b, "b")}

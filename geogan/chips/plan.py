@@ -11,17 +11,21 @@ naming them.
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from ..bands import CLASS_MAP_MAX_VALUES, KINDS, SAR_UNITS, check_stated_units, explain_kind, explain_units
+from ..bands import (CLASS_MAP_MAX_VALUES, KINDS, SAR_UNITS, check_stated_units, doubt_stated_units, explain_kind,
+                     infer_units, units_name)
 from ..errors import ConfigError, InputError, RasterError, describe
 from ..tiling import grid_offsets
 from .aoi import AOI, grid_in_aoi
 from .sources import Source, SourceSample
 from .split import SplitResult, plan_split
+
+log = logging.getLogger(__name__)
 
 MIN_TILE_SIZE = 16
 
@@ -106,7 +110,8 @@ def resampling_for(kind: str, dtype: str, values: Optional[np.ndarray] = None) -
 def choose_domain(domain: str, sources: Sequence[Source], samples: Sequence[SourceSample],
                   kind: Optional[str] = None, units: Optional[str] = None) -> DomainChoice:
     """The kind (stated, or :func:`~geogan.bands.explain_kind` on names and values) and, for SAR,
-    the units (stated and checked against every sample, or :func:`~geogan.bands.explain_units`)."""
+    the units (stated and checked against every sample, or :func:`~geogan.bands.infer_units`).
+    Units the values leave open, or stated ones they make unlikely, are logged as warnings."""
     check_stated(domain, kind, units)
     first = sources[0]
     values = np.concatenate([s.values for s in samples]) if samples else None
@@ -115,7 +120,8 @@ def choose_domain(domain: str, sources: Sequence[Source], samples: Sequence[Sour
     else:
         names = first.file_names + [d for d in first.descriptions if d and not any(d in n for n in first.file_names)]
         image = samples[0].image if samples else None
-        kind, kind_reason = explain_kind(first.dtype, len(first.bands), values, names=names, image=image)
+        kind, kind_reason = explain_kind(first.dtype, len(first.bands), values, names=names, image=image,
+                                         file_count=first.count)
     if kind != "sar":
         if units is not None:
             raise ConfigError(f"--units-{domain} {units}: units are for SAR, but domain {domain} "
@@ -127,9 +133,17 @@ def choose_domain(domain: str, sources: Sequence[Source], samples: Sequence[Sour
             problem = check_stated_units(units, sample.values)
             if problem:
                 raise ConfigError(f"{describe(sample.label)}: {problem}")
+            doubt = doubt_stated_units(units, sample.values)
+            if doubt:
+                log.warning("%s: %s (--units-%s)", describe(sample.label), doubt, domain)
         units_reason = f"stated with --units-{domain}"
     else:
-        units, units_reason = explain_units(values, first.dtype)
+        guess = infer_units(values, first.dtype)
+        units, units_reason = guess.units, guess.reason
+        if not guess.sure:
+            other = guess.alternative or "db"
+            log.warning("domain %s (%s): SAR units not stated; read as %s (%s); if they are %s, state --units-%s %s",
+                        domain, names_of(sources), units_name(units), units_reason, units_name(other), domain, other)
     return DomainChoice(kind, kind_reason, units, units_reason, "bilinear")
 
 

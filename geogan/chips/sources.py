@@ -8,6 +8,7 @@ finest grid among its files.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
@@ -19,7 +20,8 @@ from typing import Any, Optional, Sequence, Union
 import numpy as np
 
 from ..errors import BandMismatchError, ConfigError, RasterError, describe
-from ..raster import SUPPORTED_DTYPES, open_raster, parse_bands, read_window, resolution, valid_mask
+from ..raster import (SUPPORTED_DTYPES, check_crs_option, ground_resolution, open_raster, parse_bands, read_window,
+                      resolution, valid_mask)
 from ..scenes import Scene, expand_scenes, is_gdal_path
 
 log = logging.getLogger(__name__)
@@ -52,6 +54,7 @@ class Source:
     descriptions: tuple[Optional[str], ...]
     has_mask: bool             # a per-dataset (internal) mask that chips must carry
     all_valid: bool            # GDAL says every pixel of the chosen bands is valid: no mask to read
+    ground_res: Optional[tuple[float, float]] = None  # pixel size in metres on the ground at the centre
 
     def open(self, resampling: str = "bilinear"):
         """The raster, opened through :func:`geogan.raster.open_raster` (a context manager)."""
@@ -75,8 +78,10 @@ class SourceSample:
 
 # ------------------------------------------------------------------------------- scenes
 
-def expand_inputs(value: Inputs, domain: str) -> list[Scene]:
-    """Every scene named for ``domain``; a scene given twice is refused in one line."""
+def expand_inputs(value: Inputs, domain: str, assume_crs: Optional[str] = None) -> list[Scene]:
+    """Every scene named for ``domain``; a scene given twice is refused in one line. ``assume_crs``
+    (``--assume-crs-a``/``-b``) is the CRS its files are read in when they have none."""
+    crs = check_crs_option(assume_crs, f"--assume-crs-{domain}")
     if isinstance(value, (str, os.PathLike, Scene)):
         specs = [value]
     else:
@@ -90,7 +95,7 @@ def expand_inputs(value: Inputs, domain: str) -> list[Scene]:
         if key in seen:
             raise ConfigError(f"{describe(scene.label)}: given twice for domain {domain}")
         seen.add(key)
-    return scenes
+    return [dataclasses.replace(s, assume_crs=crs) for s in scenes] if crs else scenes
 
 
 def absolute_part(part: str) -> str:
@@ -174,6 +179,7 @@ def _inspect_one(scene: Scene, bands: Any, name: str) -> Source:
             res=resolution(ds), descriptions=tuple(ds.descriptions[i - 1] for i in chosen),
             has_mask=any(MaskFlags.per_dataset in f for f in flags),
             all_valid=all(f == [MaskFlags.all_valid] for f in flags),
+            ground_res=ground_resolution(ds.crs, ds.transform, ds.width, ds.height),
         )
 
 

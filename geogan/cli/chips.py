@@ -32,6 +32,10 @@ _SCENES_HELP = ("a file; comma-joined files as the bands of one scene (VV.tif,VH
               help="SAR units of A: linear (power), amplitude or db (default: inferred from the values; "
                    "checked against them when given).")
 @click.option("--units-b", default=None, type=_UNITS, help="SAR units of B (default: inferred).")
+@click.option("--assume-crs-a", default=None, metavar="CRS",
+              help="CRS of A files that have a geotransform but no CRS (EPSG:32633, WKT or a PROJ string); a file "
+                   "with another CRS of its own is refused.")
+@click.option("--assume-crs-b", default=None, metavar="CRS", help="CRS of B files without one (as --assume-crs-a).")
 @click.option("--tile-size", default=256, show_default=True, type=int, help="Chip side in pixels (>= 16).")
 @click.option("--stride", default=None, type=int,
               help="Step between chips in pixels (default: tile size; smaller overlaps).")
@@ -51,6 +55,7 @@ _SCENES_HELP = ("a file; comma-joined files as the bands of one scene (VV.tif,VH
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of the validation block draw.")
 def chips_command(a: tuple[str, ...], b: tuple[str, ...], out: str, bands_a: Optional[str], bands_b: Optional[str],
                   kind_a: Optional[str], kind_b: Optional[str], units_a: Optional[str], units_b: Optional[str],
+                  assume_crs_a: Optional[str], assume_crs_b: Optional[str],
                   tile_size: int, stride: Optional[int], min_valid: float, aoi: Optional[str], aoi_a: Optional[str],
                   aoi_b: Optional[str], aoi_crs: Optional[str], val_fraction: float, paired: bool, seed: int) -> None:
     """Cut A and B rasters into georeferenced train/val chips plus geogan_chips.json."""
@@ -63,6 +68,7 @@ def chips_command(a: tuple[str, ...], b: tuple[str, ...], out: str, bands_a: Opt
             summary = export_chips(
                 list(a), list(b), out, bands_a=bands_a, bands_b=bands_b, kind_a=kind_a, kind_b=kind_b,
                 units_a=units_a.lower() if units_a else None, units_b=units_b.lower() if units_b else None,
+                assume_crs_a=assume_crs_a, assume_crs_b=assume_crs_b,
                 tile_size=tile_size, stride=stride, min_valid=min_valid, aoi=aoi, aoi_a=aoi_a, aoi_b=aoi_b,
                 aoi_crs=aoi_crs, val_fraction=val_fraction, paired=paired, seed=seed, progress=bar,
             )

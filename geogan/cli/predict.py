@@ -48,13 +48,16 @@ _COMPRESSIONS = ("deflate", "zstd", "lzw", "none")
                    "another model's).")
 @click.option("--allow-ungeoreferenced", is_flag=True,
               help="Translate an input without CRS/geotransform (the output has none either).")
+@click.option("--assume-crs", default=None, metavar="CRS",
+              help="CRS of inputs that have a geotransform but no CRS (EPSG:32633, WKT or a PROJ string); the "
+                   "outputs carry it. An input with another CRS of its own is refused.")
 @click.option("--tta", is_flag=True,
               help="Test-time augmentation: average every orientation the model was trained under "
                    "(8x the network's work; less copied speckle, the same edges).")
 def predict_command(model: str, inputs: tuple[str, ...], output: str, direction: str, bands: Optional[str],
                     units: Optional[str], tile_size: int, overlap: int, batch_size: int, device: str,
                     precision: str, blend: str, cog: bool, compress: str, overwrite: bool,
-                    allow_ungeoreferenced: bool, tta: bool) -> None:
+                    allow_ungeoreferenced: bool, assume_crs: Optional[str], tta: bool) -> None:
     """Translate INPUT with a trained model into OUTPUT on the same grid.
 
     \b
@@ -74,7 +77,7 @@ def predict_command(model: str, inputs: tuple[str, ...], output: str, direction:
 
     options = dict(direction=direction, bands=bands, units=units, tile_size=tile_size, overlap=overlap,
                    batch_size=batch_size, blend=blend, cog=cog, compress=compress,
-                   allow_ungeoreferenced=allow_ungeoreferenced, tta=tta)
+                   allow_ungeoreferenced=allow_ungeoreferenced, assume_crs=assume_crs, tta=tta)
     rank = RankInfo.from_env()
     with bounded_gdal_cache():
         single = _single_scene(inputs, output)

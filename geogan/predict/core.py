@@ -85,9 +85,12 @@ class PredictOptions:
     channels_last: bool = False
     #: Test-time augmentation: average the orientations the model was trained under (:mod:`.tta`).
     tta: bool = False
+    #: The CRS of inputs that have a geotransform but no CRS (``--assume-crs``), as EPSG:n or WKT.
+    assume_crs: Optional[str] = None
 
     def __post_init__(self) -> None:
         fix = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731
+        fix("assume_crs", raster.check_crs_option(self.assume_crs))
         fix("blend", str(self.blend).lower())
         fix("compress", str(self.compress or "none").lower())
         fix("units", inputs.check_units_option(self.units))
@@ -167,7 +170,7 @@ class Predictor:
                   progress: ProgressLike = None) -> PredictionResult:
         """Translate one scene into ``dst`` (see :func:`translate_raster`)."""
         started = time.perf_counter()
-        scene, dst_p, opts = as_scene(src), Path(dst), self.options
+        scene, dst_p, opts = raster.assuming_crs(src, self.options.assume_crs), Path(dst), self.options
         prog = as_progress(progress)
         with raster.open_raster(scene, require_georeference=False) as ds:
             georef = self._check_input(ds, scene)
@@ -193,8 +196,7 @@ class Predictor:
         georef = raster.is_georeferenced(ds)
         if not georef:
             if not self.options.allow_ungeoreferenced:
-                raise RasterError(f"{describe(scene.label)}: has no CRS or geotransform (not georeferenced); "
-                                  "use --allow-ungeoreferenced to translate it anyway")
+                raise RasterError(f"{describe(scene.label)}: {raster.georeference_problem(ds, allow_hint=True)}")
             log.warning("%s has no CRS or geotransform; the output will not be georeferenced either",
                         describe(scene.label))
         return georef
@@ -306,7 +308,7 @@ def translate_raster(model_or_path: Any, src: SceneLike, dst: Union[str, os.Path
                      cog: bool = False, compress: str = "deflate", overwrite: bool = False,
                      allow_ungeoreferenced: bool = False, progress: ProgressLike = None,
                      panel_width: int = DEFAULT_PANEL_WIDTH, channels_last: bool = False,
-                     tta: bool = False) -> PredictionResult:
+                     tta: bool = False, assume_crs: Optional[str] = None) -> PredictionResult:
     """Translate the scene ``src`` with a trained model and write ``dst`` on the same grid.
 
     ``model_or_path`` is a :class:`~geogan.modelfile.TranslationModel` or a ``.geogan`` file;
@@ -325,10 +327,12 @@ def translate_raster(model_or_path: Any, src: SceneLike, dst: Union[str, os.Path
     was trained under (8 with ``augment: all``; as many times the network's work): less copied
     speckle and invented detail, the same edges (:mod:`geogan.predict.tta`). The result's
     ``warnings`` lists the warnings the call logged (the sentences the CLI prints).
+    ``assume_crs`` (an EPSG code, WKT or PROJ string) is the CRS of an input that has a
+    geotransform but no CRS; the output carries it. An input with another CRS of its own is refused.
     """
     options = PredictOptions(direction=direction, bands=bands, tile_size=tile_size, overlap=overlap,
                              batch_size=batch_size, blend=blend, cog=cog, compress=compress, units=units,
                              allow_ungeoreferenced=allow_ungeoreferenced, panel_width=panel_width,
-                             channels_last=channels_last, tta=tta)
+                             channels_last=channels_last, tta=tta, assume_crs=assume_crs)
     predictor = Predictor(model_or_path, options, device=device, precision=precision)
     return predictor.translate(src, dst, overwrite=overwrite, progress=progress)

@@ -11,7 +11,8 @@ from typing import Any, Optional, Sequence, Union
 import numpy as np
 
 from .. import raster
-from ..bands import SAR_UNITS, DomainSpec, check_stated_units, explain_units, normalize
+from ..bands import (SAR_UNITS, DomainSpec, UnitsGuess, check_stated_units, doubt_stated_units, infer_units,
+                     normalize, units_name)
 from ..errors import BandMismatchError, ConfigError, ModelFileError, RasterError, describe
 
 log = logging.getLogger("geogan.predict")
@@ -84,8 +85,9 @@ def choose_bands(bands: Union[None, str, Sequence[int]], count: int, spec: Domai
     """The input bands to feed the network, in order.
 
     Default: the bands recorded in the model when training picked a deliberate subset or
-    order that this raster has (e.g. 4,3,2 of a 13-band scene); all bands when the model was
-    trained on all bands of an equally wide raster. Anything else asks for ``--bands``.
+    order that this raster has (e.g. 4,3,2 of a 13-band scene, or 1,2,3 of a 4-band file); all
+    bands when the model was trained on all bands of an equally wide raster. Anything else asks
+    for ``--bands``.
     """
     listed = ",".join(map(str, spec.bands))
     expects = f"model expects {spec.count} band(s) ({spec.kind}: bands {listed})"
@@ -97,7 +99,10 @@ def choose_bands(bands: Union[None, str, Sequence[int]], count: int, spec: Domai
     trivial = tuple(spec.bands) == tuple(range(1, spec.count + 1))
     if trivial and count == spec.count:
         return list(spec.bands)
-    if not trivial and max(spec.bands) <= count:
+    # Bands 1..k are a deliberate pick when training read them from wider rasters (recorded since
+    # issue 20); a model trained on every band of a k-band raster asks which bands of a wider one.
+    picked = not trivial or (spec.source_count is not None and spec.source_count > spec.count)
+    if picked and max(spec.bands) <= count:
         log.info("using bands %s of %s, as in training", listed, describe(label))
         return list(spec.bands)
     raise BandMismatchError(f"{expects}; {describe(label)} has {count} — use --bands")
@@ -136,10 +141,15 @@ def read_sample(ds: Any, bands: list[int], label: str) -> tuple[np.ndarray, np.n
 
 def input_units(spec: DomainSpec, data: np.ndarray, masks: np.ndarray, stated: Optional[str],
                 label: str) -> Optional[str]:
-    """The SAR units of the input: as stated (checked against the values) or inferred from the sample.
+    """The SAR units of the input: as stated (checked against the values) or read from them.
 
-    When they differ from the units the model was trained on, the input is converted on the
-    way in (the network works in dB either way) and a warning says so. None for other kinds.
+    Converting to the model's units happens only when the units are known: stated, or proven by
+    the values (negative values are dB; integers amplitude numbers; positive floats that only
+    one reading puts within backscatter's levels, see :func:`geogan.bands.infer_units`), and a
+    warning says so. Values that could be linear power or amplitude are read in the model's
+    units when those are among the two, with a warning naming the guess and ``--units``;
+    when the model was trained on dB (neither reading), the input is refused until ``--units``
+    says which. None for other kinds.
     """
     if spec.kind != "sar":
         if stated is not None:
@@ -153,19 +163,37 @@ def input_units(spec: DomainSpec, data: np.ndarray, masks: np.ndarray, stated: O
         problem = check_stated_units(stated, values)
         if problem:
             raise RasterError(f"{describe(label)}: {problem}")
+        doubt = doubt_stated_units(stated, values)
+        if doubt:
+            log.warning("%s: %s", describe(label), doubt)
         units, reason = stated, "as stated"
     else:
-        units, reason = explain_units(values, str(data.dtype))
+        guess = infer_units(values, str(data.dtype))
+        units, reason = guess.units, guess.reason
+        if not guess.sure:
+            return _guessed_units(spec, guess, label)
     if units != spec.units:
         log.warning("%s: SAR in %s (%s) but the model was trained on %s; converting the input to the model's units",
-                    describe(label), _units_name(units), reason, _units_name(spec.units))
+                    describe(label), units_name(units), reason, units_name(spec.units))
     else:
-        log.info("%s: SAR in %s (%s), as the model was trained", describe(label), _units_name(units), reason)
+        log.info("%s: SAR in %s (%s), as the model was trained", describe(label), units_name(units), reason)
     return units
 
 
-def _units_name(units: Optional[str]) -> str:
-    return {"linear": "linear power", "amplitude": "amplitude", "db": "dB"}.get(units or "linear", str(units))
+def _guessed_units(spec: DomainSpec, guess: UnitsGuess, label: str) -> str:
+    """Units the values leave open: the model's when they are one of the readings (warned), else refused."""
+    readings = {guess.units, guess.alternative} - {None}
+    if spec.units in readings:
+        other = (readings - {spec.units}).pop() if len(readings) > 1 else None
+        tail = (f"; if they are {units_name(other)}, state --units {other} and they will be converted"
+                if other else "; state --units if they are not")
+        log.warning("%s: SAR units not stated; read as %s, as the model was trained, but the values could be "
+                    "either (%s)%s", describe(label), units_name(spec.units), guess.reason, tail)
+        return spec.units
+    options = " or ".join(f"--units {u}" for u in sorted(readings))
+    raise RasterError(f"{describe(label)}: SAR units not stated and the values do not tell ({guess.reason}); the "
+                      f"model was trained on {units_name(spec.units)}, so the input would be converted on a guess: "
+                      f"state {options}")
 
 
 def warn_if_unlike_training(ds: Any, data: np.ndarray, masks: np.ndarray, bands: list[int], spec: DomainSpec,
@@ -174,7 +202,7 @@ def warn_if_unlike_training(ds: Any, data: np.ndarray, masks: np.ndarray, bands:
 
     Returns the share of the sample that is valid.
     """
-    if georef and spec.resolution is not None:
+    if georef and (spec.resolution is not None or spec.ground_resolution is not None):
         _check_resolution(ds, spec, label)
     valid = raster.valid_mask(ds, data, masks, spec.kind, units=units)
     share = float(valid.mean()) if valid.size else 0.0
@@ -192,25 +220,85 @@ def warn_if_unlike_training(ds: Any, data: np.ndarray, masks: np.ndarray, bands:
         median = float(np.median(values))
         far = float(np.mean(np.abs(values) > 3.0))
         if abs(median) > 2.0 or far > 0.5:
-            unit = " dB" if spec.kind == "sar" else ""
-            log.warning("%s: band %d looks unlike the training data (%.0f%% of a sample lies far outside the "
-                        "training range %.4g..%.4g%s); check the sensor, units and scaling",
-                        describe(label), band, 100 * far, lo[i], hi[i], unit)
+            log.warning("%s: band %d looks unlike the training data (%s); check the sensor, units and scaling",
+                        describe(label), band, _unlike(median, far, lo[i], hi[i], spec.kind))
     return share
 
 
-def _check_resolution(ds: Any, spec: DomainSpec, label: str) -> None:
-    rx, ry = raster.resolution(ds)
-    sx, sy = spec.resolution
-    same_units = True
-    if spec.crs:
-        try:
-            from rasterio.crs import CRS
+def _unlike(median: float, far: float, lo: float, hi: float, kind: str) -> str:
+    """What made a band look unlike the training data: its median off the training range, the
+    share of the sample far outside it, or both (``median`` and ``far`` in normalised units, where
+    the training range is -1..1)."""
+    unit = " dB" if kind == "sar" else ""
+    span = f"the training range {lo:.4g}..{hi:.4g}{unit}"
+    parts = []
+    if abs(median) > 2.0:
+        level = lo + (median + 1.0) * (hi - lo) / 2.0
+        parts.append(f"its median {level:.4g}{unit} lies far {'above' if median > 0 else 'below'} {span}")
+    if far > 0.5:
+        parts.append(f"{100 * far:.0f}% of a sample lies far outside " + ("it" if parts else span))
+    return ", and ".join(parts)
 
-            same_units = CRS.from_user_input(spec.crs).is_geographic == ds.crs.is_geographic
-        except Exception:  # an unparsable CRS in the model: compare the numbers anyway
-            same_units = True
-    if same_units and sx > 0 and sy > 0 and (abs(rx - sx) > 0.1 * sx or abs(ry - sy) > 0.1 * sy):
-        log.warning("%s: pixel size %.4g x %.4g differs by more than 10%% from the training data's "
-                    "%.4g x %.4g; resample the input to the training resolution for best results",
-                    describe(label), rx, ry, sx, sy)
+
+#: Relative difference of ground pixel sizes above which the input is said to differ from training.
+RESOLUTION_TOLERANCE = 0.1
+
+
+def _check_resolution(ds: Any, spec: DomainSpec, label: str) -> None:
+    """Warn when the input's pixels differ by more than 10 % from the training data's, compared in
+    metres on the ground (:func:`geogan.raster.ground_resolution`) whatever either CRS is: 10 m in
+    US feet (32.8 ft) is the same, 1 arc-second (~31 m) is not 10 m."""
+    got = raster.ground_resolution(ds.crs, ds.transform, ds.width, ds.height)
+    want = spec.ground_resolution or _training_ground_size(spec, got, ds)
+    if got is None or want is None:
+        return
+    (rx, ry), (sx, sy) = got, want
+    tol = RESOLUTION_TOLERANCE
+    if sx > 0 and sy > 0 and (abs(rx - sx) > tol * sx or abs(ry - sy) > tol * sy):
+        log.warning("%s: pixel size %s on the ground differs by more than 10%% from the training data's %s; "
+                    "resample the input to the training resolution for best results", describe(label),
+                    _metres(rx, ry), _metres(sx, sy))
+
+
+def _metres(x: float, y: float) -> str:
+    return f"{x:.3g} m" if abs(x - y) <= 0.005 * max(x, y) else f"{x:.3g} x {y:.3g} m"
+
+
+def _training_ground_size(spec: DomainSpec, got: Optional[tuple[float, float]],
+                          ds: Any) -> Optional[tuple[float, float]]:
+    """The training pixel size in metres for model files from before it was recorded: linear CRS
+    units times their size in metres; degrees at the input scene's centre latitude (where the
+    training data most likely were). None when the training CRS is unknown or unreadable."""
+    if spec.resolution is None:
+        return None
+    sx, sy = spec.resolution
+    if not spec.crs:  # no training CRS recorded: its sizes are taken in the input's CRS units
+        if got is None:
+            return None
+        rx, ry = raster.resolution(ds)
+        return (got[0] * sx / rx, got[1] * sy / ry) if rx > 0 and ry > 0 else None
+    from rasterio.crs import CRS
+
+    try:
+        crs = CRS.from_user_input(spec.crs)
+        if not crs.is_geographic:
+            factor = crs.linear_units_factor[1]
+            return sx * factor, sy * factor
+        lat = _centre_latitude(ds)
+    except Exception:  # an unreadable CRS in an old model: no comparison rather than a wrong one
+        return None
+    if lat is None:
+        return None
+    metres_per_degree = math.pi / 180.0 * raster.EARTH_RADIUS
+    return sx * metres_per_degree * math.cos(math.radians(lat)), sy * metres_per_degree
+
+
+def _centre_latitude(ds: Any) -> Optional[float]:
+    from rasterio.warp import transform as warp_points
+
+    x, y = ds.transform * (ds.width / 2.0, ds.height / 2.0)
+    try:
+        _, lat = warp_points(ds.crs, "EPSG:4326", [x], [y])
+    except Exception:
+        return None
+    return float(lat[0]) if math.isfinite(lat[0]) else None
