@@ -96,6 +96,12 @@ def _kernel32() -> Any:
     return ctypes.WinDLL("kernel32", use_last_error=True)  # type: ignore[attr-defined]
 
 
+def _last_error() -> int:
+    import ctypes
+
+    return ctypes.get_last_error()  # type: ignore[attr-defined]  # Windows only
+
+
 def _windows_pid_alive(pid: int) -> bool:
     """``OpenProcess`` + ``GetExitCodeProcess``: alive while the exit code reads STILL_ACTIVE.
 
@@ -109,7 +115,7 @@ def _windows_pid_alive(pid: int) -> bool:
     k32 = _kernel32()
     handle = k32.OpenProcess(_PROCESS_QUERY_LIMITED_INFORMATION, False, int(pid))
     if not handle:
-        return ctypes.get_last_error() != _ERROR_INVALID_PARAMETER
+        return _last_error() != _ERROR_INVALID_PARAMETER
     try:
         code = wintypes.DWORD()
         if not k32.GetExitCodeProcess(handle, ctypes.byref(code)):
