@@ -416,3 +416,21 @@ def test_cli_batches_sharing_a_folder_exit_0_with_a_note(tmp_path, model_a, scen
     assert "1 left to another run, 0 failed" in res.stdout
     assert f"being written by another geogan run (PID {holder.pid}); left to it" in res.stdout
     assert "error" not in res.stderr
+
+
+def test_a_folder_another_run_removed_as_empty_is_made_again(tmp_path, model_a, scenes, monkeypatch):
+    """Run 1 made OUT and wrote nothing (it removes OUT) while run 2, which found OUT there, was still
+    loading its model: run 2's scenes must not fail for want of the folder."""
+    from geogan.predict import batch
+
+    out = tmp_path / "out"
+    real = batch.Predictor
+
+    def slow_start(*args, **kwargs):  # run 1 finishes between run 2's folder check and its first scene
+        predictor = real(*args, **kwargs)
+        out.rmdir()
+        return predictor
+
+    monkeypatch.setattr(batch, "Predictor", slow_start)
+    result = translate_rasters(model_a, [str(scenes)], out, **OPTS)
+    assert result.ok and [o.status for o in result.outcomes] == ["written", "written"]

@@ -242,6 +242,8 @@ def _one(predictor: Predictor, scene: Scene, dst: Path, overwrite: bool, progres
     live run that holds its lock; never raises but for a cancel."""
     started = time.perf_counter()
     try:
+        if not dst.parent.is_dir():  # another run sharing the folder removed it as empty: make it again
+            _output_dir(dst.parent)
         if dst.exists() and not overwrite:
             return _existing(predictor, scene, dst, rank)
         try:
