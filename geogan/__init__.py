@@ -51,6 +51,8 @@ _LAZY = {
     "BandStats": "geogan.bands",
     "Scene": "geogan.scenes",
     "expand_scenes": "geogan.scenes",
+    "read_provenance": "geogan.provenance",
+    "inspect_file": "geogan.provenance",
 }
 
 __all__ = [
