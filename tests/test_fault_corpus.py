@@ -303,8 +303,9 @@ def _(kit, tmp, request):
             data, masks = read_window(ds, [1])
             valid = valid_mask(ds, data, masks, meta["domains"]["a"]["kind"], meta["domains"]["a"]["units"])
         assert not valid[3, 3] and valid.sum() == 32 * 32 - 1
-    return Case(["chips", "--a", src, "--b", kit.b, "--out", tmp / "chips", "--tile-size", 32, "--val-fraction", 0],
-                code=0, check=check)
+    # units stated: these float values are as plausible as amplitude as power (a warning this case is not about)
+    return Case(["chips", "--a", src, "--b", kit.b, "--out", tmp / "chips", "--tile-size", 32, "--val-fraction", 0,
+                 "--units-a", "linear"], code=0, check=check)
 
 
 @case("evaluate-nan-inf")
@@ -328,7 +329,7 @@ def _(kit, tmp, request):
 @case("chips-1x1")
 def _(kit, tmp, request):
     src = one_pixel(tmp / "one.tif")
-    return Case(["chips", "--a", src, "--b", kit.b, "--out", tmp / "chips", "--tile-size", 16],
+    return Case(["chips", "--a", src, "--b", kit.b, "--out", tmp / "chips", "--tile-size", 16, "--units-a", "linear"],
                 needles=("one.tif", "smaller than one 16x16 tile", "--tile-size"), absent=(tmp / "chips",))
 
 
@@ -411,8 +412,8 @@ def _(kit, tmp, request):
         meta = json.loads((out / "geogan_chips.json").read_text())
         assert meta["domains"]["a"]["sources"] == [str(src)]
         assert sorted(p.name for p in (out / "train_a").iterdir())[0] == "scene 1_r000000_c000000.tif"
-    return Case(["chips", "--a", src, "--b", kit.b, "--out", out, "--tile-size", 32, "--val-fraction", 0],
-                code=0, check=check)
+    return Case(["chips", "--a", src, "--b", kit.b, "--out", out, "--tile-size", 32, "--val-fraction", 0,
+                 "--units-a", "linear"], code=0, check=check)
 
 
 @case("evaluate-spaces-in-paths")
