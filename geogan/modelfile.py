@@ -11,8 +11,14 @@ Integrity: the file stores a SHA-256 of its weights and one of everything else
 :func:`payload_digest`), checked at every load, because the zip container's own CRCs are not
 checked by ``torch.load``: one flipped byte inside a weight would otherwise load silently and
 change every prediction. Files written before checksums existed still load (logged at debug
-level). Every key the loader relies on is checked for its type, so a damaged or foreign file is
-one clear line, never a traceback.
+level). When a load or a layout check fails, the zip's own CRC-32s are checked before the
+verdict (:func:`check_archive`), so a flipped byte anywhere is "damaged", never "not a geogan
+model file". Every key the loader relies on is checked for its type, so a damaged or foreign
+file is one clear line, never a traceback.
+
+Identity: :func:`model_digest` hashes what decides a model's pixels (weights, architecture,
+domains); :func:`load_model` records the file's SHA-256 and that digest on the model
+(:class:`ModelOrigin`), which predictions write into their provenance tags.
 """
 from __future__ import annotations
 
