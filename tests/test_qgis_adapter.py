@@ -256,7 +256,7 @@ def test_a_translation_warning_reaches_the_feedback_once(tmp_path, make_raster, 
     model = save_tiny_sar_to_rgb_model(tmp_path / "m.geogan")
     fb = FakeFeedback()
     result = run_with_feedback(geogan.translate_raster, fb, ToolError, model, src, tmp_path / "out.tif",
-                               tile_size=32, overlap=8, device="cpu")
+                               tile_size=32, overlap=8, device="cpu", units="linear")  # stated: no units guess
     assert len(result.warnings) == 1 and "nodata" in result.warnings[0]
     assert fb.of("warning") == list(result.warnings)
 

@@ -124,6 +124,20 @@ def test_float_amplitude_without_units_is_inferred_with_a_warning(tmp_path, capl
                                                  "--units linear"):
         translate_raster(db_model, src, tmp_path / "p.tif", **TILE)
     assert translate_raster(db_model, src, tmp_path / "p.tif", units="amplitude", **TILE).units == "amplitude"
+    # the training data settle it when only one reading lies within their dB range: Sentinel-1 power
+    # with median 0.035 (-14.6 dB) is -29 dB as amplitude, below the training data's -20..0 dB: quiet
+    caplog.clear()
+    power = write_raster(tmp_path / "power.tif", linear_power(seed=2) * 1.17)
+    with caplog.at_level(logging.INFO, logger="geogan"):
+        assert translate_raster(model, power, tmp_path / "r.tif", **TILE).units == "linear"
+    assert not infer_units(linear_power(seed=2) * 1.17, "float32").sure
+    assert warnings_of(caplog) == "" and "only that reading lies within the training data's range" in caplog.text
+    # ... and refuse when only the other reading fits (amplitude into a model of VH power, -25..-12 dB)
+    vh = dataclasses.replace(make_spec("sar", 2), stats=tuple(dataclasses.replace(st, p2_db=-25.0, p98_db=-12.0)
+                                                              for st in make_spec("sar", 2).stats))
+    with pytest.raises(errors.RasterError, match="amp.tif.*converted on a guess: state --units amplitude or "
+                                                 "--units linear"):
+        translate_raster(identity(vh), src, tmp_path / "s.tif", **TILE)
     # proven units are converted as before: dB values into a linear model, with the warning
     caplog.clear()
     db = write_raster(tmp_path / "db.tif", 10 * np.log10(linear_power()))

@@ -157,8 +157,8 @@ def input_units(spec: DomainSpec, data: np.ndarray, masks: np.ndarray, stated: O
                               "SAR backscatter only")
         return None
     usable = np.all(masks > 0, axis=0)
-    values = data[:, usable].astype(np.float64)
-    values = values[np.isfinite(values)]
+    per_band = data[:, usable].astype(np.float64)
+    values = per_band[np.isfinite(per_band)]
     if stated is not None:
         problem = check_stated_units(stated, values)
         if problem:
@@ -171,7 +171,7 @@ def input_units(spec: DomainSpec, data: np.ndarray, masks: np.ndarray, stated: O
         guess = infer_units(values, str(data.dtype))
         units, reason = guess.units, guess.reason
         if not guess.sure:
-            return _guessed_units(spec, guess, label)
+            return _guessed_units(spec, guess, per_band, label)
     if units != spec.units:
         log.warning("%s: SAR in %s (%s) but the model was trained on %s; converting the input to the model's units",
                     describe(label), units_name(units), reason, units_name(spec.units))
@@ -180,20 +180,44 @@ def input_units(spec: DomainSpec, data: np.ndarray, masks: np.ndarray, stated: O
     return units
 
 
-def _guessed_units(spec: DomainSpec, guess: UnitsGuess, label: str) -> str:
-    """Units the values leave open: the model's when they are one of the readings (warned), else refused."""
-    readings = {guess.units, guess.alternative} - {None}
-    if spec.units in readings:
-        other = (readings - {spec.units}).pop() if len(readings) > 1 else None
-        tail = (f"; if they are {units_name(other)}, state --units {other} and they will be converted"
-                if other else "; state --units if they are not")
+def _guessed_units(spec: DomainSpec, guess: UnitsGuess, per_band: np.ndarray, label: str) -> str:
+    """Units the values leave open, settled by the training data where it can: each reading's
+    per-band median in dB either lies within the training range (2nd–98th percentile in dB) or not.
+    Only the model's units fit: those, quietly (the same product as in training: Sentinel-1 power
+    with median -15 dB is -30 dB as amplitude). Both fit, or the training data cannot tell: the
+    model's units, with a warning naming the guess and ``--units``. Otherwise refused: the input
+    would be converted on a guess."""
+    readings = sorted({guess.units, guess.alternative} - {None})
+    fits = {u: _fits_training(spec, per_band, u) for u in set(readings) | {spec.units}}
+    others = [u for u in readings if u != spec.units]
+    if spec.units in readings and fits[spec.units] and not any(fits[u] for u in others):
+        log.info("%s: SAR read as %s, as the model was trained: only that reading lies within the training data's "
+                 "range (%s)", describe(label), units_name(spec.units), guess.reason)
+        return spec.units
+    if spec.units in readings and fits[spec.units] is not False:
+        tail = "".join(f"; if they are {units_name(u)}, state --units {u} and they will be converted" for u in others)
         log.warning("%s: SAR units not stated; read as %s, as the model was trained, but the values could be "
                     "either (%s)%s", describe(label), units_name(spec.units), guess.reason, tail)
         return spec.units
-    options = " or ".join(f"--units {u}" for u in sorted(readings))
+    options = " or ".join(f"--units {u}" for u in readings)
     raise RasterError(f"{describe(label)}: SAR units not stated and the values do not tell ({guess.reason}); the "
                       f"model was trained on {units_name(spec.units)}, so the input would be converted on a guess: "
                       f"state {options}")
+
+
+def _fits_training(spec: DomainSpec, per_band: np.ndarray, units: str) -> Optional[bool]:
+    """Whether every band's median, read in ``units``, lies within the training data's 2nd–98th
+    percentile in dB; None when the model has no dB percentiles or the sample no positive value."""
+    for i, s in enumerate(spec.stats):
+        v = per_band[i] if i < per_band.shape[0] else np.empty(0)
+        v = v[np.isfinite(v) & (v > 0)] if units != "db" else v[np.isfinite(v)]
+        if not v.size or s.p2_db is None or s.p98_db is None:
+            return None
+        median = float(np.median(v))
+        db = median if units == "db" else (10.0 if units == "linear" else 20.0) * math.log10(median)
+        if not s.p2_db <= db <= s.p98_db:
+            return False
+    return True
 
 
 def warn_if_unlike_training(ds: Any, data: np.ndarray, masks: np.ndarray, bands: list[int], spec: DomainSpec,
