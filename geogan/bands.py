@@ -514,8 +514,9 @@ def infer_units(sample: Optional[np.ndarray], dtype: str) -> UnitsGuess:
     as_power, as_amplitude = _median_db(median, "linear"), _median_db(median, "amplitude")
     readings = f"median {median:.3g}: {as_power:.1f} dB as linear power, {as_amplitude:.1f} dB as amplitude"
     if _plausible(as_power) and not _plausible(as_amplitude):
+        window = f"{SCENE_MEDIAN_DB[0]:.0f}..{SCENE_MEDIAN_DB[1]:+.0f} dB"
         return UnitsGuess("linear", f"positive values with {readings}; only linear power puts it within the "
-                                    f"{SCENE_MEDIAN_DB[0]:.0f}..{SCENE_MEDIAN_DB[1]:+.0f} dB of backscatter scenes", True)
+                                    f"{window} of backscatter scenes", True)
     if _plausible(as_power):
         return UnitsGuess("linear", f"positive values with {readings}, both plausible; guessed linear power, the "
                                     "usual float product", False, "amplitude")
@@ -566,9 +567,9 @@ def check_stated_units(units: str, sample: Optional[np.ndarray]) -> Optional[str
         return (f"stated units {units} but {100 * negative:.0f}% of the values are negative, which "
                 f"{'power' if units == 'linear' else 'amplitude'} cannot be; these look like dB (use units db)")
     if units == "amplitude" and _median_db(median, "amplitude") < AMPLITUDE_MEDIAN_MIN_DB:
-        return (f"stated units amplitude but the median {median:.3g} would be {_median_db(median, 'amplitude'):.0f} dB, "
-                f"far below any SAR's noise floor; as linear power it is {_median_db(median, 'linear'):.1f} dB "
-                "(use units linear)")
+        as_amplitude, as_power = _median_db(median, "amplitude"), _median_db(median, "linear")
+        return (f"stated units amplitude but the median {median:.3g} would be {as_amplitude:.0f} dB, far below any "
+                f"SAR's noise floor; as linear power it is {as_power:.1f} dB (use units linear)")
     return None
 
 

@@ -95,8 +95,9 @@ def test_two_calls_in_two_threads_keep_apart():
 # ------------------------------------------------------------------------------- translation
 
 def _mostly_nodata_scene(make_raster, name: str = "gappy.tif") -> Path:
+    # SAR power as Sentinel-1 has it (-22..-12 dB): no units guess to warn about (issue 20)
     rng = np.random.default_rng(3)
-    data = (rng.random((2, 48, 48)) * 0.8 + 0.1).astype("float32")
+    data = (10 ** (rng.random((2, 48, 48)) - 2.2)).astype("float32")
     data[:, :, 4:] = -9999.0  # 92 % nodata
     return make_raster(name, data, nodata=-9999.0)
 
@@ -119,7 +120,7 @@ def test_a_warning_logged_in_the_predictors_reader_threads_is_collected(tmp_path
 
     model = save_tiny_sar_to_rgb_model(tmp_path / "m.geogan")
     rng = np.random.default_rng(1)
-    src = make_raster("clean.tif", (rng.random((2, 40, 40)) * 0.8 + 0.1).astype("float32"))
+    src = make_raster("clean.tif", (10 ** (rng.random((2, 40, 40)) - 2.2)).astype("float32"))
     read, threads = StripReader.read, set()
 
     def read_and_warn(self, panel, r):
@@ -137,7 +138,7 @@ def test_a_warning_logged_in_the_predictors_reader_threads_is_collected(tmp_path
 def test_batch_outcomes_carry_their_scenes_warnings_and_the_batch_all(tmp_path, make_raster, one_torch_thread):
     model = save_tiny_sar_to_rgb_model(tmp_path / "m.geogan")
     rng = np.random.default_rng(2)
-    clean = make_raster("clean.tif", (rng.random((2, 40, 40)) * 0.8 + 0.1).astype("float32"))
+    clean = make_raster("clean.tif", (10 ** (rng.random((2, 40, 40)) - 2.2)).astype("float32"))
     gappy = _mostly_nodata_scene(make_raster)
     broken = tmp_path / "broken.tif"
     broken.write_bytes(b"not a tiff")
