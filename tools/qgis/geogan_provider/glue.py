@@ -199,13 +199,15 @@ def report_batch(result: Any, feedback: Any, error_cls: type) -> None:
     line; then raise ``error_cls`` in one line if any scene failed (its outputs stay: a rerun
     skips them and retries the failed ones), as ``geogan predict`` exits non-zero."""
     feedback.pushInfo(result.summary())
+    for outcome in getattr(result, "busy", ()):  # another live run is writing it: its work, not a failure
+        feedback.pushInfo(outcome.note)
     for outcome in result.failed:
         feedback.reportError(outcome.describe_failure(), False)
     if result.failed:
         first = result.failed[0].describe_failure()
         which = "" if len(result.failed) == 1 else " (each is listed in the log); the first"
         raise error_cls(f"{len(result.failed)} of {len(result.outcomes)} scene(s) failed{which}: {first}; "
-                        "run again to retry (complete outputs are skipped)")
+                        "run again to retry (complete outputs of the same model and options are skipped)")
 
 
 def train_settings(config_path: Optional[Union[str, Path]], overrides: Mapping[str, Any]) -> dict:
