@@ -295,9 +295,11 @@ def explain_kind(dtype: str, count: int, sample: Optional[np.ndarray] = None, *,
     ``sample`` holds valid pixel values (any shape), ``names`` the file names and band
     descriptions (``..._VV.tif``, ``DEM``, ``B04``), ``image`` one 2-D window of the first band
     with NaN where invalid (to tell a smooth DEM from a textured image), ``file_count`` the bands
-    of the raster the ``count`` bands were picked from. Names decide first. Integer bands picked
-    from a raster of 3 or more keep that raster's kind (the NIR band of a 4-band uint16 file is
-    multispectral, however smooth it is). Then values: positive small floats (1–2 bands) are
+    of the raster the ``count`` bands were picked from. Names decide first. Bands picked from an
+    integer raster of 3 or more bands, or a float one of 4 or more, keep that raster's kind (the
+    NIR band of a 4-band uint16 file is multispectral, however smooth it is; float reflectance is
+    not linear SAR; 3-band float files are left to the values, as VV, VH and a ratio are common
+    SAR products). Then values: positive small floats (1–2 bands) are
     linear SAR, mostly negative floats in a dB range are SAR in dB, a single float band is a DSM;
     an integer single band with few distinct values is a class map (``generic``, resampled with
     nearest neighbour) unless it is a quantised image (values on an evenly filled ladder and
@@ -311,7 +313,7 @@ def explain_kind(dtype: str, count: int, sample: Optional[np.ndarray] = None, *,
         return "sar", f"the names ({_short(names)}) are SAR polarisations or backscatter"
     if text and count == 1 and _DSM_NAME.search(text):
         return "dsm", f"the name ({_short(names)}) says elevation"
-    if dt.kind in "ui" and file_count is not None and file_count > count and file_count >= 3:
+    if file_count is not None and file_count > count and file_count >= (3 if dt.kind in "ui" else 4):
         whole, why = _bands_kind(dt, file_count)
         return whole, (f"{count} band(s) picked from a {file_count}-band {dtype} raster, which is {whole} ({why}); "
                        "picked bands keep their raster's kind")

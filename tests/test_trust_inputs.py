@@ -165,6 +165,10 @@ def test_the_nir_band_of_a_4_band_reflectance_file_is_not_a_dem(tmp_path):
     assert explain_kind("uint16", 1, nir.ravel(), image=nir)[0] == "dsm"
     kind, reason = explain_kind("uint16", 1, nir.ravel(), image=nir, file_count=4)
     assert kind == "multispectral" and "picked from a 4-band uint16 raster" in reason
+    # float reflectance (0..1): band 4 alone looks like linear backscatter, from its 4-band file it is not SAR
+    refl = data[3].astype(np.float32) / 10000
+    assert explain_kind("float32", 1, refl.ravel(), image=refl)[0] == "sar"
+    assert explain_kind("float32", 1, refl.ravel(), image=refl, file_count=4)[0] == "multispectral"
     src = write_raster(tmp_path / "S2_RGBN.tif", data)
     s = export_chips(rgb(tmp_path), src, tmp_path / "chips", bands_b="4", tile_size=32, val_fraction=0)
     assert s.domains["b"].kind == "multispectral" and s.domains["b"].bands == (4,)
