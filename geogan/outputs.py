@@ -298,13 +298,18 @@ class OutputLock:
     their process ends, however it ends, so a stale lock is simply taken over.
 
     The PID is written after one space: Windows refuses other processes reads of the locked
-    byte 0, not of the bytes after it, so a refused run can still name the holder.
+    byte 0, not of the bytes after it, so a refused run can still name the holder. ``label``
+    (one line, optional) is written on the next line: what the holder is making (a prediction's
+    provenance fingerprint), so a refused run can tell the holder's work from a conflict. The
+    :class:`BusyError` carries ``owner`` (the PID) and ``label`` (None when unreadable).
     """
 
-    def __init__(self, target: PathLike, what: str = "output", *, directory: bool = False) -> None:
+    def __init__(self, target: PathLike, what: str = "output", *, directory: bool = False,
+                 label: Optional[str] = None) -> None:
         self.target = Path(target)
         self.what = what
         self.directory = directory
+        self.label = " ".join(str(label).split()) if label else ""
         if directory:
             self.path = self.target / LOCK_SUFFIX
         else:
@@ -320,10 +325,10 @@ class OutputLock:
         for _ in range(10):  # retry if the file we locked was unlinked by a releasing owner meanwhile
             fd = self._open()
             if not self._try_lock(fd):
-                owner = read_lock_owner(fd)
+                owner, label = read_lock_file(fd)
                 os.close(fd)
                 busy = BusyError(self.busy_message(owner))
-                busy.owner = owner  # type: ignore[attr-defined]  # the holder's PID, for callers that skip its work
+                busy.owner, busy.label = owner, label  # type: ignore[attr-defined]  # for callers that skip work
                 raise busy
             try:
                 same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
@@ -335,7 +340,7 @@ class OutputLock:
             try:
                 os.ftruncate(fd, 0)
                 os.lseek(fd, 0, os.SEEK_SET)
-                os.write(fd, f" {os.getpid()}\n".encode("ascii"))
+                os.write(fd, f" {os.getpid()}\n{self.label}\n".encode("utf-8"))
             except OSError as exc:  # e.g. a full disk: give the lock up whole, leave no lock file
                 self._fd = fd
                 self.release()
@@ -388,11 +393,17 @@ class OutputLock:
         self.release()
 
 
-def read_lock_owner(fd: int) -> Optional[int]:
-    """The PID written in a lock file (None when unreadable: empty, being written, locked against reads)."""
+def read_lock_file(fd: int) -> tuple[Optional[int], Optional[str]]:
+    """The PID and the label written in a lock file, each None when unreadable (empty, being written,
+    locked against reads, or written by a geogan that wrote no label)."""
     try:
         os.lseek(fd, 0, os.SEEK_SET)
-        text = os.read(fd, 32).decode("ascii", "replace").strip()
-        return int(text) if text else None
-    except (OSError, ValueError):
-        return None
+        lines = os.read(fd, 4096).decode("utf-8", "replace").splitlines()
+    except OSError:
+        return None, None
+    try:
+        pid = int(lines[0].strip()) if lines and lines[0].strip() else None
+    except ValueError:
+        pid = None
+    label = lines[1].strip() if len(lines) > 1 and lines[1].strip() else None
+    return pid, label

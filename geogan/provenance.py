@@ -120,6 +120,16 @@ def refusal(recorded: Mapping[str, str], wanted: Mapping[str, str]) -> Optional[
     return None
 
 
+def fingerprint(tags: Mapping[str, str]) -> str:
+    """A short hash of the digest and the compared options: what a prediction's output lock says it is
+    making, so a second run can tell the same work (left to the holder) from a conflict."""
+    import hashlib
+
+    keys = (DIGEST, *COMPARED_OPTIONS)
+    text = "\n".join(f"{k}={tags.get(k, '')}" for k in keys)
+    return "geogan-prediction " + hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
 def provenance_from_tags(tags: Mapping[str, Any]) -> dict[str, str]:
     """The ``GEOGAN_*`` tags among a dataset's tags."""
     return {k: str(v) for k, v in tags.items() if str(k).startswith(PREFIX)}

@@ -377,23 +377,68 @@ def test_a_lock_released_where_open_files_cannot_be_unlinked_is_still_removed(tm
 HOLDER = """
 import sys, time
 from geogan.outputs import OutputLock
-lock = OutputLock(sys.argv[1], "prediction").acquire()
+lock = OutputLock(sys.argv[1], "prediction", label=sys.argv[2] if len(sys.argv) > 2 else None).acquire()
 print("locked", flush=True)
 time.sleep(120)
 """
 
 
-@pytest.fixture
-def held(tmp_path):
-    """Another live geogan process holding the output lock of OUT/s0.tif (as a batch writing it does)."""
-    out = tmp_path / "out"
-    out.mkdir()
-    proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(out / "s0.tif")], stdout=subprocess.PIPE,
+def hold(path: Path, *label: str) -> subprocess.Popen:
+    """Another live geogan process holding the output lock of ``path`` (as a run writing it does)."""
+    proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(path), *label], stdout=subprocess.PIPE,
                             env=geogan_env())
     assert proc.stdout.readline().strip() == b"locked"
+    return proc
+
+
+@pytest.fixture
+def held(tmp_path):
+    """OUT/s0.tif locked by a live process whose lock says nothing of what it makes (an older geogan)."""
+    out = tmp_path / "out"
+    out.mkdir()
+    proc = hold(out / "s0.tif")
     yield out, proc
     proc.kill()
     proc.wait()
+
+
+def fingerprint_of(model: Path, src: Path) -> str:
+    from geogan.predict import PredictOptions, Predictor
+
+    predictor = Predictor(model, PredictOptions(tile_size=32, overlap=8), device="cpu")
+    return provenance.fingerprint(predictor.expected_output(src)[1])
+
+
+def test_a_scene_another_run_writes_with_another_model_is_a_conflict_not_left_to_it(tmp_path, model_a, model_b,
+                                                                                      scenes):
+    out = tmp_path / "out"
+    out.mkdir()
+    for holder_model, status in ((model_a, "busy"), (model_b, "failed")):
+        holder = hold(out / "s0.tif", fingerprint_of(holder_model, scenes / "s0.tif"))
+        try:
+            result = translate_rasters(model_a, [str(scenes / "s0.tif")], out, **OPTS)
+        finally:
+            holder.kill()
+            holder.wait()
+        assert [o.status for o in result.outcomes] == [status] and result.ok is (status == "busy")
+    assert f"being written by another geogan run (PID {holder.pid}) with another model or other options" in \
+        result.failed[0].error and "--overwrite once it has finished" in result.failed[0].error
+
+
+def test_a_running_prediction_says_in_its_lock_what_it_makes(tmp_path, model_a, scenes):
+    dst = tmp_path / "o.tif"
+    seen = []
+
+    class Peek:
+        def update(self, done, total, message=""):
+            seen.append((tmp_path / ".o.tif.geogan.lock").read_text().splitlines())
+
+        def cancelled(self):
+            return False
+
+    translate_raster(model_a, scenes / "s0.tif", dst, progress=Peek(), **OPTS)
+    assert seen and seen[0] == [f" {os.getpid()}", fingerprint_of(model_a, scenes / "s0.tif")]
+    assert not (tmp_path / ".o.tif.geogan.lock").exists()
 
 
 def test_a_scene_another_live_run_is_writing_is_left_to_it_not_failed(tmp_path, model_a, scenes, held):

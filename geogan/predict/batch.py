@@ -248,12 +248,8 @@ def _one(predictor: Predictor, scene: Scene, dst: Path, overwrite: bool, progres
             return _existing(predictor, scene, dst, rank)
         try:
             result = predictor.translate(scene, dst, overwrite=overwrite, progress=progress)
-        except BusyError as exc:  # another live run is writing it: its work, not a failure
-            pid = getattr(exc, "owner", None)
-            who = f"another geogan run (PID {pid})" if pid else "another geogan run"
-            note = f"{describe(dst)}: being written by {who}; left to it"
-            log.info("%s", note)
-            return SceneOutcome(scene.label, dst, BUSY, note=note, seconds=time.perf_counter() - started, rank=rank)
+        except BusyError as exc:  # another live run is writing it: its work if it makes what we would
+            return _busy(predictor, scene, dst, exc, time.perf_counter() - started, rank)
         except OutputError:
             if overwrite or not dst.exists():
                 raise
@@ -268,6 +264,20 @@ def _one(predictor: Predictor, scene: Scene, dst: Path, overwrite: bool, progres
     outcome = SceneOutcome(scene.label, dst, FAILED, error=message, seconds=time.perf_counter() - started, rank=rank)
     log.warning("scene failed (the batch goes on): %s", outcome.describe_failure())
     return outcome
+
+
+def _busy(predictor: Predictor, scene: Scene, dst: Path, exc: BusyError, seconds: float, rank: int) -> SceneOutcome:
+    """A scene whose lock a live run holds: left to it ("busy") when its lock says it makes this
+    model's output with these options (or says nothing: an older geogan); refused when it makes another."""
+    pid, label = getattr(exc, "owner", None), getattr(exc, "label", None)
+    who = f"another geogan run (PID {pid})" if pid else "another geogan run"
+    mine = provenance.fingerprint(predictor.expected_output(scene)[1])
+    if label and label.startswith("geogan-prediction ") and label != mine:
+        raise OutputError(f"{describe(dst)}: being written by {who} with another model or other options; "
+                          "use --overwrite once it has finished to replace it")
+    note = f"{describe(dst)}: being written by {who}; left to it"
+    log.info("%s", note)
+    return SceneOutcome(scene.label, dst, BUSY, note=note, seconds=seconds, rank=rank)
 
 
 def _existing(predictor: Predictor, scene: Scene, dst: Path, rank: int) -> SceneOutcome:

@@ -181,7 +181,7 @@ class Predictor:
             inputs.warn_if_unlike_training(ds, data, masks, band_list, self.source, units, scene.label, georef)
             del data, masks
             tags = self.output_tags(band_list, units, scene.label)
-            with OutputLock(dst_p, "prediction"):
+            with OutputLock(dst_p, "prediction", label=provenance.fingerprint(tags)):
                 raster.check_output_path(dst_p, overwrite=overwrite, inputs=[scene])  # another run may have finished
                 stats = self._write_scene(ds, scene, band_list, units, georef, dst_p, prog, tags)
             width, height = ds.width, ds.height
