@@ -1,10 +1,7 @@
-"""Many scenes into a folder: naming, resuming, going on after a failure, the CLI's summary, and the
-same batch sharded over two torchrun processes (gloo, CPU)."""
+"""Many scenes into a folder: naming, resuming, going on after a failure, the CLI's summary, and
+predict refusing to run N times over under torchrun (Ray spreads batches: tests/test_predict_ray.py)."""
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +13,6 @@ from conftest import save_tiny_sar_to_rgb_model, scene, write_raster
 from geogan import errors
 from geogan.cli import cli
 from geogan.predict import translate_rasters
-from geogan.predict.batch import merge_results, shard
 
 OPTS = dict(tile_size=32, overlap=8, device="cpu")
 
@@ -122,17 +118,6 @@ def test_two_scenes_with_the_same_output_name_are_refused_up_front(tmp_path, mod
     assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
 
 
-@pytest.mark.parametrize("n,world", [(7, 2), (3, 4), (10, 3), (1, 1), (0, 2)])
-def test_shards_are_disjoint_and_cover_every_scene(n, world):
-    items = list(range(n))
-    parts = [shard(items, r, world) for r in range(world)]
-    assert sorted(x for p in parts for x in p) == items
-    payloads = {r: {"outcomes": [{"scene": str(x), "output": f"{x}.tif", "status": "written", "rank": r}
-                                 for x in p]} for r, p in enumerate(parts)}
-    merged = merge_results(payloads, Path("out"), 1.0)
-    assert [o.scene for o in merged.outcomes] == [str(x) for x in items]  # input order restored
-
-
 # --------------------------------------------------------------------------- the CLI
 
 def run(*args):
@@ -165,38 +150,11 @@ def test_cli_several_scenes_need_an_output_folder(tmp_path, model_file, scenes):
 
 # --------------------------------------------------------------------------- torchrun
 
-def torchrun(*args, nproc=2, timeout=240):
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path), OMP_NUM_THREADS="1")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-           "-m", "geogan", "predict", *map(str, args), "--device", "cpu", "--tile-size", "32", "--overlap", "8"]
-    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
-
-
-def test_torchrun_shards_the_scenes_and_each_is_written_exactly_once(tmp_path, model_file, scenes):
-    out = tmp_path / "out"
-    done = torchrun(model_file, f"@{scenes}", f"{out}/")
-    assert done.returncode == 0, done.stderr
-    assert "geogan predict: 3 scene(s) on 2 ranks" in done.stdout and "3 written" in done.stdout
-    # round robin: rank 0 takes scenes 1 and 3, rank 1 scene 2 — each written by one rank only
-    assert "rank 0: 2 written, 0 skipped, 0 failed" in done.stdout
-    assert "rank 1: 1 written, 0 skipped, 0 failed" in done.stdout
-    assert done.stdout.count("geogan predict:") == 1  # the summary comes from rank 0 alone
-    assert sorted(p.name for p in out.iterdir()) == ["s1.tif", "s2.tif", "s3.tif"]
-    assert valid_output(out / "s3.tif", (50, 37))
-    again = torchrun(model_file, f"@{scenes}", f"{out}/")
-    assert again.returncode == 0, again.stderr
-    assert "0 written, 3 skipped" in again.stdout
-
-
-def test_torchrun_idle_ranks_exit_cleanly_and_a_failing_rank_ends_the_job(tmp_path, model_file):
-    one = sar(tmp_path / "only.tif")
-    done = torchrun(model_file, one, f"{tmp_path / 'out'}/", nproc=3)
-    assert done.returncode == 0, done.stderr
-    assert "1 scene(s) on 3 ranks" in done.stdout and "1 written" in done.stdout
-    bad = tmp_path / "bad.geogan"
-    bad.write_bytes(b"not a model")
-    failed = torchrun(bad, one, f"{tmp_path / 'out2'}/")
-    assert failed.returncode != 0
-    lines = [line for line in failed.stderr.splitlines() if line.startswith("geogan: error: rank")]
-    assert lines and all("bad.geogan" in line and "not a geogan model file" in line for line in lines)
-    assert "Traceback" not in "".join(line for line in failed.stderr.splitlines() if line.startswith("geogan"))
+def test_predict_under_torchrun_is_refused_in_one_line(tmp_path, model_file, scenes, monkeypatch):
+    """N torchrun processes would each translate every scene: prediction is spread by --engine ray."""
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    res = run("predict", model_file, f"@{scenes}", f"{tmp_path / 'out'}/", "--device", "cpu")
+    assert res.exit_code == 1
+    assert res.stderr.strip().count("\n") == 0 and "--engine ray" in res.stderr and "torchrun" in res.stderr
+    assert not (tmp_path / "out").exists()

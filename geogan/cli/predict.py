@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from typing import Any, Optional
 
 import click
@@ -34,7 +33,7 @@ _COMPRESSIONS = ("deflate", "zstd", "lzw", "none")
               help="Pixels shared by neighbouring tiles (0 <= overlap < tile size / 2).")
 @click.option("--batch-size", default=8, show_default=True, type=int, help="Tiles per network call.")
 @click.option("--device", default="auto", show_default=True, metavar="auto|cpu|cuda|cuda:N",
-              help="Compute device: auto uses CUDA when available (under torchrun: the rank's own GPU).")
+              help="Compute device: auto uses CUDA when available (with --engine ray: each worker's own GPU).")
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default="auto", show_default=True,
               help="Network precision: auto is bf16 on GPUs that run it natively, fp16 on older GPUs, fp32 on "
                    "the CPU.")
@@ -54,16 +53,25 @@ _COMPRESSIONS = ("deflate", "zstd", "lzw", "none")
 @click.option("--tta", is_flag=True,
               help="Test-time augmentation: average every orientation the model was trained under "
                    "(8x the network's work; less copied speckle, the same edges).")
+@click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="How a batch runs: in this process, or on Ray (this machine's GPUs and cores, or a cluster; "
+                   "pip install 'geogan[ray]'): scenes scheduled as workers free up, retried when a worker dies.")
+@click.option("--ray-address", default=None, metavar="ADDRESS",
+              help="With --engine ray: the cluster to run on (ray://HOST:10001, or auto for the one this "
+                   "machine belongs to); default: a local Ray runtime started for the batch.")
+@click.option("--ray-workers", default=None, type=click.IntRange(min=1), metavar="N",
+              help="With --engine ray: how many workers (default: one per GPU; without GPUs, one per 4 cores).")
 def predict_command(model: str, inputs: tuple[str, ...], output: str, direction: str, bands: Optional[str],
                     units: Optional[str], tile_size: int, overlap: int, batch_size: int, device: str,
                     precision: str, blend: str, cog: bool, compress: str, overwrite: bool,
-                    allow_ungeoreferenced: bool, assume_crs: Optional[str], tta: bool) -> None:
+                    allow_ungeoreferenced: bool, assume_crs: Optional[str], tta: bool, engine: str,
+                    ray_address: Optional[str], ray_workers: Optional[int]) -> None:
     """Translate INPUT with a trained model into OUTPUT on the same grid.
 
     \b
     One scene:    geogan predict MODEL IN.tif OUT.tif
     Many scenes:  geogan predict MODEL @scenes.txt OUTDIR/      (also a glob, a folder or several INPUTs)
-    Many GPUs:    torchrun --nproc_per_node=N -m geogan predict MODEL @scenes.txt OUTDIR/
+    Many GPUs:    geogan predict MODEL @scenes.txt OUTDIR/ --engine ray [--ray-address ADDRESS]
 
     INPUT is a raster, a GDAL path (/vsizip/...), the comma-joined files of one scene (VV.tif,VH.tif;
     Sentinel-2 bands at 10/20 m are resampled onto the finest grid), @list.txt (one scene per line), a
@@ -73,18 +81,26 @@ def predict_command(model: str, inputs: tuple[str, ...], output: str, direction:
     scene another live run is writing is left to it; a failed scene does not stop the others, and
     the exit status is 1 if any failed or was refused.
     """
-    from ..predict.distributed import RankInfo
-
     options = dict(direction=direction, bands=bands, units=units, tile_size=tile_size, overlap=overlap,
                    batch_size=batch_size, blend=blend, cog=cog, compress=compress,
                    allow_ungeoreferenced=allow_ungeoreferenced, assume_crs=assume_crs, tta=tta)
-    rank = RankInfo.from_env()
+    _refuse_torchrun()
     with bounded_gdal_cache():
         single = _single_scene(inputs, output)
         if single is None:
-            _predict_batch(model, inputs, output, options, device, precision, overwrite, rank)
-        elif rank is None or rank.rank == 0:  # one scene under torchrun: rank 0 translates it
+            engine_options = dict(engine=engine, ray_address=ray_address, ray_workers=ray_workers)
+            _predict_batch(model, inputs, output, options, device, precision, overwrite, engine_options)
+        else:
             _predict_one(model, single, output, options, device, precision, overwrite)
+
+
+def _refuse_torchrun() -> None:
+    """Prediction is spread by Ray, not torchrun: N torchrun processes would each translate every scene."""
+    from ..errors import ConfigError
+
+    if int(os.environ.get("WORLD_SIZE", "1") or "1") > 1:
+        raise ConfigError("geogan predict does not shard scenes under torchrun; run it once with --engine ray "
+                          "to use every GPU of this machine or of a Ray cluster")
 
 
 def _single_scene(inputs: tuple[str, ...], output: str) -> Any:
@@ -119,62 +135,27 @@ def _predict_one(model: str, src: Any, dst: str, options: dict, device: str, pre
 
 
 def _predict_batch(model: str, inputs: tuple[str, ...], out_dir: str, options: dict, device: str, precision: str,
-                   overwrite: bool, rank: Any) -> None:
+                   overwrite: bool, engine_options: dict) -> None:
     from ..predict import translate_rasters
     from ..progress import TqdmProgress
 
-    bar = TqdmProgress(desc="predict", unit="scene", is_cancelled=stop_requested,
-                       disable=None if rank is None or rank.rank == 0 else True, leave=False)
+    bar = TqdmProgress(desc="predict", unit="scene", is_cancelled=stop_requested, disable=None, leave=False)
     try:
-        if rank is None:
-            result = translate_rasters(model, list(inputs), out_dir, overwrite=overwrite, progress=bar, device=device,
-                                       precision=precision, **options)
-        else:
-            result = _predict_shard(model, inputs, out_dir, options, device, precision, overwrite, rank, bar)
+        result = translate_rasters(model, list(inputs), out_dir, overwrite=overwrite, progress=bar, device=device,
+                                   precision=precision, **engine_options, **options)
     finally:
         bar.close()
-    if result is not None:
-        _report(result)
-
-
-def _predict_shard(model: str, inputs: tuple[str, ...], out_dir: str, options: dict, device: str, precision: str,
-                   overwrite: bool, rank: Any, bar: Any) -> Any:
-    """This rank's share; on rank 0 the whole job's result once every rank has posted (others: None)."""
-    from ..errors import Cancelled, GeoganError
-    from ..predict import translate_rasters
-    from ..predict.batch import merge_results
-    from ..predict.distributed import RankExchange
-
-    started = time.perf_counter()
-    with RankExchange(rank) as exchange:
-        try:
-            mine = translate_rasters(model, list(inputs), out_dir, overwrite=overwrite, progress=bar, device=device,
-                                     precision=precision, rank=rank.rank, world_size=rank.world_size,
-                                     local_rank=rank.local_rank, **options)
-        except Cancelled:
-            raise
-        except GeoganError as exc:
-            exchange.post({"fatal": str(exc)})
-            raise type(exc)(f"rank {rank.rank}: {exc}") from None
-        exchange.post(mine.to_dict())
-        if rank.rank != 0:
-            return None
-        return merge_results(exchange.collect(stop_requested), mine.out_dir, time.perf_counter() - started)
+    _report(result)
 
 
 def _report(result: Any) -> None:
     """The summary and the scenes left to another run on stdout; each failure on one line on stderr;
     exit 1 if anything failed (another model's output in the folder counts as a failure)."""
     click.echo(f"geogan predict: {result.summary()}")
-    if result.world_size > 1:
-        for line in result.rank_lines():
-            click.echo(f"  {line}")
     for o in result.busy:
         click.echo(f"  {o.note}")
     for o in result.failed:
         click.echo(f"geogan: error: {o.describe_failure()}", err=True)
-    for problem in result.rank_problems:
-        click.echo(f"geogan: error: {problem}", err=True)
     if not result.ok:
         raise click.exceptions.Exit(1)
 

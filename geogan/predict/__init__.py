@@ -9,7 +9,7 @@ How a scene flows through :func:`translate_raster` (one part per module)::
     blender    Σw·y / Σw per row band, and final pixels on the device (pure torch)
     writer     nodata where the input was invalid, whole rows of blocks written (a thread)
     core       Predictor / translate_raster: lock, temporary file, verification, rename, COG
-    batch      translate_rasters: many scenes into a folder, resumable; sharded under torchrun
+    batch      translate_rasters: many scenes into a folder, resumable; in this process or on Ray
 
 Tiles of ``tile_size`` pixels step by ``stride = tile_size - overlap``. The tile grid is
 extended by ``overlap // 2`` pixels of reflect padding beyond every scene edge (and centred),

@@ -12,16 +12,19 @@ half-written one. A scene that fails is recorded with its one-line error and the
 
 Batches that share a folder cooperate: a scene whose output lock a live run holds is that run's
 work, recorded as "busy" (left to it), not as a failure. A batch that writes nothing removes
-the folders it created (only those, only while empty). Under ``torchrun`` each rank takes its
-own share of the scenes (``rank``, ``world_size``); :mod:`geogan.predict.distributed` gathers
-the summary.
+the folders it created (only those, only while empty).
+
+Two engines run a batch: ``local`` (the default) translates the scenes one after another in this
+process; ``ray`` hands them to Ray actors on this machine's GPUs and cores or on a cluster
+(:mod:`geogan.predict.ray_engine`), which schedule, retry and scale. Both handle each scene with
+:func:`translate_one`, so skipping, refusing and "busy" mean the same on either.
 """
 from __future__ import annotations
 
 import logging
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Optional, Sequence, Union
 
@@ -36,6 +39,8 @@ from .core import PredictionResult, PredictOptions, Predictor
 log = logging.getLogger(__name__)
 
 WRITTEN, SKIPPED, FAILED = "written", "skipped", "failed"
+#: How a batch is run: in this process, or on Ray (``pip install geogan[ray]``).
+ENGINES = ("local", "ray")
 #: A scene whose output lock a live run holds: that run's work, neither done here nor failed.
 BUSY = "busy"
 
@@ -50,7 +55,6 @@ class SceneOutcome:
     error: Optional[str] = None
     result: Optional[PredictionResult] = None
     seconds: float = 0.0
-    rank: int = 0
     #: The warnings logged while this scene was handled, as the CLI prints them.
     warnings: tuple[str, ...] = ()
     #: Why a "busy" scene was left alone (which live run holds it).
@@ -61,29 +65,14 @@ class SceneOutcome:
         error = self.error or "failed"
         return error if describe(self.scene) in error or self.scene in error else f"{describe(self.scene)}: {error}"
 
-    def to_dict(self) -> dict:
-        """Plain values (for the summary exchanged between torchrun ranks)."""
-        return {"scene": self.scene, "output": str(self.output), "status": self.status, "error": self.error,
-                "seconds": self.seconds, "rank": self.rank, "warnings": list(self.warnings), "note": self.note}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "SceneOutcome":
-        return cls(scene=d["scene"], output=Path(d["output"]), status=d["status"], error=d.get("error"),
-                   seconds=float(d.get("seconds", 0.0)), rank=int(d.get("rank", 0)),
-                   warnings=tuple(d.get("warnings", ())), note=d.get("note"))
-
 
 @dataclass(frozen=True)
 class BatchResult:
-    """Every scene's outcome, in input order (a torchrun rank's: its own share)."""
+    """Every scene's outcome, in input order."""
 
     outcomes: tuple[SceneOutcome, ...]
     out_dir: Path
     seconds: float
-    rank: int = 0
-    world_size: int = 1
-    #: Ranks of a torchrun job that failed outright or were lost, one line each (rank 0's merged result).
-    rank_problems: tuple[str, ...] = field(default=())
     #: Every warning of the batch, as the CLI prints them (each scene's are also on its outcome).
     warnings: tuple[str, ...] = ()
 
@@ -106,50 +95,14 @@ class BatchResult:
 
     @property
     def ok(self) -> bool:
-        return not self.failed and not self.rank_problems
+        return not self.failed
 
     def summary(self) -> str:
         """One line: how many scenes were written, skipped and failed, where, in how long."""
-        ranks = f" on {self.world_size} ranks" if self.world_size > 1 else ""
-        lost = f", {len(self.rank_problems)} rank(s) failed or lost" if self.rank_problems else ""
         busy = f"{len(self.busy)} left to another run, " if self.busy else ""
-        return (f"{len(self.outcomes)} scene(s){ranks} in {self.seconds:.1f} s: {len(self.written)} written, "
-                f"{len(self.skipped)} skipped (already complete), {busy}{len(self.failed)} failed{lost} → "
+        return (f"{len(self.outcomes)} scene(s) in {self.seconds:.1f} s: {len(self.written)} written, "
+                f"{len(self.skipped)} skipped (already complete), {busy}{len(self.failed)} failed → "
                 f"{self.out_dir}")
-
-    def rank_lines(self) -> list[str]:
-        """Per rank of a torchrun job: what it wrote, skipped and failed."""
-        lines = []
-        for r in range(self.world_size):
-            mine = [o for o in self.outcomes if o.rank == r]
-            count = lambda status: sum(o.status == status for o in mine)  # noqa: E731
-            busy = f"{count(BUSY)} left to another run, " if count(BUSY) else ""
-            lines.append(f"rank {r}: {count(WRITTEN)} written, {count(SKIPPED)} skipped, {busy}{count(FAILED)} failed")
-        return lines
-
-    def to_dict(self) -> dict:
-        """This rank's outcome as plain values (what a torchrun rank posts for rank 0)."""
-        return {"rank": self.rank, "seconds": self.seconds, "outcomes": [o.to_dict() for o in self.outcomes],
-                "warnings": list(self.warnings)}
-
-
-def merge_results(payloads: dict, out_dir: Path, seconds: float) -> BatchResult:
-    """Rank 0: the whole job's result from every rank's posted :meth:`BatchResult.to_dict` (None: lost;
-    ``{"fatal": message}``: the rank failed outright), outcomes back in input order."""
-    world = len(payloads)
-    indexed, problems, warnings = [], [], []
-    for r in range(world):
-        payload = payloads.get(r)
-        if payload is None:
-            problems.append(f"rank {r} stopped reporting before it finished (its scenes may be missing)")
-        elif payload.get("fatal"):
-            problems.append(f"rank {r} failed: {payload['fatal']}")
-        else:
-            warnings.extend(w for w in payload.get("warnings", ()) if w not in warnings)
-            for i, o in enumerate(payload.get("outcomes", [])):
-                indexed.append((i * world + r, SceneOutcome.from_dict(o)))  # round robin: shard()'s order
-    outcomes = tuple(o for _, o in sorted(indexed, key=lambda t: t[0]))
-    return BatchResult(outcomes, out_dir, seconds, 0, world, tuple(problems), tuple(warnings))
 
 
 def output_name(scene: Scene) -> str:
@@ -172,13 +125,6 @@ def plan_outputs(scenes: Sequence[Scene], out_dir: Path) -> list[tuple[Scene, Pa
     return plan
 
 
-def shard(items: Sequence[Any], rank: int, world_size: int) -> list[Any]:
-    """Rank ``rank``'s share of ``items`` (round robin: the same split on every rank and every rerun)."""
-    if world_size < 1 or not 0 <= rank < world_size:
-        raise ConfigError(f"rank {rank} is not in a world of {world_size} process(es)")
-    return list(items[rank::world_size])
-
-
 def check_complete(path: Path, expected: tuple[int, int, int, str]) -> Optional[str]:
     """None when ``path`` is a complete output of the expected (width, height, bands, dtype), else why not."""
     width, height, count, dtype = expected
@@ -192,8 +138,9 @@ def check_complete(path: Path, expected: tuple[int, int, int, str]) -> Optional[
 @with_warnings
 def translate_rasters(model_or_path: Any, scenes: Union[SceneLike, Iterable[SceneLike]],
                       out_dir: Union[str, os.PathLike], *, overwrite: bool = False, progress: ProgressLike = None,
-                      device: Any = "auto", precision: Any = "auto", rank: int = 0, world_size: int = 1,
-                      local_rank: Optional[int] = None, **options: Any) -> BatchResult:
+                      device: Any = "auto", precision: Any = "auto", engine: str = "local",
+                      ray_address: Optional[str] = None, ray_workers: Optional[int] = None,
+                      **options: Any) -> BatchResult:
     """Translate many scenes into ``out_dir`` (created if needed), one ``<scene name>.tif`` each.
 
     ``scenes``: scenes or specs as :func:`geogan.scenes.expand_scenes` takes them (paths,
@@ -201,72 +148,86 @@ def translate_rasters(model_or_path: Any, scenes: Union[SceneLike, Iterable[Scen
     :func:`~geogan.predict.translate_raster` (direction, bands, tile_size, overlap, batch_size,
     blend, cog, compress, units, ...). Complete outputs are skipped unless ``overwrite``; a scene
     that fails is recorded and the batch goes on; a cancel stops at once. ``progress`` counts
-    scenes and shows the current scene's tiles in its message. Returns every scene's outcome;
-    under torchrun (``rank`` of ``world_size``) only this rank's share is translated. Each
-    outcome's ``warnings`` holds what was logged while its scene was handled, the result's all of
-    the call's (the sentences the CLI prints).
+    scenes and shows the current scene's tiles in its message. ``engine="ray"`` runs the batch on
+    Ray (a local runtime, or the cluster at ``ray_address``; ``ray_workers`` actors, default one
+    per GPU) with the same outcomes. Each outcome's ``warnings`` holds what was logged while its
+    scene was handled, the result's all of the call's (the sentences the CLI prints).
     """
     started = time.perf_counter()
+    if engine not in ENGINES:
+        raise ConfigError(f"engine {engine!r} is not one of {', '.join(ENGINES)}")
     prog = as_progress(progress)
     out = Path(out_dir)
-    plan = shard(plan_outputs(expand_scenes(scenes, what="input"), out), rank, world_size)
+    plan = plan_outputs(expand_scenes(scenes, what="input"), out)
     created = _output_dir(out)
     try:
-        if not plan:  # a torchrun rank with nothing to do (more ranks than scenes) leaves at once
-            log.info("rank %d of %d: no scene to translate", rank, world_size)
-            return BatchResult((), out, time.perf_counter() - started, rank, world_size)
-        predictor = Predictor(model_or_path, PredictOptions(**options), device=device, precision=precision,
-                              local_rank=local_rank)
-        outcomes = _run_plan(predictor, plan, overwrite, prog, rank)
+        if engine == "ray":
+            outcomes = _run_on_ray(model_or_path, plan, overwrite, prog, device, precision, ray_address,
+                                   ray_workers, options)
+        else:
+            predictor = Predictor(model_or_path, PredictOptions(**options), device=device, precision=precision)
+            outcomes = _run_plan(predictor, plan, overwrite, prog)
     finally:
         remove_if_empty(created)  # a batch that wrote nothing leaves no folder it made behind
-    return BatchResult(tuple(outcomes), out, time.perf_counter() - started, rank, world_size)
+    return BatchResult(tuple(outcomes), out, time.perf_counter() - started)
 
 
-def _run_plan(predictor: Predictor, plan: list[tuple[Scene, Path]], overwrite: bool, prog: Any,
-              rank: int) -> list[SceneOutcome]:
+def _run_plan(predictor: Predictor, plan: list[tuple[Scene, Path]], overwrite: bool, prog: Any) -> list[SceneOutcome]:
     """Each scene in turn, its warnings on its outcome; a cancel stops at once."""
     outcomes = []
     for i, (scene, dst) in enumerate(plan):
         prog.update(i, len(plan), scene.name)
-        outcomes.append(_one(predictor, scene, dst, overwrite, _SceneProgress(prog, i, len(plan), scene.name), rank))
+        outcomes.append(translate_one(predictor, scene, dst, overwrite, _SceneProgress(prog, i, len(plan), scene.name)))
         if prog.cancelled():
             raise Cancelled("batch prediction cancelled")
     prog.update(len(plan), len(plan), "done")
     return outcomes
 
 
+def _run_on_ray(model_or_path: Any, plan: list[tuple[Scene, Path]], overwrite: bool, prog: Any, device: Any,
+                precision: Any, address: Optional[str], workers: Optional[int], options: dict) -> list[SceneOutcome]:
+    """The plan on Ray actors; the options and the model are checked here first (on the CPU), so a
+    wrong direction or tile size is one line, not one failure per actor."""
+    from . import ray_engine
+
+    Predictor(model_or_path, PredictOptions(**options), device="cpu", precision="fp32")
+    prog.update(0, len(plan), "starting Ray")
+    return ray_engine.run_batch(model_or_path, plan, overwrite=overwrite, options=options, device=device,
+                                precision=precision, address=address, workers=workers, progress=prog)
+
+
 @with_warnings
-def _one(predictor: Predictor, scene: Scene, dst: Path, overwrite: bool, progress: Any, rank: int) -> SceneOutcome:
+def translate_one(predictor: Predictor, scene: Scene, dst: Path, overwrite: bool,
+                  progress: Any = None) -> SceneOutcome:
     """Translate one scene of a batch, skip it (complete, same model and options), or leave it to the
-    live run that holds its lock; never raises but for a cancel."""
+    live run that holds its lock; never raises but for a cancel. Every engine handles a scene here."""
     started = time.perf_counter()
     try:
         if not dst.parent.is_dir():  # another run sharing the folder removed it as empty: make it again
             _output_dir(dst.parent)
         if dst.exists() and not overwrite:
-            return _existing(predictor, scene, dst, rank)
+            return _existing(predictor, scene, dst)
         try:
             result = predictor.translate(scene, dst, overwrite=overwrite, progress=progress)
         except BusyError as exc:  # another live run is writing it: its work if it makes what we would
-            return _busy(predictor, scene, dst, exc, time.perf_counter() - started, rank)
+            return _busy(predictor, scene, dst, exc, time.perf_counter() - started)
         except OutputError:
             if overwrite or not dst.exists():
                 raise
-            return _existing(predictor, scene, dst, rank)  # another run finished it meanwhile
-        return SceneOutcome(scene.label, dst, WRITTEN, result=result, seconds=result.seconds, rank=rank)
+            return _existing(predictor, scene, dst)  # another run finished it meanwhile
+        return SceneOutcome(scene.label, dst, WRITTEN, result=result, seconds=result.seconds)
     except Cancelled:
         raise
     except GeoganError as exc:
         message = str(exc)
     except Exception as exc:  # an unexpected failure of one scene must not end the batch
         message = f"{type(exc).__name__}: {raster.first_line(exc)}"
-    outcome = SceneOutcome(scene.label, dst, FAILED, error=message, seconds=time.perf_counter() - started, rank=rank)
+    outcome = SceneOutcome(scene.label, dst, FAILED, error=message, seconds=time.perf_counter() - started)
     log.warning("scene failed (the batch goes on): %s", outcome.describe_failure())
     return outcome
 
 
-def _busy(predictor: Predictor, scene: Scene, dst: Path, exc: BusyError, seconds: float, rank: int) -> SceneOutcome:
+def _busy(predictor: Predictor, scene: Scene, dst: Path, exc: BusyError, seconds: float) -> SceneOutcome:
     """A scene whose lock a live run holds: left to it ("busy") when its lock says it makes this
     model's output with these options (or says nothing: an older geogan); refused when it makes another."""
     pid, label = getattr(exc, "owner", None), getattr(exc, "label", None)
@@ -277,10 +238,10 @@ def _busy(predictor: Predictor, scene: Scene, dst: Path, exc: BusyError, seconds
                           "use --overwrite once it has finished to replace it")
     note = f"{describe(dst)}: being written by {who}; left to it"
     log.info("%s", note)
-    return SceneOutcome(scene.label, dst, BUSY, note=note, seconds=seconds, rank=rank)
+    return SceneOutcome(scene.label, dst, BUSY, note=note, seconds=seconds)
 
 
-def _existing(predictor: Predictor, scene: Scene, dst: Path, rank: int) -> SceneOutcome:
+def _existing(predictor: Predictor, scene: Scene, dst: Path) -> SceneOutcome:
     """Skip an existing output only when it is complete and this model with these options made it;
     otherwise refuse it with one line (:class:`OutputError`) naming what made it."""
     expected, wanted = predictor.expected_output(scene)
@@ -291,7 +252,7 @@ def _existing(predictor: Predictor, scene: Scene, dst: Path, rank: int) -> Scene
     why = provenance.refusal(provenance.read_provenance(dst), wanted)
     if why is not None:
         raise OutputError(f"{describe(dst)}: exists, {why}; use --overwrite to replace it")
-    return SceneOutcome(scene.label, dst, SKIPPED, rank=rank)
+    return SceneOutcome(scene.label, dst, SKIPPED)
 
 
 def _output_dir(out: Path) -> list[Path]:
