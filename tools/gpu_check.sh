@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU check: one script, a few minutes on one CUDA GPU, printing the figures the README quotes.
+# The GPU check: one script, a few minutes on one CUDA GPU, printing the figures docs/benchmarks.md quotes.
 #
 #   tools/gpu_check.sh [OUTDIR]        (OUTDIR: JSON results; default: a temp dir)
 #

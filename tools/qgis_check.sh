@@ -50,7 +50,7 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$QGIS_PY" -m venv --system-site-packages "$VENV"
 fi
 PY="$VENV/bin/python"
-# Pins that keep geogan's requirements from breaking QGIS's Python (see the README, QGIS section):
+# Pins that keep geogan's requirements from breaking QGIS's Python (see docs/qgis.md):
 #  numpy   stay on QGIS's own numpy: Debian's GDAL bindings, scipy and matplotlib are built
 #          against it, and shapely/numpy wheels would otherwise pull numpy 2 into the venv;
 #  affine  3.x needs attrs >= 23 (cached_property on slotted classes); Debian has attrs 22;
