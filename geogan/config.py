@@ -128,9 +128,11 @@ class TrainConfig:
     #: None = the paper default: dropout in the U-Net for Pix2Pix, none for CycleGAN.
     dropout: Optional[bool] = None
     #: Generator upsampling: resize-convolution (nearest ×2 + conv: no checkerboard artefacts;
-    #: chosen by tools/bench_quality.py: higher SSIM for every model) or the papers' transposed
-    #: convolutions.
-    upsample: Literal["transpose", "resize"] = "resize"
+    #: chosen by tools/bench_quality.py: higher SSIM for every model than transposed), sub-pixel
+    #: convolution (ICNR-initialised: no checkerboard at the start, cheaper than both) or the
+    #: papers' transposed convolutions. Model files record theirs, so changing this default never
+    #: changes how an existing model loads.
+    upsample: Literal["transpose", "resize", "subpixel"] = "resize"
     #: Generator normalisation: instance (the papers': per image/tile statistics), batch
     #: (running statistics at prediction) or none.
     norm: Literal["instance", "batch", "none"] = "instance"

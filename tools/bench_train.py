@@ -12,6 +12,7 @@ choose (channels_last, bf16 where the CPU has native bf16), each in its own proc
 RSS is its own, and the defaults geogan picks for the CPU::
 
     python tools/bench_train.py                      # ~1 min on 2 cores
+    python tools/bench_train.py --upsampling         # transpose (the reference repo's) vs resize vs subpixel
 
 CUDA: the paper configuration (resnet_9blocks, ngf 64, 256², fp32, batch 1, contiguous, no
 compile: the reference repository's setting), then precision (fp32/bf16) × layout
@@ -64,7 +65,8 @@ def build_model(spec: dict, device: Any) -> Any:
     stats = tuple(BandStats(i + 1, 1, 0.5, 0.2, 0.0, 1.0, 0.0, 1.0) for i in range(3))
     domain = DomainSpec("optical", (1, 2, 3), "uint8", None, stats)
     cfg = TrainConfig(generator=spec.get("generator", "resnet_9blocks"), ngf=spec.get("ngf", 64),
-                      ndf=spec.get("ndf", 64), n_layers_d=3, batch_size=spec["batch"], crop_size=spec["size"])
+                      ndf=spec.get("ndf", 64), n_layers_d=3, batch_size=spec["batch"], crop_size=spec["size"],
+                      upsample=spec.get("upsample", TrainConfig().upsample))
     precision = None if spec["precision"] == "fp32" else spec["precision"]
     torch.manual_seed(0)
     model = CycleGAN(cfg, domain, domain, device, amp_dtype=torch_dtype(precision),
@@ -359,6 +361,51 @@ def run_cpu(args: argparse.Namespace) -> dict:
     return {"device": "cpu", "results": results, "skipped": skipped}
 
 
+def compare_upsampling(args: argparse.Namespace) -> dict:
+    """The CPU step and generator inference of each ``upsample`` beside ``transpose`` — the reference
+    repository's ResnetGenerator (pytorch-CycleGAN-and-pix2pix ``networks.py``: the same layers
+    with ConvTranspose2d upsampling), in one process, rounds interleaved so that a load change
+    on the machine hits every variant alike; the minimum over rounds is reported."""
+    import torch
+
+    from geogan.config import TrainConfig
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device("cpu")
+    kinds = ("transpose", "resize", "subpixel")
+    models = {k: build_model(dict(PAPER, size=args.size, upsample=k), device) for k in kinds}
+    batch = make_batch(1, args.size, device)
+    x = batch["a"]
+    step = {k: [] for k in kinds}
+    infer = {k: [] for k in kinds}
+    rounds = args.iters or 3
+    for r in range(rounds + 1):  # round 0 warms up (pools fill, allocator settles)
+        for k, model in models.items():
+            _, s = time_steps(model, batch, device, 0, 1)
+            g = model.bare_nets()["G_a2b"].eval()
+            with torch.no_grad():
+                start = time.perf_counter()
+                g(x)
+                t = time.perf_counter() - start
+            g.train()
+            if r:
+                step[k].append(s)
+                infer[k].append(t)
+    default = TrainConfig().upsample
+    print(f"upsampling on the CPU ({torch.get_num_threads()} thread(s)), resnet_9blocks ngf 64, {args.size}², "
+          f"batch 1, min of {rounds} interleaved rounds; transpose = the reference repo's generator")
+    rows = {}
+    for k in kinds:
+        rows[k] = {"step_s": min(step[k]), "inference_s": min(infer[k]),
+                   "step_ratio": min(step[k]) / min(step["transpose"]),
+                   "inference_ratio": min(infer[k]) / min(infer["transpose"])}
+        print(f"  {k:10s}{' (default)' if k == default else '':10s} step {rows[k]['step_s']:7.3f} s "
+              f"({rows[k]['step_ratio']:.3f}x)  inference {rows[k]['inference_s']:6.3f} s "
+              f"({rows[k]['inference_ratio']:.3f}x)")
+    return {"device": "cpu", "upsampling": rows, "default": default}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
@@ -380,8 +427,15 @@ def main() -> None:
                         help="CPU: also torch.compile, and bf16 even without native bf16 support")
     parser.add_argument("--small", action="store_true", help="CPU: also the demo-sized configuration")
     parser.add_argument("--threads", type=int, default=0, help="CPU threads (default: torch's choice)")
+    parser.add_argument("--upsampling", action="store_true",
+                        help="CPU: step and generator inference of transpose (the reference repo's), resize, subpixel")
     parser.add_argument("--one", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.upsampling:
+        report = compare_upsampling(args)
+        if args.json:
+            _write_json(args.json, report)
+        return
     if args.one:
         print(json.dumps(run_one_cpu(json.loads(args.one))))
         return

@@ -32,8 +32,9 @@ def build_generator(name: str, in_channels: int, out_channels: int, ngf: int = 6
                     dropout: bool = False, upsample: str = "transpose", norm: str = "instance") -> nn.Module:
     """Build a generator by registry name with the given band counts.
 
-    ``upsample`` is ``"transpose"`` (the papers' transposed convolutions) or ``"resize"``
-    (nearest-neighbour upsampling + convolution: no checkerboard artefacts); ``norm`` is
+    ``upsample`` is ``"transpose"`` (the papers' transposed convolutions), ``"resize"``
+    (nearest-neighbour upsampling + convolution: no checkerboard artefacts) or ``"subpixel"``
+    (ICNR-initialised sub-pixel convolution: no checkerboard at the start, cheaper); ``norm`` is
     ``"instance"`` (the papers'), ``"batch"`` or ``"none"`` (see :func:`generators._norm`).
     """
     try:
