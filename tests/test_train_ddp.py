@@ -44,6 +44,22 @@ if fault == "chip-read" and rank == "1":
             raise RasterError("'chip_0003.tif': read failed in window (0, 0, 32, 32)")
         return real_getitem(self, index)
     data.ChipDataset.__getitem__ = getitem
+if "record" in fault.split(","):  # every (epoch, index) this rank reads, one line each
+    import geogan.trainer.batches as batches
+    real_item, record = batches.EpochItems.__getitem__, os.environ["GEOGAN_TEST_RECORD"] + "." + rank
+    def item(self, key):
+        with open(record, "a") as fh:
+            fh.write(f"{key[0]} {key[1]}\n")
+        return real_item(self, key)
+    batches.EpochItems.__getitem__ = item
+cancel_after = [f for f in fault.split(",") if f.startswith("cancel-after-")]
+if cancel_after and rank == "1":  # only rank 1 is asked to stop: the ranks must agree
+    import geogan.cli.train as cli_train
+    polls, limit = [], int(cancel_after[0].rsplit("-", 1)[1])
+    def cancelled(self):
+        polls.append(1)
+        return len(polls) > limit
+    cli_train.EpochBars.cancelled = cancelled
 from geogan.cli import main
 sys.argv[0] = "geogan"
 main()
@@ -58,13 +74,14 @@ def _env(**extra: str) -> dict:
     return env
 
 
-def _launch(args_per_rank: list[list[str]], fault: str = "") -> list[tuple[int, str]]:
+def _launch(args_per_rank: list[list[str]], fault: str = "", record: str = "") -> list[tuple[int, str]]:
     """Run one ``geogan train`` per rank as torchrun would; (exit status, stderr) per rank."""
     port, world = str(free_port()), len(args_per_rank)
     procs = []
     for rank, args in enumerate(args_per_rank):
         env = _env(MASTER_ADDR="127.0.0.1", MASTER_PORT=port, WORLD_SIZE=str(world), RANK=str(rank),
-                   LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE=str(world), GEOGAN_TEST_FAULT=fault)
+                   LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE=str(world), GEOGAN_TEST_FAULT=fault,
+                   GEOGAN_TEST_RECORD=record)
         procs.append(subprocess.Popen([sys.executable, "-c", LAUNCH, "train", *args], env=env,
                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE))
     results = []
@@ -171,3 +188,98 @@ def test_bad_input_on_one_rank_stops_every_rank_before_training(tmp_path):
     assert len(_error_lines(err0)) == 1
     assert "rank 0 stopped because rank 1 failed" in _error_lines(err0)[0] and "not_on_this_node" in err0
     assert not (tmp_path / "run").exists()  # nothing written: the ranks agreed before any output
+
+
+# --------------------------------------------------------------------------------------------
+# resuming on another number of processes: the same epoch, every chip once, own random streams
+# --------------------------------------------------------------------------------------------
+class _StopAfter:
+    """A progress object that asks to stop before step ``n + 1``."""
+
+    def __init__(self, n: int) -> None:
+        self.n, self.polls = n, 0
+
+    def update(self, done, total, message=""):
+        pass
+
+    def cancelled(self) -> bool:
+        self.polls += 1
+        return self.polls > self.n
+
+
+def _reads(files: list, in_process: list) -> dict[int, list[int]]:
+    """epoch -> the chip indices read in it, over every process of every part of the run."""
+    per_epoch: dict[int, list[int]] = {}
+    pairs = [tuple(map(int, line.split())) for f in files if f.exists() for line in f.read_text().splitlines()]
+    for epoch, index in pairs + in_process:
+        per_epoch.setdefault(epoch, []).append(index)
+    return per_epoch
+
+
+@pytest.fixture
+def recorded_reads(monkeypatch):
+    """The (epoch, index) pairs this process's training reads (the in-process part of a run)."""
+    import geogan.trainer.batches as batches
+
+    reads: list = []
+    real = batches.EpochItems.__getitem__
+
+    def item(self, key):
+        reads.append(tuple(key))
+        return real(self, key)
+
+    monkeypatch.setattr(batches.EpochItems, "__getitem__", item)
+    return reads
+
+
+def _every_chip_once_per_epoch(per_epoch: dict, chips: int, epochs: int) -> None:
+    assert sorted(per_epoch) == list(range(epochs))
+    for epoch, indices in per_epoch.items():
+        assert sorted(indices) == list(range(chips)), (epoch, indices)  # as the uninterrupted run reads
+
+
+def test_stopped_on_two_processes_resumed_on_one_continues_the_same_epoch(tmp_path, recorded_reads, caplog):
+    from geogan.modelfile import load_model
+    from geogan.trainer import train
+
+    chips = make_chips(tmp_path / "chips", n_train=6)
+    run = tmp_path / "run"
+    config = _config(tmp_path, data=str(chips), out=str(run), batch_size=1, epochs=1, epochs_decay=1)
+    results = _launch([[str(config)], [str(config)]], fault="record,cancel-after-2", record=str(tmp_path / "reads"))
+    assert [r for r, _ in results] == [130, 130], results[0][1][-2000:] + results[1][1][-2000:]
+    ck = torch.load(run / "checkpoint.pt", weights_only=True)
+    assert ck["iteration"] == 2 and ck["samples_in_epoch"] == 4 and ck["epoch"] == 0 and len(ck["ranks"]) == 2
+
+    with caplog.at_level("WARNING", logger="geogan"):
+        path = train(dict(TINY_TRAINING, data=str(chips), out=str(run), batch_size=1, epochs=1, epochs_decay=1),
+                     resume=True)
+    assert "written by 2 process(es), this run has 1" in caplog.text and "not bit-for-bit" in caplog.text
+    _every_chip_once_per_epoch(_reads([tmp_path / "reads.0", tmp_path / "reads.1"], recorded_reads), 6, 2)
+    final = torch.load(run / "checkpoint.pt", weights_only=True)
+    assert final["epoch"] == 2 and final["iteration"] == 2 + 2 + 6  # the 2 chips left of epoch 1 alone, then epoch 2
+    assert final["model"]["schedulers"]["G"]["last_epoch"] == 2  # the learning rate decayed once per epoch
+    assert load_model(path).training["epochs"] == 2
+
+
+def test_stopped_on_one_process_resumed_on_two_continues_the_same_epoch(tmp_path, recorded_reads):
+    from geogan.errors import Cancelled
+    from geogan.trainer import train
+
+    chips = make_chips(tmp_path / "chips", n_train=6)
+    run = tmp_path / "run"
+    settings = dict(TINY_TRAINING, data=str(chips), out=str(run), batch_size=1, epochs=1, epochs_decay=1)
+    with pytest.raises(Cancelled):
+        train(settings, progress=_StopAfter(2))
+    assert torch.load(run / "checkpoint.pt", weights_only=True)["samples_in_epoch"] == 2
+
+    config = _config(tmp_path, **settings)
+    results = _launch([[str(config), "--resume"], [str(config), "--resume"]], fault="record",
+                      record=str(tmp_path / "reads"))
+    assert [r for r, _ in results] == [0, 0], results[0][1][-2000:] + results[1][1][-2000:]
+    assert "written by 1 process(es), this run has 2" in results[0][1]
+    _every_chip_once_per_epoch(_reads([tmp_path / "reads.0", tmp_path / "reads.1"], recorded_reads), 6, 2)
+    final = torch.load(run / "checkpoint.pt", weights_only=True)
+    assert final["epoch"] == 2 and final["iteration"] == 2 + 2 + 3  # 4 chips left on 2 ranks, then 6 on 2
+    assert final["world_size"] == 2 and len(final["ranks"]) == 2
+    rngs = [r["rng"]["torch"] for r in final["ranks"]]
+    assert not torch.equal(rngs[0], rngs[1])  # rank 1 did not take rank 0's random stream

@@ -93,13 +93,37 @@ def test_plan_resumes_exactly_and_ranks_partition_each_epoch():
     assert [s[:3] for s in full[:5]] == [(0, 1, 4), (0, 2, 4), (0, 3, 4), (0, 4, 4), (1, 1, 4)]
     assert sorted(i for s in full[:4] for i in s[3]) == list(range(7))  # each epoch sees every item once
     assert full[4][3] != full[0][3]  # and another order the next epoch
-    assert list(plan.steps(1, 2, 3)) == full[6:]  # resuming at epoch 1, batch 2 continues the same way
-    assert list(PlanSampler(plan, 1, 2, 3)) == [[(e, i) for i in idx] for e, _, _, idx in full[6:]]
-    assert len(PlanSampler(plan, 1, 2, 3)) == len(full) - 6
+    assert list(plan.steps(1, 4, 3)) == full[6:]  # resuming at epoch 1 after 4 samples continues the same way
+    assert list(PlanSampler(plan, 1, 4, 3)) == [[(e, i) for i in idx] for e, _, _, idx in full[6:]]
+    assert len(PlanSampler(plan, 1, 4, 3)) == len(full) - 6
 
     ranks = [BatchPlan(length=8, batch_size=1, seed=3, world=2, rank=r).epoch(0) for r in range(2)]
     single = BatchPlan(length=8, batch_size=2, seed=3).epoch(0)
     assert [a + b for a, b in zip(*ranks)] == single  # rank r takes the r-th item of each batch of 2
+
+
+@pytest.mark.parametrize("length", [7, 8, 12])
+def test_the_plan_is_distributed_samplers_and_a_resume_on_another_world_covers_the_epoch_once(length):
+    """The job's reads after k steps are a prefix of the epoch's order, so the rest of the epoch can be
+    split between any number of ranks: every chip once per epoch (padding as DistributedSampler's)."""
+    from torch.utils.data import DistributedSampler
+
+    from geogan.trainer.batches import BatchPlan
+
+    for world in (1, 2, 3):
+        for rank in range(world):
+            sampler = DistributedSampler(range(length), num_replicas=world, rank=rank, seed=5)
+            sampler.set_epoch(2)
+            flat = [i for b in BatchPlan(length, 2, 5, world, rank).epoch(2) for i in b]
+            assert flat == list(sampler)  # from sample 0: exactly DistributedSampler's share
+    before = [BatchPlan(length, 1, 5, 2, r).epoch(0)[:2] for r in range(2)]  # 2 steps on 2 ranks: 4 samples
+    seen = [i for r in before for b in r for i in b]
+    for new_world in (1, 2, 3):
+        after = [i for r in range(new_world) for _, _, _, b in BatchPlan(length, 1, 5, new_world, r).steps(0, 4, 1)
+                 for i in b]
+        covered = seen + after
+        assert set(covered) == set(range(length))  # every chip of the epoch is read
+        assert len(covered) - length < new_world  # only DistributedSampler-style padding repeats one
 
 
 def test_epoch_items_carry_their_epoch_into_the_worker():

@@ -244,6 +244,9 @@ class GanModel:
     def load_local_state(self, state: dict) -> None:
         pass
 
+    def reseed_local(self, seed: int) -> None:
+        """Give the per-process random choices (history pools) a stream of their own."""
+
 
 def hide_invalid(x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     """Set pixels that had no valid source to 0, as real images carry them, so D cannot tell by them."""
@@ -447,3 +450,7 @@ class CycleGAN(GanModel):
     def load_local_state(self, state: dict) -> None:
         for k, p in self.pools.items():
             p.load_state_dict(state["pools"][k], self.device)
+
+    def reseed_local(self, seed: int) -> None:
+        for offset, pool in enumerate(self.pools.values()):
+            pool.rng = random.Random(seed + offset)

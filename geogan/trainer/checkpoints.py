@@ -1,9 +1,10 @@
 """Checkpoints: everything needed to continue a run bit-for-bit, written atomically, read safely.
 
 A checkpoint holds weights, optimizer, scheduler and AMP scaler states, every rank's history
-pools and RNG states (torch, CUDA, numpy, python), the epoch and the number of batches done in
-it (the data order of an epoch is a function of the seed and the epoch), plus a SHA-256 of all
-of that, checked before resuming. Only tensors and plain containers, so it loads with
+pools and RNG states (torch, CUDA, numpy, python), the epoch and the samples the whole job had
+seen in it (the data order of an epoch is a function of the seed and the epoch, and the samples
+read are a prefix of it, whatever the number of processes: see :mod:`.batches`), plus a SHA-256
+of all of that, checked before resuming. Only tensors and plain containers, so it loads with
 ``torch.load(weights_only=True)``; every missing or wrong-typed key is one line naming it.
 """
 from __future__ import annotations
@@ -128,9 +129,21 @@ def validate_checkpoint(payload: Any, label: str) -> None:
     if not payload["ranks"] or not all(isinstance(r, dict) and isinstance(r.get("rng"), dict)
                                        and isinstance(r.get("local"), dict) for r in payload["ranks"]):
         raise CheckpointError(f"{label}: checkpoint 'ranks' must be a non-empty list of {{rng, local}} states")
-    for key in ("epoch", "batch_in_epoch", "iteration"):
-        if payload[key] < 0:
+    samples = payload.get("samples_in_epoch", 0)
+    if isinstance(samples, bool) or not isinstance(samples, int):
+        raise CheckpointError(f"{label}: checkpoint entry 'samples_in_epoch' is a {type(samples).__name__}, expected int")
+    for key in ("epoch", "batch_in_epoch", "iteration", "samples_in_epoch"):
+        if payload.get(key, 0) < 0:
             raise CheckpointError(f"{label}: checkpoint {key}={payload[key]} is negative")
+
+
+def samples_seen(ckpt: Mapping[str, Any]) -> int:
+    """The samples the whole job had read in the checkpoint's epoch (checkpoints before that key
+    counted full batches per process: batches × batch size × processes)."""
+    if "samples_in_epoch" in ckpt:
+        return int(ckpt["samples_in_epoch"])
+    batch_size = int(ckpt.get("config", {}).get("batch_size", 1))
+    return int(ckpt["batch_in_epoch"]) * batch_size * int(ckpt.get("world_size", 1))
 
 
 def _check_keys(mapping: Mapping[str, Any], required: Mapping[str, tuple[type, ...]], label: str, what: str) -> None:

@@ -37,7 +37,7 @@ from ..notices import WarningCollector
 from ..progress import ProgressLike, as_progress
 from .batches import BatchPlan, PlanSampler, run_loader
 from .checkpoints import (CHECKPOINT_FORMAT, CHECKPOINT_NAME, CHECKPOINT_VERSION, architecture, check_compatible,
-                          load_checkpoint, rng_state, save_checkpoint, set_rng_state)
+                          load_checkpoint, rng_state, samples_seen, save_checkpoint, set_rng_state)
 from .distributed import Dist, split_cpu_threads
 from .previews import render_preview
 from .runtime import Runtime, cudnn_settings, resolve_runtime
@@ -46,10 +46,6 @@ log = logging.getLogger("geogan.trainer")
 
 MODEL_NAME = "model.geogan"
 LOSSES_NAME = "losses.csv"
-#: Under data-parallel training the ranks agree on a cancel every this many steps (one tiny
-#: CPU-side collective); a single process checks before every step.
-CANCEL_POLL_STEPS = 10
-
 EventHook = Callable[[str, dict], None]
 
 
@@ -300,7 +296,7 @@ class TrainingRun:
         torch.manual_seed(cfg.seed + dist.rank)
         np.random.seed(cfg.seed + dist.rank)
         random.seed(cfg.seed + dist.rank)
-        self.epoch, self.batch_in_epoch, self.iteration, self.seconds = 0, 0, 0, 0.0
+        self.epoch, self.samples_in_epoch, self.iteration, self.seconds = 0, 0, 0, 0.0
         if self.checkpoint is not None:
             self.restore(self.checkpoint)
         self.model.wrap_networks(lambda name, net: wrap_network(net, compile=rt.compile, ddp=dist.active,
@@ -312,25 +308,47 @@ class TrainingRun:
                      ", ".join(f"{k} {v}" for k, v in rt.summary().items()))
 
     def restore(self, ck: dict) -> None:
-        """Weights, optimizers, pools, RNG and position from a checkpoint (one line if it does not fit)."""
+        """Weights, optimizers, pools, RNG and position from a checkpoint (one line if it does not fit).
+
+        On another number of processes rank ``r`` takes rank ``r``'s states where the checkpoint has
+        them; a rank the checkpoint did not have takes a copy of rank ``r mod N``'s history pool and
+        fresh random streams of its own (never another rank's: identical dropout masks and pool
+        draws on two ranks would halve what they add). The epoch continues from the samples the old
+        job had seen, split between the new ranks (:mod:`.batches`).
+        """
         dist = self.dist
         ranks = ck["ranks"]
-        mine = ranks[dist.rank] if len(ranks) == dist.world else ranks[0]
+        own = dist.rank < len(ranks)
+        mine = ranks[dist.rank % len(ranks)]
         if len(ranks) != dist.world and dist.main:
-            log.warning("the checkpoint was written by %d process(es), this run has %d: it continues, but not "
+            log.warning("the checkpoint was written by %d process(es), this run has %d: it continues the same "
+                        "epoch with the same learning-rate schedule and every chip once per epoch, but not "
                         "bit-for-bit as the original run would have", len(ranks), dist.world)
         try:
             self.model.load_state_dict(ck["model"])
             self.model.load_local_state(mine["local"])
-            set_rng_state(mine["rng"])
+            if own:
+                set_rng_state(mine["rng"])
+            else:
+                self.reseed(int(ck["iteration"]))
         except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as exc:
             reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
             raise CheckpointError(f"{describe(self.ckpt_path)}: checkpoint does not fit these networks "
                                   f"({type(exc).__name__}: {reason})") from None
-        self.epoch, self.batch_in_epoch = int(ck["epoch"]), int(ck["batch_in_epoch"])
+        self.epoch, self.samples_in_epoch = int(ck["epoch"]), samples_seen(ck)
         self.iteration, self.seconds = int(ck["iteration"]), float(ck["seconds"])
         if dist.main:
             log.info("resuming from %s at epoch %d, step %d", self.ckpt_path, self.epoch + 1, self.iteration)
+
+    def reseed(self, iteration: int) -> None:
+        """Random streams of a rank the checkpoint did not have: its own, from the seed, rank and step."""
+        import torch
+
+        seed = self.cfg.seed + 1_000_003 * self.dist.rank + iteration
+        torch.manual_seed(seed)
+        np.random.seed(seed % 2**32)
+        random.seed(seed)
+        self.model.reseed_local(seed)
 
     def open_outputs(self) -> None:
         """Rank 0: the folders, the resolved config and the loss log (trimmed to the checkpoint on resume)."""
@@ -356,14 +374,14 @@ class TrainingRun:
         self.last_losses: dict[str, float] = dict(self.checkpoint["losses"]) if self.checkpoint else {}
         self.started = time.perf_counter() - self.seconds
         plan = BatchPlan(len(dataset), cfg.batch_size, cfg.seed, dist.world, dist.rank)
-        sampler = PlanSampler(plan, self.epoch, self.batch_in_epoch, total_epochs)
+        sampler = PlanSampler(plan, self.epoch, self.samples_in_epoch, total_epochs)
         loader = run_loader(dataset, sampler, self.runtime.num_workers, self.device.type == "cuda",
                             worker_init=_ignore_sigint_in_worker)
         batches = iter(loader)
         try:
-            for epoch, number, n_batches, _ in plan.steps(self.epoch, self.batch_in_epoch, total_epochs):
+            for epoch, number, n_batches, indices in plan.steps(self.epoch, self.samples_in_epoch, total_epochs):
                 self.stop_if_cancelled()  # before fetching: a stop never waits for data
-                self.train_step(self.fetch(batches))
+                self.train_step(self.fetch(batches), plan.samples_per_step(indices))
                 self.after_step(number, n_batches, total_epochs)
         finally:
             del batches  # ends the loader's workers
@@ -378,11 +396,11 @@ class TrainingRun:
                 self.save_and_stop()
             raise
 
-    def train_step(self, batch: dict) -> None:
+    def train_step(self, batch: dict, samples: int) -> None:
         self.model.set_input(batch)
         self.model.optimize_parameters()
         self.iteration += 1
-        self.batch_in_epoch += 1
+        self.samples_in_epoch += samples
 
     def after_step(self, number: int, n_batches: int, total_epochs: int) -> None:
         cfg, main = self.cfg, self.dist.main
@@ -401,7 +419,7 @@ class TrainingRun:
     def end_epoch(self) -> None:
         self.model.update_learning_rate()
         self.epoch += 1
-        self.batch_in_epoch = 0
+        self.samples_in_epoch = 0
         self.save(epoch_end=True)
         if self.dist.main:
             preview = self.out / "previews" / f"epoch_{self.epoch:03d}.png"
@@ -409,11 +427,14 @@ class TrainingRun:
         self.emit("epoch", {"epoch": self.epoch, "iteration": self.iteration, "losses": dict(self.last_losses)})
 
     def stop_if_cancelled(self) -> None:
-        """Every rank asks its progress object; the ranks agree every few steps on a CPU-side channel."""
-        asked = bool(self.progress.cancelled())
-        if self.dist.active and self.iteration % CANCEL_POLL_STEPS:
-            return
-        if self.dist.any_flag(asked):
+        """Every rank asks its progress object, and the ranks agree before every step.
+
+        The agreement is one 4-byte all-reduce on the CPU (gloo) group, never on the training
+        group: it waits for no device work (no CUDA synchronisation), only for the other ranks to
+        reach the same step, which DDP's gradient all-reduce makes them do anyway. So a SIGTERM
+        that reaches any rank stops every rank after the step in progress, as in one process.
+        """
+        if self.dist.any_flag(bool(self.progress.cancelled())):
             self.save_and_stop()
 
     def save_and_stop(self) -> None:
@@ -441,7 +462,10 @@ class TrainingRun:
             "architecture": self.arch,
             "domains": {k: s.to_dict() for k, s in self.export.specs.items()},
             "config": to_dict(self.cfg),
-            "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch, "iteration": self.iteration,
+            "epoch": self.epoch, "samples_in_epoch": self.samples_in_epoch,
+            # steps of this world size done in the epoch (what format-1 readers resume from)
+            "batch_in_epoch": -(-self.samples_in_epoch // (self.cfg.batch_size * self.dist.world)),
+            "iteration": self.iteration,
             "seconds": self.seconds, "world_size": self.dist.world,
             "model": self.model.state_dict(),
             "ranks": ranks,
