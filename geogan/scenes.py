@@ -17,6 +17,9 @@ scene may be several files whose bands are stacked in order (see
     every raster in a folder (``.tif``, ``.tiff``, ``.vrt``, ``.jp2``, ``.img``), one scene each.
 ``/vsizip/a.zip/b.tif``, ``/vsicurl/https://…``, ``/vsis3/…``, ``SENTINEL2_L2A:…``
     any path GDAL opens is passed to it unchanged; only GDAL decides whether it exists.
+``items.json``, ``https://…/item.json``
+    a STAC Item, ItemCollection (a saved search), Catalog or Collection: one scene per Item,
+    made of the hrefs of the chosen assets in order (``assets``; see :mod:`geogan.stac`).
 
 This module only parses names and looks at the file system; it never opens a raster.
 """
@@ -49,6 +52,24 @@ def is_gdal_path(text: str) -> bool:
 
 
 @dataclass(frozen=True)
+class ItemRef:
+    """The STAC Item a scene was read from: what an output's own Item records about its source."""
+
+    id: str
+    #: Where the source Item is: its absolute ``self`` link, else the JSON file or URL it was read
+    #: from (an ItemCollection's file for its items), for the output Item's ``derived_from`` link.
+    href: str
+    #: The asset keys whose files are the scene's parts, in order.
+    assets: tuple[str, ...]
+    #: ISO 8601 times as the Item gives them (``datetime`` may be None when a range is given).
+    datetime: Optional[str] = None
+    start_datetime: Optional[str] = None
+    end_datetime: Optional[str] = None
+    #: The source Item's collection id, if any.
+    collection: Optional[str] = None
+
+
+@dataclass(frozen=True)
 class Scene:
     """One input raster made of one or more files, stacked band after band in the given order."""
 
@@ -56,6 +77,8 @@ class Scene:
     #: The CRS to read the files in when they have none (``--assume-crs``; see
     #: :func:`geogan.raster.open_raster`), as EPSG:n or WKT; None: the files' own.
     assume_crs: Optional[str] = None
+    #: The STAC Item the scene came from (None: named by file paths).
+    item: Optional[ItemRef] = None
 
     def __post_init__(self) -> None:
         if not self.parts:
@@ -68,8 +91,10 @@ class Scene:
 
     @property
     def name(self) -> str:
-        """A short name for outputs: the first file's stem, or the common prefix of all stems
-        (``S1A_..._VV`` + ``S1A_..._VH`` → ``S1A_...``)."""
+        """A short name for outputs: a STAC Item's id (made safe for a file name), else the first
+        file's stem, or the common prefix of all stems (``S1A_..._VV`` + ``S1A_..._VH`` → ``S1A_...``)."""
+        if self.item is not None:
+            return safe_name(self.item.id)
         stems = [_stem(p) for p in self.parts]
         if len(stems) == 1:
             return stems[0]
@@ -89,6 +114,12 @@ class Scene:
         if self.is_multi:
             raise TypeError(f"scene {self.label} is made of several files; open it with geogan.raster.open_raster")
         return self.parts[0]
+
+
+def safe_name(text: str) -> str:
+    """``text`` as a portable file name: characters other than letters, digits, ``._-`` become ``_``."""
+    name = re.sub(r"[^A-Za-z0-9._-]", "_", text.strip()).strip(".")
+    return name or "item"
 
 
 def _stem(part: str) -> str:
@@ -133,18 +164,29 @@ def _looks_joined(text: str) -> bool:
 
 
 def expand_scenes(specs: Union[SceneLike, Iterable[SceneLike]], *, what: str = "input",
-                  check_exists: bool = True) -> list[Scene]:
-    """All scenes named by ``specs``: each a path, a comma-joined scene, ``@list``, a glob or a folder.
+                  check_exists: bool = True, assets: Union[None, str, Sequence[str]] = None) -> list[Scene]:
+    """All scenes named by ``specs``: each a path, a comma-joined scene, ``@list``, a glob, a folder
+    or a STAC JSON (an Item, ItemCollection, Catalog or Collection; also a pystac object).
 
+    ``assets`` (``"VV,VH"`` or a list) are the asset keys whose files become a STAC Item's bands,
+    in order; a STAC input without them, or asset keys without a STAC input, is refused.
     Raises a one-line :class:`InputError` naming the spec (and the list file's line) when a
     file is missing, a glob matches nothing, or a list is empty. GDAL paths are not checked.
     """
-    if isinstance(specs, (str, os.PathLike, Scene)):
+    from . import stac
+
+    if isinstance(specs, (str, os.PathLike, Scene)) or stac.is_stac_object(specs):
         specs = [specs]
+    specs = list(specs)
+    if assets is not None and not any(stac.is_stac_spec(s) for s in specs):
+        raise ConfigError(f"{what}: asset keys ({stac.keys_text(assets)}) were given but no input is a STAC "
+                          "Item, ItemCollection or Catalog (.json); pick bands of raster files with --bands")
     scenes: list[Scene] = []
     for spec in specs:
         if isinstance(spec, Scene):
             scenes.append(spec)
+        elif stac.is_stac_spec(spec):
+            scenes.extend(stac.read_scenes(spec, assets, what=what, check_exists=check_exists))
         elif isinstance(spec, (str, os.PathLike)):
             scenes.extend(_expand_text(os.fspath(spec) if isinstance(os.fspath(spec), str)
                                        else os.fsdecode(os.fspath(spec)), what, check_exists))

@@ -57,7 +57,8 @@ def test_one_output_per_scene_then_a_rerun_skips_them(tmp_path, model_file, scen
     out = tmp_path / "out"
     result = translate_rasters(model_file, [f"@{scenes}"], out, **OPTS)
     assert [o.status for o in result.outcomes] == ["written"] * 3 and result.ok
-    assert sorted(p.name for p in out.iterdir()) == ["s1.tif", "s2.tif", "s3.tif"]
+    assert sorted(p.name for p in out.iterdir()) == ["collection.json", "s1.json", "s1.tif", "s2.json", "s2.tif",
+                                                     "s3.json", "s3.tif"]  # each with its STAC item (geogan.stac)
     assert valid_output(out / "s2.tif", (40, 48)) and valid_output(out / "s3.tif", (50, 37))
     assert result.outcomes[1].scene.endswith("s2_VV.tif," + str(tmp_path / "in" / "s2_VH.tif"))
     before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
@@ -80,7 +81,8 @@ def test_an_interrupted_batch_resumes_where_it_stopped(tmp_path, model_file, sce
 
     with pytest.raises(errors.Cancelled):
         translate_rasters(model_file, [f"@{scenes}"], out, progress=StopAfterFirstScene(), **OPTS)
-    assert sorted(p.name for p in out.iterdir()) == ["s1.tif"] and debris(out) == []
+    # the finished scene with its STAC item; no collection.json: the batch never reached its end
+    assert sorted(p.name for p in out.iterdir()) == ["s1.json", "s1.tif"] and debris(out) == []
     result = translate_rasters(model_file, [f"@{scenes}"], out, **OPTS)
     assert [o.status for o in result.outcomes] == ["skipped", "written", "written"]
 
@@ -136,7 +138,7 @@ def test_cli_batch_summary_and_failures(tmp_path, model_file, scenes):
     res = run("predict", model_file, f"@{scenes}", f"{tmp_path / 'out2'}/", "--tile-size", 32, "--overlap", 8)
     assert res.exit_code == 0, res.output
     assert "3 written, 0 skipped" in res.stdout
-    assert sorted(p.name for p in (tmp_path / "out2").iterdir()) == ["s1.tif", "s2.tif", "s3.tif"]
+    assert sorted(p.name for p in (tmp_path / "out2").glob("*.tif")) == ["s1.tif", "s2.tif", "s3.tif"]
 
 
 def test_cli_several_scenes_need_an_output_folder(tmp_path, model_file, scenes):

@@ -110,7 +110,7 @@ def test_a_damaged_scene_fails_alone(tmp_path, model_file, ray_runtime):
     assert not result.ok
     assert "broken.tif" in result.outcomes[1].describe_failure()
     assert "\n" not in result.outcomes[1].describe_failure()
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["s0.tif", "s1.tif"]
+    assert sorted(p.name for p in (tmp_path / "out").glob("*.tif")) == ["s0.tif", "s1.tif"]
 
 
 class _KillFirstWriter:
@@ -149,7 +149,8 @@ def test_a_killed_worker_costs_no_scene_and_leaves_no_debris(tmp_path, model_fil
     assert killer.killed is not None, "no worker was seen writing"
     assert result.ok, [o.error for o in result.outcomes]
     assert [o.status for o in result.outcomes] == ["written"] * 3
-    assert debris(out) == [] and sorted(p.name for p in out.iterdir()) == ["s0.tif", "s1.tif", "s2.tif"]
+    assert debris(out) == [] and sorted(p.name for p in out.glob("*.tif")) == ["s0.tif", "s1.tif", "s2.tif"]
+    assert sorted(p.name for p in out.glob("*.json")) == ["collection.json", "s0.json", "s1.json", "s2.json"]
     reference = translate_rasters(model_file, inputs[:1], tmp_path / "ref", **OPTS)
     np.testing.assert_array_equal(read_all(out / "s0.tif")[0], read_all(reference.outcomes[0].output)[0])
 

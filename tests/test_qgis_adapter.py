@@ -694,7 +694,7 @@ def test_a_batch_logs_each_failure_raises_at_the_end_and_resumes(tmp_path, make_
     assert len(fb.of("error")) == 1 and "broken.tif" in fb.of("error")[0]
     assert any("scene failed (the batch goes on)" in w for w in fb.of("warning"))  # logged as it happened
     assert fb.of("info")[-1].startswith("3 scene(s) in ") and "2 written, 0 skipped" in fb.of("info")[-1]
-    assert sorted(p.name for p in out.iterdir()) == ["one.tif", "two.tif"]
+    assert sorted(p.name for p in out.glob("*.tif")) == ["one.tif", "two.tif"]
 
     broken.unlink()
     fb = FakeFeedback()

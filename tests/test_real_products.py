@@ -199,7 +199,7 @@ import geogan.predict.batch as batch
 from geogan.cli.signals import stop_requested
 
 marker, stop_after = Path(sys.argv.pop(1)), int(sys.argv.pop(1))
-real_one = batch._one
+real_one = batch.translate_one
 finished = []
 
 def one_then_wait(*args, **kwargs):
@@ -212,7 +212,7 @@ def one_then_wait(*args, **kwargs):
             time.sleep(0.01)
     return outcome
 
-batch._one = one_then_wait
+batch.translate_one = one_then_wait
 from geogan.cli import main
 sys.argv[0] = "geogan"
 main()
@@ -250,15 +250,17 @@ def test_paired_chain_as_a_batch_stopped_by_sigterm_and_resumed(paired, tmp_path
             proc.kill()
             proc.wait()
     assert proc.returncode == 143 and "geogan: stopped by SIGTERM" in err and "Traceback" not in err, err
-    first = sorted(out.iterdir())
+    first = sorted(p for p in out.iterdir() if p.suffix != ".json")  # each output's STAC item beside it
     assert [p.name for p in first] == [f"{p}.tif" for p in S1_PATCHES[:2]]  # no temporary file, no lock
+    assert sorted(p.name for p in out.glob("*.json")) == [f"{p}.json" for p in S1_PATCHES[:2]]
     stamps = {p.name: p.stat().st_mtime_ns for p in first}
 
     again = run_geogan("predict", model, f"@{listing}", f"{out}/", *PREDICT)
     assert again.returncode == 0, again.stderr
     assert "4 written, 2 skipped" in again.stdout, again.stdout
-    outputs = sorted(out.iterdir())
+    outputs = sorted(out.glob("*.tif"))
     assert len(outputs) == 6 and {p.name: p.stat().st_mtime_ns for p in outputs if p.name in stamps} == stamps
+    assert len(list(out.glob("*.json"))) == 7  # six STAC items and the collection
     for patch in S1_PATCHES:
         scene = s1_scene(patch)
         result = out / f"{patch}.tif"  # a VV,VH scene is named after the part the files share

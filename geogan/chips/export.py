@@ -484,6 +484,8 @@ def _write_export(out_dir: Path, plan: ExportPlan, sources: dict[str, list[Sourc
 def build_metadata(plan: ExportPlan, sources: dict[str, list[Source]], choices: dict[str, DomainChoice],
                    specs: dict[str, DomainSpec], run: ExportRun, regions: dict[str, Optional[AOI]]) -> dict:
     """The metadata dict (see :mod:`geogan.chips.metadata` for the keys)."""
+    from ..stac import asset_keys
+
     o = plan.options
     return {
         "format": FORMAT,
@@ -505,6 +507,7 @@ def build_metadata(plan: ExportPlan, sources: dict[str, list[Source]], choices: 
                     for d in DOMAINS},
         "skipped": {d: run.tally[d].skipped() for d in DOMAINS},
         "small_rasters": {d: [sources[d][i].label for i in plan.domain(d).small] for d in DOMAINS},
+        "assets": {d: asset_keys(s.scene for s in sources[d]) for d in DOMAINS},
     }
 
 

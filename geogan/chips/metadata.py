@@ -25,6 +25,10 @@ additions are optional, so older exports still read):
     per domain, the AOI used (``source``, ``crs``, ``wkt``) or null.
 ``skipped``, ``small_rasters``
     chips not written and why; rasters smaller than one tile.
+``assets``
+    per domain, the STAC asset keys its scenes were read with (``["VV", "VH"]``), or null when
+    its inputs were not STAC Items (:mod:`geogan.stac`); training carries them into the model
+    file, where ``geogan predict`` takes them as its default ``--assets``. Absent in older exports.
 """
 from __future__ import annotations
 

@@ -12,7 +12,8 @@ _UNITS = click.Choice(["linear", "amplitude", "db"], case_sensitive=False)
 
 _SCENES_HELP = ("a file; comma-joined files as the bands of one scene (VV.tif,VH.tif; files at 10/20 m are "
                 "resampled onto the finest grid); @list.txt (one scene per line); a quoted glob; a folder; "
-                "a GDAL path (/vsizip/..., /vsicurl/...). Repeat for more scenes.")
+                "a GDAL path (/vsizip/..., /vsicurl/...); a STAC Item, ItemCollection or Catalog JSON (file or URL; "
+                "each item one scene of the --assets-a/--assets-b files). Repeat for more scenes.")
 
 
 @cli.command("chips")
@@ -24,6 +25,11 @@ _SCENES_HELP = ("a file; comma-joined files as the bands of one scene (VV.tif,VH
 @click.option("--bands-a", default=None, metavar="LIST",
               help="1-based bands of A in order, e.g. 1,2 (default: all but alpha).")
 @click.option("--bands-b", default=None, metavar="LIST", help="1-based bands of B in order, e.g. 3,2,1.")
+@click.option("--assets-a", default=None, metavar="KEYS",
+              help="With STAC inputs (Item, ItemCollection, Catalog JSON): the asset keys whose files are A's bands, "
+                   "in order, e.g. VV,VH.")
+@click.option("--assets-b", default=None, metavar="KEYS",
+              help="With STAC inputs: the asset keys of B's bands, in order, e.g. B04,B03,B02.")
 @click.option("--kind-a", default=None, metavar="KIND",
               help="sar, optical, multispectral, dsm or generic (default: inferred from names and values; "
                    "the summary says why).")
@@ -54,6 +60,7 @@ _SCENES_HELP = ("a file; comma-joined files as the bands of one scene (VV.tif,VH
 @click.option("--paired", is_flag=True, help="Resample B onto A's grid; chip k of A and B cover the same ground.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of the validation block draw.")
 def chips_command(a: tuple[str, ...], b: tuple[str, ...], out: str, bands_a: Optional[str], bands_b: Optional[str],
+                  assets_a: Optional[str], assets_b: Optional[str],
                   kind_a: Optional[str], kind_b: Optional[str], units_a: Optional[str], units_b: Optional[str],
                   assume_crs_a: Optional[str], assume_crs_b: Optional[str],
                   tile_size: int, stride: Optional[int], min_valid: float, aoi: Optional[str], aoi_a: Optional[str],
@@ -62,11 +69,12 @@ def chips_command(a: tuple[str, ...], b: tuple[str, ...], out: str, bands_a: Opt
     from ..chips import export_chips
     from ..progress import TqdmProgress
 
+    specs = {"a": _stac_scenes(a, assets_a, "a"), "b": _stac_scenes(b, assets_b, "b")}
     bar = TqdmProgress(desc="chips", is_cancelled=stop_requested, disable=None, leave=False)
     try:
         with bounded_gdal_cache():
             summary = export_chips(
-                list(a), list(b), out, bands_a=bands_a, bands_b=bands_b, kind_a=kind_a, kind_b=kind_b,
+                specs["a"], specs["b"], out, bands_a=bands_a, bands_b=bands_b, kind_a=kind_a, kind_b=kind_b,
                 units_a=units_a.lower() if units_a else None, units_b=units_b.lower() if units_b else None,
                 assume_crs_a=assume_crs_a, assume_crs_b=assume_crs_b,
                 tile_size=tile_size, stride=stride, min_valid=min_valid, aoi=aoi, aoi_a=aoi_a, aoi_b=aoi_b,
@@ -77,3 +85,13 @@ def chips_command(a: tuple[str, ...], b: tuple[str, ...], out: str, bands_a: Opt
     for line in summary.lines():
         click.echo(line)
 
+
+
+def _stac_scenes(specs: tuple[str, ...], assets: Optional[str], domain: str) -> list:
+    """The inputs with STAC JSONs read into scenes of their ``assets`` (geogan.stac); others as given."""
+    from ..scenes import expand_scenes
+    from ..stac import is_stac_spec
+
+    if assets is None and not any(is_stac_spec(s) for s in specs):
+        return list(specs)
+    return expand_scenes(list(specs), what=f"domain {domain} input", assets=assets)

@@ -39,7 +39,11 @@ _COMPRESSIONS = ("deflate", "zstd", "lzw", "none")
                    "the CPU.")
 @click.option("--blend", type=click.Choice(_BLENDS), default="hann", show_default=True,
               help="How overlaps are merged: tapered weights (hann, linear) or centre crop (none).")
-@click.option("--cog", is_flag=True, help="Write Cloud Optimized GeoTIFFs with overviews.")
+@click.option("--cog/--no-cog", default=None,
+              help="Write Cloud Optimized GeoTIFFs with overviews (default: yes for STAC inputs, no otherwise).")
+@click.option("--assets", default=None, metavar="KEYS",
+              help="With STAC inputs (Item, ItemCollection, Catalog JSON): the asset keys whose files are the "
+                   "input bands, in order, e.g. VV,VH (default: the asset keys the model was trained with).")
 @click.option("--compress", type=click.Choice(_COMPRESSIONS), default="deflate", show_default=True,
               help="GeoTIFF compression.")
 @click.option("--overwrite", is_flag=True,
@@ -63,8 +67,8 @@ _COMPRESSIONS = ("deflate", "zstd", "lzw", "none")
               help="With --engine ray: how many workers (default: one per GPU; without GPUs, one per 4 cores).")
 def predict_command(model: str, inputs: tuple[str, ...], output: str, direction: str, bands: Optional[str],
                     units: Optional[str], tile_size: int, overlap: int, batch_size: int, device: str,
-                    precision: str, blend: str, cog: bool, compress: str, overwrite: bool,
-                    allow_ungeoreferenced: bool, assume_crs: Optional[str], tta: bool, engine: str,
+                    precision: str, blend: str, cog: Optional[bool], assets: Optional[str], compress: str,
+                    overwrite: bool, allow_ungeoreferenced: bool, assume_crs: Optional[str], tta: bool, engine: str,
                     ray_address: Optional[str], ray_workers: Optional[int]) -> None:
     """Translate INPUT with a trained model into OUTPUT on the same grid.
 
@@ -75,7 +79,9 @@ def predict_command(model: str, inputs: tuple[str, ...], output: str, direction:
 
     INPUT is a raster, a GDAL path (/vsizip/...), the comma-joined files of one scene (VV.tif,VH.tif;
     Sentinel-2 bands at 10/20 m are resampled onto the finest grid), @list.txt (one scene per line), a
-    glob or a folder. Many scenes give one OUTDIR/<scene name>.tif each; outputs already complete are
+    glob, a folder, or a STAC Item, ItemCollection or Catalog JSON (each item one scene of its --assets
+    files, named by its id; COG outputs, each with a STAC Item NAME.json beside it). Many scenes give
+    one OUTDIR/<scene name>.tif each, its STAC Item OUTDIR/<scene name>.json and OUTDIR/collection.json; outputs already complete are
     skipped when the same model with the same options made them (so a stopped batch resumes); an
     existing output another model or other options made is refused (--overwrite replaces it); a
     scene another live run is writing is left to it; a failed scene does not stop the others, and
@@ -86,10 +92,11 @@ def predict_command(model: str, inputs: tuple[str, ...], output: str, direction:
                    allow_ungeoreferenced=allow_ungeoreferenced, assume_crs=assume_crs, tta=tta)
     _refuse_torchrun()
     with bounded_gdal_cache():
-        single = _single_scene(inputs, output)
+        single = _single_scene(model, inputs, output, direction, assets)
         if single is None:
             engine_options = dict(engine=engine, ray_address=ray_address, ray_workers=ray_workers)
-            _predict_batch(model, inputs, output, options, device, precision, overwrite, engine_options)
+            _predict_batch(model, inputs, output, dict(options, assets=assets), device, precision, overwrite,
+                           engine_options)
         else:
             _predict_one(model, single, output, options, device, precision, overwrite)
 
@@ -103,15 +110,15 @@ def _refuse_torchrun() -> None:
                           "to use every GPU of this machine or of a Ray cluster")
 
 
-def _single_scene(inputs: tuple[str, ...], output: str) -> Any:
+def _single_scene(model: str, inputs: tuple[str, ...], output: str, direction: str, assets: Optional[str]) -> Any:
     """The scene of the single-scene form (one scene into a file name), or None for a batch (an output
     folder, or several scenes)."""
     from ..errors import ConfigError
-    from ..scenes import expand_scenes
+    from ..stac import expand_for_model
 
     if output.endswith(("/", os.sep)) or os.path.isdir(output):
         return None
-    scenes = expand_scenes(list(inputs), what="input")
+    scenes = expand_for_model(list(inputs), model, direction, assets)
     if len(scenes) > 1:
         raise ConfigError(f"{len(scenes)} scenes need an output folder: end {output!r} with / "
                           "(one <scene name>.tif each)")
@@ -122,8 +129,10 @@ def _predict_one(model: str, src: Any, dst: str, options: dict, device: str, pre
                  overwrite: bool) -> None:
     from ..predict import translate_raster
     from ..progress import TqdmProgress
+    from ..stac import default_cog, write_item
 
     bar = TqdmProgress(desc="predict", unit="tile", is_cancelled=stop_requested, disable=None, leave=False)
+    options = dict(options, cog=default_cog(options.get("cog"), [src]))
     try:
         result = translate_raster(model, src, dst, device=device, precision=precision, overwrite=overwrite,
                                   progress=bar, **options)
@@ -132,6 +141,8 @@ def _predict_one(model: str, src: Any, dst: str, options: dict, device: str, pre
     click.echo(f"wrote {result.path}: {result.width}x{result.height}, {result.count} band(s) {result.dtype}, "
                f"nodata {result.nodata}; {result.tiles} tile(s) on {result.device} ({result.precision}) in "
                f"{result.seconds:.1f} s")
+    if src.item is not None:  # from a STAC Item: its own Item beside it (a plain input's output stays one file)
+        click.echo(f"wrote {write_item(result.path, src)}: its STAC item")
 
 
 def _predict_batch(model: str, inputs: tuple[str, ...], out_dir: str, options: dict, device: str, precision: str,

@@ -28,12 +28,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Optional, Sequence, Union
 
-from .. import provenance, raster
+from .. import provenance, raster, stac
 from ..errors import BusyError, Cancelled, ConfigError, GeoganError, OutputError, describe
 from ..notices import with_warnings
 from ..outputs import check_writable_dir, os_reason
 from ..progress import ProgressLike, as_progress
-from ..scenes import Scene, SceneLike, expand_scenes
+from ..scenes import Scene, SceneLike
 from .core import PredictionResult, PredictOptions, Predictor
 
 log = logging.getLogger(__name__)
@@ -144,9 +144,12 @@ def translate_rasters(model_or_path: Any, scenes: Union[SceneLike, Iterable[Scen
     """Translate many scenes into ``out_dir`` (created if needed), one ``<scene name>.tif`` each.
 
     ``scenes``: scenes or specs as :func:`geogan.scenes.expand_scenes` takes them (paths,
-    comma-joined scenes, ``@list.txt``, globs, folders, GDAL paths). ``options`` are those of
+    comma-joined scenes, ``@list.txt``, globs, folders, GDAL paths, STAC JSON). ``options`` are those of
     :func:`~geogan.predict.translate_raster` (direction, bands, tile_size, overlap, batch_size,
-    blend, cog, compress, units, ...). Complete outputs are skipped unless ``overwrite``; a scene
+    blend, cog, compress, units, ...), and ``assets``: the STAC asset keys of a STAC input's bands
+    (default: those the model was trained with); ``cog`` defaults to True for STAC inputs. Each
+    output gets its STAC Item (``NAME.json``) and the folder a ``collection.json`` of every Item
+    in it (:mod:`geogan.stac`). Complete outputs are skipped unless ``overwrite``; a scene
     that fails is recorded and the batch goes on; a cancel stops at once. ``progress`` counts
     scenes and shows the current scene's tiles in its message. ``engine="ray"`` runs the batch on
     Ray (a local runtime, or the cluster at ``ray_address``; ``ray_workers`` actors, default one
@@ -158,7 +161,9 @@ def translate_rasters(model_or_path: Any, scenes: Union[SceneLike, Iterable[Scen
         raise ConfigError(f"engine {engine!r} is not one of {', '.join(ENGINES)}")
     prog = as_progress(progress)
     out = Path(out_dir)
-    plan = plan_outputs(expand_scenes(scenes, what="input"), out)
+    found = stac.expand_for_model(scenes, model_or_path, options.get("direction", "a2b"), options.pop("assets", None))
+    options["cog"] = stac.default_cog(options.get("cog"), found)  # COG by default for STAC inputs
+    plan = plan_outputs(found, out)
     created = _output_dir(out)
     try:
         if engine == "ray":
@@ -167,6 +172,8 @@ def translate_rasters(model_or_path: Any, scenes: Union[SceneLike, Iterable[Scen
         else:
             predictor = Predictor(model_or_path, PredictOptions(**options), device=device, precision=precision)
             outcomes = _run_plan(predictor, plan, overwrite, prog)
+        if any(o.status in (WRITTEN, SKIPPED) for o in outcomes):
+            stac.write_collection(out)  # every Item in the folder, this run's and earlier ones'
     finally:
         remove_if_empty(created)  # a batch that wrote nothing leaves no folder it made behind
     return BatchResult(tuple(outcomes), out, time.perf_counter() - started)
@@ -215,6 +222,7 @@ def translate_one(predictor: Predictor, scene: Scene, dst: Path, overwrite: bool
             if overwrite or not dst.exists():
                 raise
             return _existing(predictor, scene, dst)  # another run finished it meanwhile
+        stac.write_item(dst, scene, in_collection=True, model=predictor.model)  # NAME.json beside NAME.tif
         return SceneOutcome(scene.label, dst, WRITTEN, result=result, seconds=result.seconds)
     except Cancelled:
         raise
@@ -252,6 +260,7 @@ def _existing(predictor: Predictor, scene: Scene, dst: Path) -> SceneOutcome:
     why = provenance.refusal(provenance.read_provenance(dst), wanted)
     if why is not None:
         raise OutputError(f"{describe(dst)}: exists, {why}; use --overwrite to replace it")
+    stac.write_item(dst, scene, in_collection=True, model=predictor.model)  # a kept output is catalogued too
     return SceneOutcome(scene.label, dst, SKIPPED)
 
 
