@@ -16,12 +16,21 @@ scenes of 4096², 20000² and 50000-pixel width (a full-width stripe of data, th
 blocks: the predictor still reads, blends and writes every row). Target: the 50k-wide peak
 within 1.5x of the 4k² one.
 
+I/O (``--io``): the pipeline with a 1x1 convolution for a network (read, normalise, tile, network,
+blend, denormalise, write: everything but a real network) against a plain parallel GDAL read of
+the same input plus a write of the same output (the same bands, dtype, creation options and
+pixels, so both compress the same bytes): windows of rows read by one thread per core, each with
+its own dataset handle, written in order with GDAL's multithreaded compression. Both run in one
+process, alternately, ``--repeat`` times; the best of each is kept (other jobs on a shared machine
+slow both alike). The last line ends ``ratio R`` (pipeline / plain; target >= 0.8).
+
 Agreement (``--agreement``): one small scene translated by the same tiny model on the CPU in
 fp32 and on CUDA in fp32 and in bf16/fp16 (float32 output): max and mean absolute differences.
 
     python tools/bench_predict.py                                   # CPU: throughput + alternatives + RSS
     python tools/bench_predict.py --device cuda --sizes 8192x8192 --json gpu.json
     python tools/bench_predict.py --agreement                       # needs CUDA
+    python tools/bench_predict.py --io                              # CPU: the pipeline vs plain GDAL I/O
 """
 from __future__ import annotations
 
@@ -262,6 +271,95 @@ def agreement_worker(args: argparse.Namespace) -> list[dict]:
     return rows
 
 
+def plain_io(src: Path, dst: Path, pixels, profile: dict, rows: int = 256) -> float:
+    """Seconds for a plain parallel GDAL read of ``src`` (one thread and dataset handle per core, windows
+    of ``rows`` full-width rows) plus an in-order write of ``pixels`` to ``dst`` with ``profile``."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    import rasterio
+    from rasterio.windows import Window
+
+    local, handles = threading.local(), []
+
+    def read(y0: int):
+        ds = getattr(local, "ds", None)
+        if ds is None:
+            ds = local.ds = rasterio.open(src)
+            handles.append(ds)
+        return y0, ds.read(window=Window(0, y0, ds.width, min(rows, ds.height - y0)))
+
+    t0 = time.perf_counter()
+    with rasterio.open(src) as ds:
+        height = ds.height
+    with ThreadPoolExecutor(os.cpu_count() or 1) as pool, rasterio.open(dst, "w", **profile) as out:
+        for y0, _ in pool.map(read, range(0, height, rows)):
+            k = min(rows, height - y0)
+            out.write(pixels[:, y0:y0 + k], window=Window(0, y0, out.width, k))
+    seconds = time.perf_counter() - t0
+    for ds in handles:
+        ds.close()
+    return seconds
+
+
+def io_worker(args: argparse.Namespace) -> dict:
+    """The pipeline with a 1x1 convolution vs :func:`plain_io`, alternately, best of ``--repeat`` each."""
+    import rasterio
+
+    from geogan import translate_raster
+    from geogan.raster import gtiff_profile
+
+    src = Path(args.scene)
+    model = conv_model()
+    pipe_s, plain_s = [], []
+    with tempfile.TemporaryDirectory(prefix="geogan-bench-out-", dir=args.tmp) as tmp:
+        pred, plain = Path(tmp) / "pred.tif", Path(tmp) / "plain.tif"
+        result = translate_raster(model, src, pred, device="cpu", tile_size=args.tile_size, overlap=args.overlap,
+                                  batch_size=args.batch_size, overwrite=True)  # warm-up, and the pixels to write
+        with rasterio.open(pred) as ds:
+            pixels = ds.read()
+            profile = gtiff_profile(width=ds.width, height=ds.height, count=ds.count, dtype=ds.dtypes[0],
+                                    crs=ds.crs, transform=ds.transform, nodata=ds.nodata, compress="deflate")
+            profile["NUM_THREADS"] = "ALL_CPUS"
+        for _ in range(args.repeat):
+            plain_s.append(plain_io(src, plain, pixels, profile))
+            t0 = time.perf_counter()
+            translate_raster(model, src, pred, device="cpu", tile_size=args.tile_size, overlap=args.overlap,
+                             batch_size=args.batch_size, overwrite=True)
+            pipe_s.append(time.perf_counter() - t0)
+        out_mb = pred.stat().st_size / 1e6
+    in_mb = src.stat().st_size / 1e6
+    import torch
+
+    return {"width": result.width, "height": result.height, "pipeline_s": pipe_s, "plain_s": plain_s,
+            "in_mb": in_mb, "out_mb": out_mb, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads()}
+
+
+def io_report(args: argparse.Namespace, tmp: str) -> dict:
+    w, h = parse_size(args.sizes)
+    src = Path(tmp) / f"io-{w}x{h}.tif"
+    t0 = time.perf_counter()
+    make_scene(src, w, h)
+    print(f"(generated {w}x{h} 2-band float32 deflate in {time.perf_counter() - t0:.1f} s)", flush=True)
+    r = run_worker("io", args, ["--scene", str(src), "--repeat", str(args.repeat), "--tile-size",
+                                str(args.tile_size), "--overlap", str(args.overlap), "--batch-size",
+                                str(args.batch_size)], args.gdal_cachemax)
+    mpx = r["width"] * r["height"] / 1e6
+    raw_in, raw_out = mpx * 2 * 4, mpx * 3 * 1
+    print(f"{r['cores']} cores, torch threads {r['torch_threads']}; {r['width']}x{r['height']} 2-band float32 "
+          f"({r['in_mb']:.0f} MB deflate) -> 3-band uint8 ({r['out_mb']:.0f} MB deflate); best of {args.repeat}")
+    for name, key in (("plain GDAL read+write", "plain_s"), ("pipeline, 1x1 conv", "pipeline_s")):
+        s = min(r[key])
+        runs = " ".join(f"{x:.2f}" for x in r[key])
+        print(f"{name:<22} {s:>7.2f} s {mpx / s:>8.2f} Mpx/s {(raw_in + raw_out) / s:>8.1f} MB/s (raw in+out)"
+              f"   runs: {runs}")
+    ratio = min(r["plain_s"]) / min(r["pipeline_s"])
+    r["ratio"] = ratio
+    print(f"pipeline / plain parallel GDAL read+write: ratio {ratio:.2f}", flush=True)
+    src.unlink()
+    return r
+
+
 # --------------------------------------------------------------------------- the driver
 
 def run_worker(mode: str, args: argparse.Namespace, extra: list[str], cachemax: str = "") -> object:
@@ -355,6 +453,9 @@ def main() -> None:
     ap.add_argument("--rss", action=argparse.BooleanOptionalAction, default=None,
                     help="measure peak RSS on growing sparse scenes (default: on for the CPU)")
     ap.add_argument("--rss-sizes", default=RSS_SIZES)
+    ap.add_argument("--io", action="store_true", help="the pipeline with a 1x1 convolution vs a plain parallel "
+                                                      "GDAL read+write of the same data (CPU); prints 'ratio R' last")
+    ap.add_argument("--repeat", type=int, default=3, help="--io: runs of each side (the best is kept)")
     ap.add_argument("--agreement", action="store_true", help="CPU fp32 vs CUDA fp32/bf16/fp16 outputs (needs CUDA)")
     ap.add_argument("--no-alternatives", action="store_true", help="only the chosen defaults")
     ap.add_argument("--cpu-bf16", action="store_true", help="also time bf16 autocast on the CPU (slow: emulated)")
@@ -380,10 +481,10 @@ def main() -> None:
     args.blocks = args.blocks or (9 if cuda else 2)
     args.batch_size = args.batch_size or (32 if cuda else 8)
     args.model_batches = args.model_batches or (20 if cuda else 8)
-    args.sizes = args.sizes or ("8192x8192" if cuda else "4096x1024")
+    args.sizes = args.sizes or ("8192x8192" if cuda else "4096x4096" if args.io else "4096x1024")
 
     if args.worker:
-        fn = {"throughput": worker, "rss": rss_worker, "agreement": agreement_worker}[args.worker]
+        fn = {"io": io_worker, "throughput": worker, "rss": rss_worker, "agreement": agreement_worker}[args.worker]
         print(json.dumps(fn(args)), flush=True)
         return
 
@@ -391,7 +492,9 @@ def main() -> None:
         raise SystemExit("bench_predict: CUDA requested (--device cuda or --agreement) but torch sees no GPU here")
     report: dict = {"device": args.device}
     with tempfile.TemporaryDirectory(prefix="geogan-bench-", dir=args.tmp) as tmp:
-        if args.agreement:
+        if args.io:
+            report["io"] = io_report(args, tmp)
+        elif args.agreement:
             src = Path(tmp) / "agree.tif"
             make_scene(src, 1024, 768)
             rows = run_worker("agreement", args, ["--scene", str(src)], args.gdal_cachemax)
