@@ -18,7 +18,7 @@ from geogan.bands import DomainSpec, denormalize, normalize
 from geogan.modelfile import TranslationModel, save_model
 from geogan.models.generators import ResnetGenerator
 from geogan.predict import PredictionResult, tile_origins, translate_raster
-from geogan.predict.blender import blend_array
+from geogan.predict.grid import blend_array
 
 
 # --------------------------------------------------------------------------- helpers
@@ -70,9 +70,9 @@ def test_identity_reproduces_the_scene_everywhere(tmp_path, shape, blend, tile, 
 def test_the_pipeline_equals_the_pure_blending_across_panels_and_read_workers(tmp_path, monkeypatch, blend, workers):
     """Files, threads, panels, batches spanning rows and panels, block-aligned writes: the same numbers
     as blending the whole normalised array in memory, then denormalising it."""
-    import geogan.predict.pipeline as pipeline
+    import geogan.predict.stages as stages
 
-    monkeypatch.setattr(pipeline.os, "cpu_count", lambda: 2 * workers)
+    monkeypatch.setattr(stages.os, "cpu_count", lambda: workers)
     torch.manual_seed(0)
     a, b = make_spec("sar", 2), make_spec("generic", 3, "float32", lo=-5.0, hi=5.0)
     net = nn.Sequential(nn.Conv2d(2, 4, 3, padding=1), nn.Tanh(), nn.Conv2d(4, 3, 1))
@@ -90,8 +90,8 @@ def test_the_pipeline_equals_the_pure_blending_across_panels_and_read_workers(tm
 def test_the_gpu_paths_logic_on_the_cpu_gives_the_same_output(tmp_path, monkeypatch, kind, dtype):
     """Final pixels made next to the network (DevicePixels) and short batches run at full size, as on
     CUDA, against the CPU path: the same output (SAR: to float rounding of exp)."""
-    import geogan.predict.core as core
-    from geogan.predict.pipeline import ScenePipeline
+    import geogan.predict.scene as core
+    from geogan.predict.scene import ScenePipeline
 
     class GpuLike(ScenePipeline):
         def __init__(self, *args, **kwargs):
@@ -471,7 +471,7 @@ def test_model_file_path_round_trip(tmp_path):
 
 
 def test_write_failure_is_an_output_error_and_leaves_nothing(tmp_path, monkeypatch):
-    import geogan.predict.writer as writer
+    import geogan.predict.stages as writer
 
     real, calls = writer.denormalize, []
 
@@ -490,9 +490,9 @@ def test_write_failure_is_an_output_error_and_leaves_nothing(tmp_path, monkeypat
 
 @pytest.mark.parametrize("blend", ["hann", "none"])
 def test_several_read_workers_keep_strips_in_order(tmp_path, monkeypatch, blend):
-    import geogan.predict.pipeline as pipeline
+    import geogan.predict.stages as stages
 
-    monkeypatch.setattr(pipeline.os, "cpu_count", lambda: 8)  # 4 strip readers
+    monkeypatch.setattr(stages.os, "cpu_count", lambda: 4)  # 4 chunk readers
     spec = make_spec("sar", 2)
     data = (10 ** (scene((333, 97), lo=-20, hi=0) / 10)).astype(np.float32)
     data[:, 100:140, 20:30] = 0.0
@@ -513,13 +513,13 @@ def test_output_gets_ordinary_file_permissions(tmp_path):
 
 
 def test_read_failure_is_a_raster_error_and_leaves_nothing(tmp_path, monkeypatch):
-    import geogan.predict.reader as reader
+    import geogan.predict.stages as reader
 
     real, calls = reader.normalize, []
 
     def flaky(data, spec, valid=None, units=None):
         calls.append(1)
-        if len(calls) > 3:
+        if len(calls) > 1:  # the second row chunk (256 rows each here): a failure mid-scene
             raise OSError(5, "Input/output error")
         return real(data, spec, valid, units=units)
 

@@ -9,8 +9,7 @@ from torch import nn
 
 from conftest import conv1x1, make_spec, scene
 from geogan.bands import denormalize
-from geogan.predict.blender import Blender, DevicePixels, blend_array
-from geogan.predict.plan import TileGrid, plan_panels, tile_span
+from geogan.predict.grid import DevicePixels, RowBlender, TileGrid, blend_array, plan_panels, tile_span
 from geogan.tiling import blend_window, pad_reflect, seam_positions, tile_origins
 
 
@@ -72,11 +71,11 @@ def test_panels_partition_the_columns_on_block_edges(width, max_width, block):
 
 
 @pytest.mark.parametrize("height,tile,overlap", [(1, 16, 4), (5, 16, 7), (300, 64, 16), (1000, 48, 20), (97, 32, 0)])
-def test_row_bands_partition_the_rows(height, tile, overlap):
+def test_row_blocks_partition_the_rows(height, tile, overlap):
     grid = TileGrid.for_scene(height, 10, tile, overlap, "hann")
     rows = []
-    for k in range(grid.n_bands):
-        g0, y0, y1 = grid.band(k)
+    for k in range(grid.n_row_blocks):
+        g0, y0, y1 = grid.row_block(k)
         rows.extend(range(y0, y1))
         assert g0 == grid.rows[0] + k * grid.stride
     assert rows == list(range(height))
@@ -163,18 +162,36 @@ def test_panels_do_not_change_the_result(blend):
 
 # --------------------------------------------------------------------------- the blender alone
 
-def test_blender_finishes_only_the_bands_tiles_reached():
+@pytest.mark.parametrize("device", [None, "cpu"])
+def test_the_row_blender_finishes_only_the_row_blocks_tiles_reached(device):
     grid = TileGrid.for_scene(100, 40, 32, 8, "hann")
     panel = plan_panels(grid, 1000, 16)[0]
-    blender = Blender(grid, panel, 2)
-    assert blender.finish(0) is None  # nothing added
-    blender.add(torch.ones(2, 32, 32), 1, 0)
+    blender = RowBlender(grid, panel, 2, device)
+    assert blender.finish(0)[2] is None  # nothing added
+    ones = np.ones((2, 32, 32), np.float32) if device is None else torch.ones(2, 32, 32)
+    blender.add(ones, 1, 0)
     assert blender.pending() == [1, 2]
-    _, y0, y1 = grid.band(1)
-    rows = blender.finish(1)
-    assert rows.shape == (2, y1 - y0, 40)
-    covered = rows[0, :, :min(40, grid.cols[0] + 32)]
-    assert torch.all(covered == 1.0)
+    for r in range(grid.n_rows):  # every tile: Σw·c / Σw = c wherever tiles reached
+        for j in range(panel.j0, panel.j1):
+            if (r, j) != (1, 0):
+                blender.add(ones, r, j)
+    _, y0, y1 = grid.row_block(1)
+    b0, b1, rows = blender.finish(1)
+    assert (b0, b1) == (y0, y1) and tuple(rows.shape) == (2, y1 - y0, 40)
+    np.testing.assert_allclose(np.asarray(rows), 1.0, rtol=1e-6)
+    assert 1 not in blender.pending()
+
+
+def test_normalised_weights_sum_to_one_over_every_pixel_of_the_grid():
+    """w / Σw of every tile, placed on the grid, sums to 1 at every pixel (edges and corners too)."""
+    for blend in ("hann", "linear", "none"):
+        grid = TileGrid.for_scene(70, 90, 32, 10, blend)
+        total = np.zeros((grid.rows[-1] + 32 - grid.rows[0], grid.cols[-1] + 32 - grid.cols[0]))
+        for r, a in enumerate(grid.rows):
+            for j, c in enumerate(grid.cols):
+                total[a - grid.rows[0]:a - grid.rows[0] + 32, c - grid.cols[0]:c - grid.cols[0] + 32] += \
+                    grid.weights(r, j)
+        np.testing.assert_allclose(total, 1.0, rtol=1e-6)
 
 
 # --------------------------------------------------------------------------- final pixels on the device

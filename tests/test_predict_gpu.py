@@ -15,7 +15,7 @@ from geogan.bands import denormalize
 from geogan.modelfile import TranslationModel
 from geogan.models.generators import ResnetGenerator
 from geogan.predict import translate_raster
-from geogan.predict.blender import DevicePixels
+from geogan.predict.grid import DevicePixels
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 

@@ -15,7 +15,7 @@ from geogan import errors
 from geogan.cli import cli
 from geogan.modelfile import TranslationModel, save_model
 from geogan.predict import translate_raster
-from geogan.predict.pipeline import Translator
+from geogan.predict.scene import Translator
 from geogan.predict.tta import ORIENTATIONS, average_over, orient, unorient
 
 
@@ -80,7 +80,7 @@ def test_a_pointwise_network_is_unchanged_by_tta_and_the_grid_is_kept(tmp_path):
 
 def test_tta_uses_the_trained_orientations():
     net = nn.Conv2d(2, 2, 3, padding=1)
-    from geogan.predict.core import PredictOptions, Predictor
+    from geogan.predict.scene import PredictOptions, Predictor
 
     for augment, n in (("all", 8), ("flips", 4)):
         predictor = Predictor(_model(augment, net), PredictOptions(tile_size=32, overlap=8, tta=True), device="cpu")

@@ -34,7 +34,7 @@ from ..notices import with_warnings
 from ..outputs import check_writable_dir, os_reason
 from ..progress import ProgressLike, as_progress
 from ..scenes import Scene, SceneLike
-from .core import PredictionResult, PredictOptions, Predictor
+from .scene import PredictionResult, PredictOptions, Predictor
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """Many scenes on Ray: an engine that schedules, retries and scales the batch for us.
 
 ``translate_rasters(..., engine="ray")`` (``geogan predict ... --engine ray``) hands the scenes
-of a batch to a pool of Ray actors, each holding one loaded :class:`~geogan.predict.core.Predictor`
+of a batch to a pool of Ray actors, each holding one loaded :class:`~geogan.predict.scene.Predictor`
 (the model is loaded once per worker, not once per scene):
 
 * **dynamic scheduling**: an actor takes the next scene as soon as it is free, so scenes of
@@ -75,7 +75,7 @@ class SceneWorker:
     def __init__(self, model: Any, options: dict, device: str, precision: Any, threads: int) -> None:
         import torch
 
-        from .core import PredictOptions, Predictor
+        from .scene import PredictOptions, Predictor
 
         torch.set_num_threads(max(1, threads))
         self.predictor = Predictor(model, PredictOptions(**options), device=device, precision=precision)

@@ -1,16 +1,39 @@
-"""What the predictor's threads share: a stop flag with the first failure, and bounded channels.
+"""The predictor's threaded stages, behind the linear driver in :mod:`geogan.predict.scene`.
 
-The reader thread, the caller's thread (network and blending) and the writer thread pass work along
-:class:`Channel`\\ s. Any thread that fails records its exception in the :class:`PipelineState`
-and sets the stop flag; every blocking ``put``/``get`` gives up within a fraction of a second
-once the flag is set, so no thread waits forever, and the caller's thread re-raises the
-first failure.
+::
+
+    StripReader (N threads)             driver (caller's thread)            BlockWriter (a thread)
+    row chunks read by one dataset ──▶ tiles → network → RowBlender  ──▶  pixels, nodata where the
+    handle per thread, masked and       → finished row blocks               input was invalid, whole
+    normalised; cut into strips and                                         rows of blocks written
+    batches of tiles (a thread)                                             (GDAL compresses in threads)
+
+The reader decodes every scene row once (row chunks on the input's block rows, several at a time,
+each thread with its own GDAL handle: handles are not thread-safe) and normalises it once; the
+strips of overlapping tile rows are cut from those chunks. What the threads share lives in named
+objects: a :class:`PipelineState` (the stop flag and the first failure) and bounded
+:class:`Channel`\\ s. Any thread that fails records its exception there and sets the stop flag;
+every blocking ``put``/``get`` gives up within a fraction of a second once the flag is set, so no
+thread waits forever, and the driver re-raises the first failure.
 """
 from __future__ import annotations
 
+import os
 import queue
 import threading
-from typing import Any, Optional
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Iterator, Optional, Sequence
+
+import numpy as np
+
+from .. import raster
+from ..bands import DomainSpec, denormalize, normalize
+from ..errors import GeoganError, RasterError, describe
+from ..notices import carry_collector
+from ..scenes import Scene
+from .grid import Panel, TileGrid, pad_strip, panel_tile
 
 #: Marks the end of a channel's items.
 END = object()
@@ -94,3 +117,345 @@ class Channel:
         if threading.get_ident() == self.state.driver:
             self.state.raise_failure()
         self.state.raise_if_stopped()
+
+
+def run_in_thread(body: Callable[..., None], state: PipelineState, name: str, *args: Any,
+                  wrap_error: Callable[[BaseException], BaseException] = lambda e: e) -> threading.Thread:
+    """Start ``body(*args)`` in a daemon thread whose failure stops the pipeline (and is re-raised by
+    the driver); what it logs belongs to the caller's result (:func:`geogan.notices.carry_collector`)."""
+    def guarded() -> None:
+        try:
+            body(*args)
+        except BaseException as exc:  # handed to the driver, which re-raises it
+            state.fail(wrap_error(exc))
+
+    thread = threading.Thread(target=carry_collector(guarded), name=name, daemon=True)
+    thread.start()
+    return thread
+
+
+class Prefetch:
+    """Iterate ``items`` in a thread of its own, ``depth`` items ahead of the consumer."""
+
+    def __init__(self, items: Iterable[Any], state: PipelineState, depth: int, name: str,
+                 wrap_error: Callable[[BaseException], BaseException] = lambda e: e) -> None:
+        self.channel = Channel(state, depth)
+        self.thread = run_in_thread(self._fill, state, name, items, wrap_error=wrap_error)
+
+    def _fill(self, items: Iterable[Any]) -> None:
+        try:
+            for item in items:
+                self.channel.put(item)
+            self.channel.put(END)
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None:
+                close()  # a generator's clean-up (its threads, its dataset handles) runs here, now
+
+    def __iter__(self) -> Iterator[Any]:
+        while True:
+            item = self.channel.get()
+            if item is END:
+                return
+            yield item
+
+
+def read_workers(cuda: bool) -> int:
+    """Threads reading and normalising row chunks: every core on the CPU (GDAL's decoding and numpy
+    release the GIL; the network's threads share the cores), all but two beside a GPU."""
+    cores = os.cpu_count() or 2
+    return max(1, min(MAX_READ_WORKERS, cores - 2 if cuda else cores))
+
+
+#: Most threads reading row chunks.
+MAX_READ_WORKERS = 14
+#: Finished strips that may wait for a partly filled batch before it is sent as it is: bounds
+#: the rows held back (and their memory) where a sparse scene has rows without any tile.
+MAX_WAITING_STRIPS = 2
+
+
+@dataclass
+class Chunk:
+    """Scene rows ``[y0, y1)`` of one panel's read columns: validity and normalised pixels (None when
+    no pixel is valid)."""
+
+    y0: int
+    y1: int
+    valid: np.ndarray                # (rows, read columns)
+    data: Optional[np.ndarray]       # (bands, rows, read columns) float32
+
+
+@dataclass
+class Strip:
+    """The scene rows under tile row ``row`` of ``panel``: the validity of the panel's output columns
+    (None: no valid pixel), the padded, normalised tiles (None when no tile has a valid pixel) and, per
+    tile column of the panel, whether any pixel under the tile is valid (the others are skipped)."""
+
+    panel: int
+    row: int
+    y0: int
+    valid: Optional[np.ndarray]      # (rows, panel width)
+    tiles: Optional[np.ndarray]      # (bands, tile, padded panel width) float32
+    has_valid: list[bool]
+
+
+class StripReader:
+    """Strips of each panel, top to bottom, from row chunks read ahead by several threads."""
+
+    def __init__(self, scene: Scene, bands: Sequence[int], spec: DomainSpec, units: Optional[str],
+                 grid: TileGrid, workers: int, chunk_rows: int = 256) -> None:
+        self.scene, self.bands, self.spec, self.units, self.grid = scene, list(bands), spec, units, grid
+        self.workers, self.chunk_rows = max(1, workers), max(1, chunk_rows)
+        self._local = threading.local()
+        self._handles: list[Any] = []
+        self._lock = threading.Lock()
+
+    def strips(self, panels: Sequence[Panel], state: PipelineState) -> Iterator[Strip]:
+        """Every strip of every panel, in order (the chunks of a panel are read by ``workers`` threads)."""
+        pool = ThreadPoolExecutor(self.workers, thread_name_prefix="geogan-read")
+        try:
+            for panel in panels:
+                yield from self._panel_strips(panel, pool, state)
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)  # before the handles the threads use are closed
+            self.close()
+
+    def _panel_strips(self, panel: Panel, pool: ThreadPoolExecutor, state: PipelineState) -> Iterator[Strip]:
+        g = self.grid
+        starts = deque(range(0, g.height, self.chunk_rows))
+        ahead: deque = deque()
+        held: list[Chunk] = []
+        read = carry_collector(self.read)  # what the pool's threads log belongs to this call
+        for r in range(g.n_rows):
+            y0, y1, _, _ = g.strip(r)
+            while not held or held[-1].y1 < y1:
+                while starts and len(ahead) <= self.workers:  # bounded read-ahead
+                    ahead.append(pool.submit(read, panel, starts.popleft()))
+                state.raise_if_stopped()
+                held.append(ahead.popleft().result())
+            held = [c for c in held if c.y1 > y0]
+            yield self._strip(panel, r, held)
+
+    def read(self, panel: Panel, y0: int) -> Chunk:
+        """Read, mask and normalise rows ``[y0, y0 + chunk_rows)`` of ``panel``'s read columns (any thread)."""
+        from rasterio.windows import Window
+
+        y1 = min(self.grid.height, y0 + self.chunk_rows)
+        ds = self._dataset()
+        window = Window(panel.read_x0, y0, panel.read_x1 - panel.read_x0, y1 - y0)
+        data, masks = raster.read_window(ds, self.bands, window)
+        valid = raster.valid_mask(ds, data, masks, self.spec.kind, units=self.units)
+        del masks
+        norm = normalize(data, self.spec, valid, units=self.units) if valid.any() else None
+        return Chunk(y0, y1, valid, norm)
+
+    def _strip(self, panel: Panel, r: int, chunks: list[Chunk]) -> Strip:
+        g = self.grid
+        y0, y1, _, _ = g.strip(r)
+        valid = _rows(chunks, "valid", y0, y1)
+        x0 = panel.x0 - panel.read_x0
+        out_valid = valid[:, x0:x0 + panel.width]
+        out_valid = np.ascontiguousarray(out_valid) if out_valid.any() else None  # a sparse scene's empty rows
+        has_valid = []
+        for j in range(panel.j0, panel.j1):
+            a, b = max(0, g.cols[j]), min(g.width, g.cols[j] + g.tile)
+            has_valid.append(bool(valid[:, a - panel.read_x0:b - panel.read_x0].any()))
+        tiles = None
+        if any(has_valid):
+            tiles = pad_strip(_rows(chunks, "data", y0, y1, self.spec.count), g, panel, r)
+        return Strip(panel.index, r, y0, out_valid, tiles, has_valid)
+
+    def _dataset(self) -> Any:
+        ds = getattr(self._local, "ds", None)
+        if ds is None:
+            ds = self._local.ds = raster.open_raster(self.scene, require_georeference=False)
+            with self._lock:
+                self._handles.append(ds)
+        return ds
+
+    def close(self) -> None:
+        with self._lock:
+            for ds in self._handles:
+                ds.close()
+            self._handles.clear()
+
+    def reading_error(self, exc: BaseException) -> BaseException:
+        """GDAL and OS errors become one line naming the scene; geogan's own errors pass as they are."""
+        if isinstance(exc, io_errors()) and not isinstance(exc, GeoganError):
+            return RasterError(f"{describe(self.scene.label)}: reading failed ({raster.first_line(exc)})")
+        return exc
+
+
+def _rows(chunks: list[Chunk], what: str, y0: int, y1: int, bands: int = 0) -> np.ndarray:
+    """Rows ``[y0, y1)`` of the chunks' ``valid`` or ``data`` (a view when one chunk holds them all;
+    an all-invalid chunk's data are zeros)."""
+    parts = []
+    for c in chunks:
+        a, b = max(y0, c.y0), min(y1, c.y1)
+        if b <= a:
+            continue
+        arr = getattr(c, what)
+        if arr is None:
+            arr = np.zeros((bands, c.y1 - c.y0, c.valid.shape[1]), np.float32)
+        parts.append(arr[..., a - c.y0:b - c.y0, :])
+    return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=-2)
+
+
+@dataclass
+class TileBatch:
+    """Tiles for one network call: ``buffer[:n]`` and, per tile, (panel, tile row, tile column); then
+    the strips whose every tile has been sent (their rows can be finished after this batch)."""
+
+    buffer: Any
+    n: int
+    where: list[tuple[int, int, int]]
+    finished: list[Strip]
+
+
+class BufferPool:
+    """Reusable batch buffers (page-locked on CUDA, so host→device copies run asynchronously).
+
+    A buffer comes back with the CUDA event recorded after its copy to the device was queued;
+    it is refilled only once that copy has finished.
+    """
+
+    def __init__(self, shape: tuple[int, ...], n: int, pinned: bool) -> None:
+        import torch
+
+        self._free: "queue.Queue" = queue.Queue()
+        for _ in range(n):
+            self._free.put((torch.empty(shape, dtype=torch.float32, pin_memory=pinned), None))
+
+    def acquire(self, state: PipelineState) -> Any:
+        while True:
+            state.raise_if_stopped()
+            try:
+                buf, event = self._free.get(timeout=_POLL_S)
+            except queue.Empty:
+                continue
+            if event is not None:
+                event.synchronize()
+            return buf
+
+    def release(self, buf: Any, event: Any = None) -> None:
+        self._free.put((buf, event))
+
+
+def tile_batches(strips: Iterable[Strip], grid: TileGrid, panels: Sequence[Panel], pool: BufferPool,
+                 batch_size: int, state: PipelineState) -> Iterator[TileBatch]:
+    """Cut the strips' tiles (those with a valid pixel) into batches of ``batch_size``, in order."""
+    buffer, where, finished = None, [], []
+    for strip in strips:
+        panel = panels[strip.panel]
+        for i, j in enumerate(range(panel.j0, panel.j1)):
+            if not strip.has_valid[i]:
+                continue
+            if buffer is None:
+                buffer = pool.acquire(state)
+            buffer.numpy()[len(where)] = panel_tile(strip.tiles, grid, panel, j)
+            where.append((strip.panel, strip.row, j))
+            if len(where) == batch_size:
+                yield TileBatch(buffer, len(where), where, finished)
+                buffer, where, finished = None, [], []
+        strip.tiles = None  # cut: only its validity is needed from here on
+        finished.append(strip)
+        if not where or len(finished) >= MAX_WAITING_STRIPS:  # strips without tiles must not wait long
+            yield TileBatch(buffer, len(where), where, finished)
+            buffer, where, finished = None, [], []
+    if where or finished:
+        yield TileBatch(buffer, len(where), where, finished)
+
+
+@dataclass
+class FinishedRows:
+    """Rows ``[y0, y0 + rows)`` of ``panel``: ``data`` (None: no tile reached them), the input's
+    validity (None: no valid pixel; both mean all nodata), and the CUDA event to wait for before
+    ``data`` (a pinned host copy) is read."""
+
+    panel: int
+    y0: int
+    rows: int
+    data: Any
+    valid: Optional[np.ndarray]
+    ready: Any = None
+
+
+@dataclass
+class PanelDone:
+    panel: int
+
+
+class BlockWriter:
+    """The sink: turns finished rows into output pixels and writes them in whole rows of blocks, so
+    every block is written once, whole (no compressed block is ever read back)."""
+
+    def __init__(self, dataset: Any, panels: list[Panel], spec: DomainSpec, block_rows: int,
+                 to_pixels: Optional[Callable[[Any], np.ndarray]] = None) -> None:
+        """``to_pixels`` turns a host tensor of final pixels into numpy; None: ``data`` are network-unit
+        floats, denormalised here with :func:`geogan.bands.denormalize`."""
+        self.ds, self.panels, self.spec = dataset, panels, spec
+        self.block_rows = max(1, block_rows)
+        self.to_pixels = to_pixels
+        self.fill = np.asarray(spec.nodata).astype(spec.dtype)
+        self._rows: list[np.ndarray] = []
+        self._y0 = 0
+        self._next_row = 0
+        self.rows_written = 0
+
+    def run(self, inbox: Channel) -> None:
+        """Writer thread body: write until END."""
+        while True:
+            item = inbox.get()
+            if item is END:
+                return
+            if isinstance(item, PanelDone):
+                self.end_panel(item.panel)
+            else:
+                self.add(item)
+
+    def add(self, item: FinishedRows) -> None:
+        if item.y0 != self._next_row:
+            raise RuntimeError(f"internal error: rows out of order ({item.y0} != {self._next_row})")
+        pixels = self._pixels(item)
+        if not self._rows:
+            self._y0 = item.y0
+        self._rows.append(pixels)
+        self._next_row = item.y0 + pixels.shape[1]
+        aligned = (self._next_row // self.block_rows) * self.block_rows
+        if aligned - self._y0 >= self.block_rows:
+            self._write(item.panel, aligned)
+
+    def end_panel(self, panel: int) -> None:
+        if self._next_row != self.ds.height:
+            raise RuntimeError(f"internal error: panel {panel} ended at row {self._next_row} of {self.ds.height}")
+        self._write(panel, self._next_row)
+        self._next_row = 0
+
+    def _pixels(self, item: FinishedRows) -> np.ndarray:
+        if item.data is None or item.valid is None:
+            width = self.panels[item.panel].width
+            return np.full((self.spec.count, item.rows, width), self.fill, dtype=self.spec.dtype)
+        if item.ready is not None:
+            item.ready.synchronize()  # the copy from the GPU has landed
+        if self.to_pixels is not None:
+            pixels = self.to_pixels(item.data)
+        else:
+            pixels = denormalize(np.asarray(item.data), self.spec)
+        invalid = ~item.valid
+        if invalid.any():
+            pixels[:, invalid] = self.fill
+        return pixels
+
+    def _write(self, panel: int, upto: int) -> None:
+        from rasterio.windows import Window
+
+        if not self._rows or upto <= self._y0:
+            return
+        whole = np.concatenate(self._rows, axis=1) if len(self._rows) > 1 else self._rows[0]
+        k = upto - self._y0
+        p = self.panels[panel]
+        self.ds.write(whole[:, :k], window=Window(p.x0, self._y0, p.width, k))
+        self.rows_written += k
+        rest = whole[:, k:]
+        self._rows = [rest] if rest.shape[1] else []
+        self._y0 = upto

@@ -1,5 +1,9 @@
 """translate_raster: one scene in, one verified GeoTIFF out, on exactly the input's grid.
 
+:class:`ScenePipeline` is the algorithm, read top to bottom: strips in, tiles through the network,
+blended, rows out; the threaded reader and writer behind it are in :mod:`.stages` and the
+arithmetic in :mod:`.grid`.
+
 :class:`Predictor` holds what does not change from scene to scene (the model on its device, the
 precision, the checked options) so a batch loads the model once; :func:`translate_raster` is
 one Predictor call. Each output is written to a temporary file beside the destination, under a
@@ -19,16 +23,17 @@ from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence, Union
 
 from .. import provenance, raster
-from ..errors import ConfigError, GeoganError, ModelFileError, OutputError, RasterError, describe
+from ..bands import DomainSpec
+from ..errors import Cancelled, ConfigError, GeoganError, ModelFileError, OutputError, RasterError, describe
 from ..notices import with_warnings
 from ..outputs import OutputLock, temp_path
-from ..progress import ProgressLike, as_progress
+from ..progress import Progress, ProgressLike, as_progress
 from ..scenes import Scene, SceneLike, as_scene
 from ..tiling import BLENDS
 from . import inputs, tta
-from .pipeline import SceneJob, ScenePipeline, Translator
-from .plan import DEFAULT_PANEL_WIDTH, TileGrid, plan_panels
-from .stages import io_errors
+from .grid import DEFAULT_PANEL_WIDTH, DevicePixels, Panel, RowBlender, TileGrid, plan_panels
+from .stages import (END, BlockWriter, BufferPool, Channel, FinishedRows, PanelDone, PipelineState, Prefetch, Strip,
+                     StripReader, TileBatch, io_errors, read_workers, run_in_thread, tile_batches)
 
 log = logging.getLogger(__name__)
 
@@ -272,6 +277,192 @@ class Predictor:
             yield
         finally:
             torch.backends.cudnn.benchmark = before
+
+
+#: Batches waiting between the reader and the network; rows waiting for the writer.
+QUEUE_DEPTH = 3
+
+
+@dataclass
+class SceneJob:
+    """What the pipeline needs to translate one scene (the output dataset is opened by the caller)."""
+
+    scene: Scene
+    bands: list[int]
+    source: DomainSpec
+    units: Optional[str]
+    target: DomainSpec          # with the output's nodata
+    grid: TileGrid
+    panels: list[Panel]
+    batch_size: int
+    progress: Progress
+    model_name: str
+    direction: str
+
+
+class Translator:
+    """The network stage: a batch of normalised tiles → float32 outputs on the device."""
+
+    def __init__(self, net: Any, device: Any, precision: Optional[str], channels_last: bool, out_count: int,
+                 tile: int, model_name: str, direction: str, orientations: tuple = ((0, False),)) -> None:
+        from ..devices import torch_dtype
+
+        self.net, self.device = net, device
+        #: test-time augmentation (:mod:`geogan.predict.tta`); the identity alone = none
+        self.orientations = tuple(orientations)
+        self.autocast_dtype = torch_dtype(precision)
+        self.channels_last = channels_last
+        self.expected = (out_count, tile, tile)
+        self.model_name, self.direction = model_name, direction
+
+    def upload(self, tiles: Any) -> Any:
+        """Queue the copy of a batch to the device (asynchronous from page-locked memory)."""
+        return tiles.to(self.device, non_blocking=True)
+
+    def __call__(self, x: Any) -> Any:
+        import torch
+
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        autocast = (torch.autocast(self.device.type, dtype=self.autocast_dtype)
+                    if self.autocast_dtype is not None else contextlib.nullcontext())
+        with autocast:
+            y = self.net(x) if self.orientations == ((0, False),) else tta.average_over(self.net, x, self.orientations)
+        if tuple(y.shape[1:]) != self.expected or y.shape[0] != x.shape[0]:
+            raise ModelFileError(f"{self.model_name}: generator {self.direction} returned shape {tuple(y.shape)}, "
+                                 f"expected {(x.shape[0],) + self.expected}")
+        return y.float()
+
+
+class ScenePipeline:
+    """The linear driver: runs a :class:`SceneJob` into an open output dataset; returns (tiles, translated).
+
+    On the CPU the network uses torch's threads, the blending is numpy in the driver's thread and the
+    writer denormalises. On CUDA every step of the driver is queued on the GPU without waiting: the
+    batch is copied from page-locked memory, translated, blended, turned into final pixels
+    (:class:`~geogan.predict.grid.DevicePixels`) and copied back asynchronously; the writer waits
+    for that copy's event. ``device_pixels`` and ``full_batches`` (short batches run at full size,
+    one input shape for cuDNN) default to True on CUDA; a test sets them on the CPU to run the GPU
+    path's logic where there is no GPU.
+    """
+
+    def __init__(self, job: SceneJob, translator: Translator, device: Any, dataset: Any, dst_label: Any, *,
+                 device_pixels: Optional[bool] = None, full_batches: Optional[bool] = None) -> None:
+        self.job, self.translator, self.device = job, translator, device
+        self.dataset, self.dst_label = dataset, dst_label
+        self.cuda = device.type == "cuda"
+        self.full_batches = self.cuda if full_batches is None else full_batches
+        on_device = self.cuda if device_pixels is None else device_pixels
+        self.pixels = DevicePixels(job.target, device) if on_device else None
+        self.blend_device = device if on_device else None  # None: numpy on the host
+        self.blenders: dict[int, RowBlender] = {}
+        self.total = job.grid.n_rows * sum(p.j1 - p.j0 for p in job.panels)
+        self.translated = self.skipped = 0
+
+    def run(self) -> tuple[int, int]:
+        """Strips in, tiles through the network, blended, rows out."""
+        import torch
+
+        job, g, state = self.job, self.job.grid, PipelineState()
+        pool = BufferPool((job.batch_size, job.source.count, g.tile, g.tile), QUEUE_DEPTH + 2, pinned=self.cuda)
+        reader = StripReader(job.scene, job.bands, job.source, job.units, g, read_workers(self.cuda),
+                             chunk_rows=self._chunk_rows())
+        tiled = self.dataset.profile.get("tiled")
+        writer = BlockWriter(self.dataset, job.panels, job.target, self.dataset.block_shapes[0][0] if tiled else 1,
+                             to_pixels=self.pixels.to_numpy if self.pixels is not None else None)
+        to_writer = Channel(state, QUEUE_DEPTH)
+        threads = [run_in_thread(writer.run, state, "geogan-write", to_writer,
+                                 wrap_error=lambda e: self._writing_error(e))]
+        job.progress.update(0, self.total, "tiles")
+        try:
+            batches = Prefetch(tile_batches(reader.strips(job.panels, state), g, job.panels, pool, job.batch_size,
+                                            state), state, QUEUE_DEPTH, "geogan-read", wrap_error=reader.reading_error)
+            threads.append(batches.thread)
+            with torch.inference_mode():
+                for batch in batches:                                   # strips in, cut into batches of tiles
+                    if batch.n:
+                        self._translate_and_blend(batch, pool)          # tiles through the network, blended
+                    for strip in batch.finished:
+                        for rows in self._finished_rows(strip):         # rows out
+                            to_writer.put(rows)
+                    self._report(batch)
+            to_writer.put(END)
+            threads[0].join()
+            state.raise_failure()
+        finally:
+            state.stop()
+            for t in threads:
+                t.join()
+        return self.total, self.translated
+
+    def _translate_and_blend(self, batch: TileBatch, pool: BufferPool) -> None:
+        import torch
+
+        x = self.translator.upload(batch.buffer if self.full_batches else batch.buffer[:batch.n])
+        event = None
+        if self.cuda:
+            event = torch.cuda.Event()
+            event.record()  # the buffer may be refilled once its copy to the device is done
+        y = self.translator(x)
+        if self.blend_device is None:
+            y = y.numpy()
+        for i, (p, r, j) in enumerate(batch.where):
+            self._blender(p).add(y[i], r, j)
+        pool.release(batch.buffer, event)  # after blending: on the CPU ``y`` may be a view of it
+        self.translated += batch.n
+
+    def _finished_rows(self, strip: Strip) -> list[Any]:
+        """The row blocks tile row ``strip.row`` finished (two after the last row), then the panel's end."""
+        g, p = self.job.grid, strip.panel
+        last = strip.row == g.n_rows - 1
+        out: list[Any] = [self._rows(strip, k) for k in ((strip.row, g.n_rows) if last else (strip.row,))]
+        if last:
+            out.append(PanelDone(p))
+            self.blenders.pop(p, None)
+        self.skipped += strip.has_valid.count(False)  # tiles without a valid pixel are not translated
+        return [o for o in out if o is not None]
+
+    def _rows(self, strip: Strip, k: int) -> Optional[Any]:
+        """Row block ``k`` of the strip's panel with the input's validity of its rows (None: empty block)."""
+        import torch
+
+        y0, y1, data = self._blender(strip.panel).finish(k)
+        if y1 <= y0:
+            return None
+        valid = None if strip.valid is None else strip.valid[y0 - strip.y0:y1 - strip.y0]
+        if data is None or valid is None or not valid.any():
+            return FinishedRows(strip.panel, y0, y1 - y0, None, None)  # no valid pixel: all nodata
+        ready = None
+        if self.pixels is not None:
+            data = self.pixels(data)
+            if self.cuda:  # back to the host asynchronously: the writer waits for the event
+                pixels, data = data, torch.empty(data.shape, dtype=data.dtype, pin_memory=True)
+                data.copy_(pixels, non_blocking=True)
+                ready = torch.cuda.Event()
+                ready.record()
+        return FinishedRows(strip.panel, y0, y1 - y0, data, valid, ready)
+
+    def _report(self, batch: TileBatch) -> None:
+        self.job.progress.update(self.translated + self.skipped, self.total, "tiles")
+        if self.job.progress.cancelled():
+            raise Cancelled(f"translation of {describe(self.job.scene.label)} cancelled")
+
+    def _blender(self, p: int) -> RowBlender:
+        if p not in self.blenders:
+            self.blenders[p] = RowBlender(self.job.grid, self.job.panels[p], self.job.target.count,
+                                          self.blend_device)
+        return self.blenders[p]
+
+    def _chunk_rows(self) -> int:
+        """Rows read at a time: whole rows of the input's blocks, at least 128 rows."""
+        with raster.open_raster(self.job.scene, require_georeference=False) as ds:
+            block = max(1, ds.block_shapes[0][0])
+        return block * max(1, -(-128 // block))
+
+    def _writing_error(self, exc: BaseException) -> BaseException:
+        if isinstance(exc, io_errors()) and not isinstance(exc, GeoganError):
+            return raster.write_failed(self.dst_label, exc)
+        return exc
 
 
 def check_tags_written(path: Path, tags: dict[str, str], label: Path) -> None:
