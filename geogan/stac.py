@@ -405,14 +405,41 @@ def write_item(output: Union[str, os.PathLike], scene: Optional[Scene] = None, *
     has them. Rewritten only when its content changes.
     """
     info = read_output(output)
+    dst = item_path(info.path)
+    if not _ours(dst):
+        raise OutputError(f"{describe(dst)}: exists and is not a STAC item geogan wrote, so the STAC item of "
+                          f"{describe(info.path.name)} cannot be written there; move it away")
     names = None
     if model is not None:  # the output's bands are the target domain's: the other direction's source
-        names = trained_assets(model, "b2a" if info.tags.get("GEOGAN_DIRECTION", "a2b") == "a2b" else "a2b")
+        names = trained_assets(_training_of(model),
+                               "b2a" if info.tags.get("GEOGAN_DIRECTION", "a2b") == "a2b" else "a2b")
     item = build_item(info, scene.item if scene is not None else None,
                       collection_id(info.path.parent) if in_collection else None, names)
-    dst = item_path(info.path)
     _write_json(dst, item, "STAC item")
     return dst
+
+
+def _training_of(model: Any) -> Any:
+    """A model, or the training summary of a model file (read safely, without building networks)."""
+    if hasattr(model, "training"):
+        return model
+    from types import SimpleNamespace
+
+    from .modelfile import read_payload
+
+    return SimpleNamespace(training=read_payload(model).get("training") or {})
+
+
+def _ours(path: Path) -> bool:
+    """True when ``path`` is absent or a STAC JSON geogan wrote (its processing:software names geogan)."""
+    if not path.exists():
+        return True
+    try:
+        d = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    software = (d.get("properties") or d).get("processing:software") if isinstance(d, dict) else None
+    return isinstance(software, dict) and "geogan" in software
 
 
 def build_item(info: OutputInfo, source: Optional[ItemRef], collection: Optional[str] = None,
@@ -544,9 +571,13 @@ def write_collection(folder: Union[str, os.PathLike]) -> Optional[Path]:
     d = Path(folder)
     items = [it for it in (_read_output_item(p) for p in sorted(d.glob("*.json")) if p.name != COLLECTION_NAME)
              if it is not None]
+    dst = d / COLLECTION_NAME
     if not items:
         return None
-    dst = d / COLLECTION_NAME
+    if not _ours(dst):
+        log.warning("%s exists and was not written by geogan: not replaced, so it does not list the STAC items "
+                    "of this folder's predictions (each is beside its GeoTIFF)", describe(dst))
+        return None
     _write_json(dst, build_collection(collection_id(d), items), "STAC collection")
     return dst
 
@@ -577,8 +608,11 @@ def build_collection(cid: str, items: Sequence[tuple[str, dict]]) -> dict:
     times = [str_to_datetime(p[k]) for _, it in items for p in [it["properties"]]
              for k in ("datetime", "start_datetime", "end_datetime") if p.get(k)]
     extent = pystac.Extent(pystac.SpatialExtent([bbox]), pystac.TemporalExtent([[min(times), max(times)]]))
+    from . import __version__
+
     collection = pystac.Collection(id=cid, description=f"geogan predictions ({len(items)} items)", extent=extent,
-                                   license="other", title=cid, stac_extensions=[PROJECTION_SCHEMA])
+                                   license="other", title=cid, stac_extensions=[PROJECTION_SCHEMA, PROCESSING_SCHEMA],
+                                   extra_fields={"processing:software": {"geogan": __version__}})
     collection.add_link(pystac.Link("root", f"./{COLLECTION_NAME}", media_type="application/json"))
     for name, it in items:
         collection.add_link(pystac.Link("item", f"./{name}", media_type=GEOJSON, title=it.get("id")))

@@ -230,7 +230,7 @@ def test_a_rerun_keeps_the_outputs_and_rewrites_the_collection_with_every_item(p
     assert len(list(pystac.Collection.from_file(str(out / "collection.json")).get_items())) == 3
 
 
-def test_single_output_from_a_stac_item_gets_its_item_beside_it(chain, tmp_path):
+def test_single_output_from_a_stac_item_gets_its_item_and_the_folder_a_collection(chain, tmp_path):
     _, _, model = chain
     item = make_item(S1[5], tmp_path)
     path = tmp_path / "one_item.json"
@@ -239,12 +239,31 @@ def test_single_output_from_a_stac_item_gets_its_item_beside_it(chain, tmp_path)
     dst.parent.mkdir()
     res = invoke("predict", model, path, dst, *PREDICT, "--no-cog")
     assert res.exit_code == 0, res.output
+    assert "translated.json: its STAC item, listed in" in res.stdout
     written = pystac.Item.from_file(str(tmp_path / "out" / "translated.json"))
     assert written.id == S1[5].name and written.assets["data"].media_type == "image/tiff; application=geotiff"
-    assert not (tmp_path / "out" / "collection.json").exists()  # one file is not a catalogue
+    assert [b["name"] for b in written.assets["data"].extra_fields["bands"]] == ["B04", "B03", "B02"]
     raw = json.loads((tmp_path / "out" / "translated.json").read_text())
-    assert [ln["rel"] for ln in raw["links"]] == ["derived_from"] and "collection" not in raw
-    assert Path(raw["links"][0]["href"]) == path.resolve()
+    assert [ln["rel"] for ln in raw["links"]][0] == "derived_from" and Path(raw["links"][0]["href"]) == path.resolve()
+    collection = pystac.Collection.from_file(str(tmp_path / "out" / "collection.json"))
+    assert [i.id for i in collection.get_items()] == [S1[5].name]
+
+
+def test_json_files_geogan_did_not_write_are_never_replaced(chain, tmp_path):
+    _, _, model = chain
+    test = write_collection_json(tmp_path / "in" / "t.json", [S1[5], S1[0]])
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "collection.json").write_text('{"type": "Collection", "id": "mine"}')
+    (out / f"{S1[0].name}.json").write_text('{"note": "my own notes"}')
+    res = invoke("predict", model, test, f"{out}/", *PREDICT)
+    assert res.exit_code == 1  # the scene whose item cannot be written counts as failed; its GeoTIFF is kept
+    assert (out / "collection.json").read_text() == '{"type": "Collection", "id": "mine"}'
+    assert (out / f"{S1[0].name}.json").read_text() == '{"note": "my own notes"}'
+    assert (out / f"{S1[0].name}.tif").is_file() and (out / f"{S1[5].name}.json").is_file()
+    errors = [ln for ln in res.stderr.splitlines() if ln.startswith("geogan: error: ")]
+    assert len(errors) == 1 and "is not a STAC item geogan wrote" in errors[0], res.stderr
+    assert "collection.json' exists and was not written by geogan: not replaced" in res.stderr
 
 
 def test_explicit_assets_other_than_the_trained_ones_are_warned_about(chain, tmp_path):

@@ -129,7 +129,7 @@ def _predict_one(model: str, src: Any, dst: str, options: dict, device: str, pre
                  overwrite: bool) -> None:
     from ..predict import translate_raster
     from ..progress import TqdmProgress
-    from ..stac import default_cog, write_item
+    from ..stac import default_cog, write_collection, write_item
 
     bar = TqdmProgress(desc="predict", unit="tile", is_cancelled=stop_requested, disable=None, leave=False)
     options = dict(options, cog=default_cog(options.get("cog"), [src]))
@@ -141,8 +141,10 @@ def _predict_one(model: str, src: Any, dst: str, options: dict, device: str, pre
     click.echo(f"wrote {result.path}: {result.width}x{result.height}, {result.count} band(s) {result.dtype}, "
                f"nodata {result.nodata}; {result.tiles} tile(s) on {result.device} ({result.precision}) in "
                f"{result.seconds:.1f} s")
-    if src.item is not None:  # from a STAC Item: its own Item beside it (a plain input's output stays one file)
-        click.echo(f"wrote {write_item(result.path, src)}: its STAC item")
+    if src.item is not None:  # from a STAC Item: its Item beside it, listed in the folder's collection.json
+        item = write_item(result.path, src, in_collection=True, model=model)
+        collection = write_collection(result.path.parent)
+        click.echo(f"wrote {item}: its STAC item" + (f", listed in {collection}" if collection else ""))
 
 
 def _predict_batch(model: str, inputs: tuple[str, ...], out_dir: str, options: dict, device: str, precision: str,
