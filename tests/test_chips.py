@@ -232,6 +232,70 @@ def test_statistics_equal_numpy_on_valid_pixels(make_raster, tmp_path):
     assert spec.bands == (1, 2, 3, 4) and spec.dtype == "uint16"
 
 
+def _export_files(out: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+
+
+def test_chips_written_in_parallel_equal_those_of_one_thread(make_raster, tmp_path, monkeypatch):
+    """Chips are encoded and written on a pool of threads while statistics stream in order: the
+    export is byte for byte the one a single writing thread makes, metadata included."""
+    from geogan.chips import writer
+
+    rng = np.random.default_rng(7)
+    sar = rng.gamma(2.0, 0.05, (2, 160, 128)).astype("float32")
+    sar[:, :20, :50] = np.nan
+    a = make_raster("sar.tif", sar)
+    b = make_raster("ms.tif", gradient(4, 128, 160, "uint16", seed=3), nodata=0)
+    exports = {}
+    for threads in (1, 4):
+        monkeypatch.setattr(writer, "writing_threads", lambda n=threads: n)
+        exports[threads] = _export_files(export_chips(a, b, tmp_path / f"out{threads}", tile_size=32, stride=24,
+                                                      val_fraction=0.2, min_valid=0.5, kind_a="sar",
+                                                      units_a="linear").out_dir)
+    assert len([n for n in exports[1] if n.endswith(".tif")]) >= 30
+    assert exports[4] == exports[1]
+
+
+@pytest.mark.parametrize("dtype,nodata", [("uint16", 0), ("int16", -9999), ("uint8", 255)])
+def test_nodata_masks_from_the_data_equal_gdals(make_raster, tmp_path, monkeypatch, dtype, nodata):
+    """Where GDAL's mask is a nodata value on integer pixels it is computed from the data (no
+    second read of the window): the chips kept, skipped and their statistics are GDAL's."""
+    import geogan.chips.export as export
+
+    data = gradient(3, 96, 96, dtype, seed=5)
+    data[:, :40, :20] = nodata            # most of chip (0, 0) nodata
+    data[1, 50:53, 40:90] = nodata        # a few nodata pixels in one band
+    a = make_raster("a.tif", data, nodata=nodata)
+    b = make_raster("b.tif", gradient(1, 64, 64, "uint8"))
+    with rasterio.open(a) as ds:
+        from geogan.chips.sources import inspect_domain
+        from geogan.scenes import as_scene
+
+        assert export.integer_nodata(ds, inspect_domain([as_scene(a)], None, "a")[0]) == nodata
+    fast = export_chips(a, b, tmp_path / "fast", tile_size=32, stride=16, val_fraction=0, min_valid=0.9)
+    monkeypatch.setattr(export, "integer_nodata", lambda ds, src: None)  # GDAL's read_masks
+    slow = export_chips(a, b, tmp_path / "slow", tile_size=32, stride=16, val_fraction=0, min_valid=0.9)
+    assert fast.skipped == slow.skipped and fast.skipped["a"]["invalid"] >= 3
+    assert _export_files(tmp_path / "fast") == _export_files(tmp_path / "slow")
+
+
+def test_integer_nodata_only_where_gdals_mask_is_that_value(make_raster, tmp_path):
+    import geogan.chips.export as export
+    from geogan.chips.sources import inspect_domain
+    from geogan.scenes import as_scene
+
+    cases = {
+        "float.tif": (gradient(1, 32, 32, "float32"), dict(nodata=0)),              # floats: GDAL's rule
+        "masked.tif": (gradient(1, 32, 32, "uint16"), dict(mask=np.eye(32) == 0)),  # an internal mask
+        "none.tif": (gradient(1, 32, 32, "uint16"), {}),                            # no nodata at all
+        "fraction.tif": (gradient(1, 32, 32, "uint8"), dict(nodata=0.5)),           # not a uint8 value
+    }
+    for name, (data, kwargs) in cases.items():
+        path = make_raster(name, data, **kwargs)
+        with rasterio.open(path) as ds:
+            assert export.integer_nodata(ds, inspect_domain([as_scene(path)], None, "a")[0]) is None, name
+
+
 # --------------------------------------------------------------------------- paired mode
 
 def _ramp_a(rows: int = 96, cols: int = 96) -> np.ndarray:

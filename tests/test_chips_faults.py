@@ -83,6 +83,78 @@ def test_a_disk_that_stays_full_is_one_line_on_the_command_line(make_raster, sma
     assert sorted(p.name for p in small_tmpfs.iterdir()) == ["filler"]
 
 
+# ------------------------------------------------------------------------------- durability, once per export
+
+def _fd_path(fd: int) -> str:
+    return os.readlink(f"/proc/self/fd/{fd}")
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc to name a flushed descriptor")
+def test_every_chip_is_flushed_once_before_the_manifest_names_it(make_raster, tmp_path, monkeypatch):
+    a = make_raster("a.tif", noisy(2, 96, 96))
+    b = make_raster("b.tif", noisy(1, 96, 64, seed=1))
+    flushed: list[tuple[str, str]] = []  # (call, path) in order
+    real_fdatasync, real_fsync = os.fdatasync, os.fsync
+    monkeypatch.setattr(os, "fdatasync", lambda fd: (flushed.append(("fdatasync", _fd_path(fd))), real_fdatasync(fd)))
+    monkeypatch.setattr(os, "fsync", lambda fd: (flushed.append(("fsync", _fd_path(fd))), real_fsync(fd)))
+    out = tmp_path / "chips"
+    export_chips(a, b, out, tile_size=32, val_fraction=0.3)
+    monkeypatch.undo()
+    chips = sorted(chip_names(out))
+    assert len(chips) == 15
+    # paths as they were in the work folder, made relative to it
+    files = [(call, "/".join(Path(p).parts[-2:])) for call, p in flushed if Path(p).suffix in (".tif", ".json")]
+    chip_syncs = [f for call, f in files if call == "fdatasync" and f.endswith(".tif")]
+    assert sorted(chip_syncs) == chips  # each chip once, no chip twice
+    manifest = [i for i, (call, f) in enumerate(files) if f.endswith(METADATA_NAME)]
+    assert len(manifest) == 1 and files[manifest[0]][0] == "fsync"
+    assert manifest[0] > max(i for i, (_, f) in enumerate(files) if f.endswith(".tif"))  # after every chip
+
+
+def test_a_chip_that_fails_to_reach_the_disk_stops_the_export(make_raster, tmp_path, monkeypatch):
+    import errno
+
+    a = make_raster("a.tif", noisy(1, 64, 64))
+    b = make_raster("b.tif", noisy(1, 64, 64, seed=1))
+    out = tmp_path / "chips"
+    export_chips(a, b, out, tile_size=32, val_fraction=0)
+    before = chip_names(out)
+    real = os.fdatasync
+
+    def eio_on_one_chip(fd):
+        if os.readlink(f"/proc/self/fd/{fd}").endswith("b_r000032_c000000.tif"):
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+        real(fd)
+
+    monkeypatch.setattr(os, "fdatasync", eio_on_one_chip)
+    with pytest.raises(OutputError) as info:
+        export_chips(a, b, out, tile_size=16, val_fraction=0)
+    message = str(info.value)
+    assert "\n" not in message and message.startswith(f"'{out}': flushing chip train_b/b_r000032_c000000.tif to disk")
+    assert "Input/output error" in message and message.endswith("the previous export is kept")
+    assert chip_names(out) == before and read_chips_metadata(out)["tile_size"] == 32
+    assert hidden(tmp_path) == []
+
+
+def test_a_chip_whose_size_on_disk_differs_from_its_encoding_is_caught(make_raster, tmp_path, monkeypatch):
+    """The cheap check that stands in for re-reading every chip: the size on disk after the flush."""
+    from geogan.chips import writer
+
+    a = make_raster("a.tif", noisy(1, 64, 64))
+    b = make_raster("b.tif", noisy(1, 64, 64, seed=1))
+    real = writer._write_new_file
+
+    def lose_the_tail(path, payload, sync=False):
+        real(path, payload[:-100] if path.name == "a_r000000_c000032.tif" else payload, sync)
+
+    monkeypatch.setattr(writer, "_write_new_file", lose_the_tail)
+    out = tmp_path / "chips"
+    with pytest.raises(OutputError, match=r"flushing chip train_a/a_r000000_c000032.tif to disk failed "
+                                          r"\((\d+) bytes on disk, \d+ written\); .*nothing was written$"):
+        export_chips(a, b, out, tile_size=32, val_fraction=0)
+    assert not out.exists() and hidden(tmp_path) == []
+
+
 # ------------------------------------------------------------------------------- kills mid-swap
 
 KILL_POINTS = ["writing", "complete", "moved_aside", "swapped"]
