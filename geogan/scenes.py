@@ -186,7 +186,8 @@ def expand_scenes(specs: Union[SceneLike, Iterable[SceneLike]], *, what: str = "
         if isinstance(spec, Scene):
             scenes.append(spec)
         elif stac.is_stac_spec(spec):
-            scenes.extend(stac.read_scenes(spec, assets, what=what, check_exists=check_exists))
+            for one in _stac_files(spec, what):
+                scenes.extend(stac.read_scenes(one, assets, what=what, check_exists=check_exists))
         elif isinstance(spec, (str, os.PathLike)):
             scenes.extend(_expand_text(os.fspath(spec) if isinstance(os.fspath(spec), str)
                                        else os.fsdecode(os.fspath(spec)), what, check_exists))
@@ -199,6 +200,19 @@ def expand_scenes(specs: Union[SceneLike, Iterable[SceneLike]], *, what: str = "
     if not scenes:
         raise InputError(f"{what}: no raster given")
     return scenes
+
+
+def _stac_files(spec: object, what: str) -> list:
+    """A STAC input, or each JSON a local glob (``'items/*.json'``) matches, sorted."""
+    if not isinstance(spec, (str, os.PathLike)):
+        return [spec]
+    text = os.fspath(spec)
+    if "://" in text or os.path.exists(text) or not _GLOB_CHARS.search(text):
+        return [spec]
+    matches = sorted(m for m in glob.glob(text, recursive=True) if os.path.isfile(m))
+    if not matches:
+        raise InputNotFoundError(f"{describe(text)}: no file matches this pattern ({what})")
+    return matches
 
 
 def _expand_text(text: str, what: str, check_exists: bool) -> list[Scene]:

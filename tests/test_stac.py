@@ -306,6 +306,18 @@ def test_relative_absolute_and_file_url_hrefs_give_the_same_scene(tmp_path):
     assert all(s.name == S1[0].name and s.item.datetime.startswith("2017-06-13") for s in scenes)
 
 
+def test_a_glob_of_item_files(tmp_path):
+    for patch in S1[:3]:
+        item = make_item(patch, tmp_path / "items")
+        (tmp_path / "items").mkdir(exist_ok=True)
+        (tmp_path / "items" / f"{patch.name}.json").write_text(json.dumps(item.to_dict(include_self_link=False)))
+    scenes = expand_scenes(str(tmp_path / "items" / "*.json"), assets="VH")
+    assert [s.name for s in scenes] == [p.name for p in S1[:3]]
+    assert [s.parts for s in scenes] == [(str(p / f"{p.name}_VH.tif"),) for p in S1[:3]]
+    with pytest.raises(InputNotFoundError, match="no file matches this pattern"):
+        expand_scenes(str(tmp_path / "nothing" / "*.json"), assets="VH")
+
+
 def test_hrefs_resolve_against_the_self_link_then_the_json_and_urls_become_gdal_paths():
     assert stac.gdal_path("B04.tif", "/data/items/x.json") == "/data/items/B04.tif"
     assert stac.gdal_path("../B04.tif", "/data/items/x.json") == "/data/B04.tif"
