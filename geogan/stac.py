@@ -326,19 +326,13 @@ def expand_for_model(specs: Any, model_or_path: Any, direction: str,
 
     listed = [specs] if isinstance(specs, (str, os.PathLike, Scene)) or is_stac_object(specs) else list(specs)
     if any(is_stac_spec(s) for s in listed):
-        trained = trained_assets(_model_of(model_or_path), direction)
+        trained = trained_assets(_training_of(model_or_path), direction)
         if assets is None:
             assets = trained
         elif trained and parse_keys(assets) != trained:
             log.warning("asset keys %s differ from the %s the model was trained with; each asset is fed to the "
                         "model as the band in its place", keys_text(parse_keys(assets)), ",".join(trained))
     return expand_scenes(listed, what=what, assets=assets)
-
-
-def _model_of(model_or_path: Any) -> Any:
-    from .modelfile import TranslationModel, load_model
-
-    return model_or_path if isinstance(model_or_path, TranslationModel) else load_model(model_or_path, "cpu")
 
 
 def default_cog(cog: Optional[bool], scenes: Iterable[Scene]) -> bool:
@@ -420,7 +414,8 @@ def write_item(output: Union[str, os.PathLike], scene: Optional[Scene] = None, *
 
 
 def _training_of(model: Any) -> Any:
-    """A model, or the training summary of a model file (read safely, without building networks)."""
+    """A model, or an object holding the training summary of a model file (read safely, checksums
+    verified, without building its networks: the Predictor loads it once more for the pixels)."""
     if hasattr(model, "training"):
         return model
     from types import SimpleNamespace
