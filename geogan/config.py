@@ -182,6 +182,9 @@ class TrainConfig:
     num_workers: Optional[int] = None
     #: Data-parallel backend under torchrun: auto = NCCL on CUDA, gloo on the CPU.
     dist_backend: Literal["auto", "nccl", "gloo"] = "auto"
+    #: Seconds a process waits for the others in one collective before the job ends with an error
+    #: (a hung or vanished peer, NCCL included): longer than the slowest step plus a checkpoint.
+    dist_timeout_s: float = 600.0
 
     def __post_init__(self) -> None:
         if isinstance(self.amp, bool):

@@ -283,3 +283,13 @@ def test_stopped_on_one_process_resumed_on_two_continues_the_same_epoch(tmp_path
     assert final["world_size"] == 2 and len(final["ranks"]) == 2
     rngs = [r["rng"]["torch"] for r in final["ranks"]]
     assert not torch.equal(rngs[0], rngs[1])  # rank 1 did not take rank 0's random stream
+
+
+def test_batch_norm_under_data_parallel_on_the_cpu_is_refused_in_one_line(tmp_path):
+    chips = make_chips(tmp_path / "chips", n_train=4)
+    config = _config(tmp_path, data=str(chips), out=str(tmp_path / "run"), batch_size=1, norm="batch")
+    results = _launch([[str(config)], [str(config)]])
+    for code, err in results:
+        assert code == 1 and "Traceback" not in err
+        assert len(_error_lines(err)) == 1 and "SyncBatchNorm" in _error_lines(err)[0]
+    assert not (tmp_path / "run").exists()  # refused before anything was written

@@ -170,7 +170,9 @@ def test_ddp_wrapped_step_equals_the_bare_step(world_of_one, model):
     from geogan.config import TrainConfig
     from geogan.models.cyclegan import CycleGAN
     from geogan.models.pix2pix import Pix2Pix
-    from geogan.models.wrapping import NetworkDDP, wrap_network
+    from torch.nn.parallel import DistributedDataParallel
+
+    from geogan.models.wrapping import wrap_network
 
     cfg = TrainConfig(model=model, generator="resnet_6blocks", ngf=8, ndf=8, n_layers_d=2, pool_size=2, crop_size=32)
     cls = Pix2Pix if model == "pix2pix" else CycleGAN
@@ -180,7 +182,7 @@ def test_ddp_wrapped_step_equals_the_bare_step(world_of_one, model):
         m = cls(cfg, make_spec("optical", 3), make_spec("optical", 3), torch.device("cpu"))
         if ddp:
             m.wrap_networks(lambda name, net: wrap_network(net, ddp=True))
-            assert all(isinstance(n, NetworkDDP) for n in m.nets.values())
+            assert all(isinstance(n, DistributedDataParallel) for n in m.nets.values())
         for _ in range(3):
             m.set_input(_batch(3, 3))
             m.optimize_parameters()
@@ -194,8 +196,9 @@ def test_ddp_wrapped_step_equals_the_bare_step(world_of_one, model):
             assert torch.equal(bare[net][key], wrapped[net][key]), (net, key)
 
 
-def test_other_methods_of_a_network_run_through_ddp(world_of_one):
-    """A discriminator's ``features`` (or any method) goes through DDP's forward, so its gradients sync."""
+def test_discriminator_features_run_through_ddps_forward(world_of_one):
+    """The step asks discriminators for features as ``D(x, features=True)``: DDP's own forward, so
+    their gradients sync; freezing takes a network out of its reducer and back."""
     from torch import nn
 
     from geogan.models.wrapping import set_frozen, unwrap, wrap_network
@@ -205,18 +208,64 @@ def test_other_methods_of_a_network_run_through_ddp(world_of_one):
             super().__init__()
             self.conv = nn.Conv2d(1, 2, 3)
 
-        def forward(self, x):
-            return self.conv(x)
-
-        def features(self, x):
-            return [self.conv(x), self.conv(x).relu()]
+        def forward(self, x, features=False):
+            y = self.conv(x)
+            return [y, y.relu()] if features else y
 
     net = Net()
     ddp = wrap_network(net, ddp=True)
     for _ in range(2):  # a second step would fail if the first had left a reduction unfinished
-        sum(f.sum() for f in ddp.features(torch.ones(1, 1, 5, 5))).backward()
+        sum(f.sum() for f in ddp(torch.ones(1, 1, 5, 5), features=True)).backward()
     assert net.conv.weight.grad is not None and unwrap(ddp) is net
     set_frozen(ddp, True)
     assert not any(p.requires_grad for p in net.parameters()) and not ddp.require_backward_grad_sync
     set_frozen(ddp, False)
-    assert ddp.require_backward_grad_sync and ddp.conv is net.conv
+    assert ddp.require_backward_grad_sync
+
+
+# --------------------------------------------------------------------------------------------
+# the torchrun environment, read in one place
+# --------------------------------------------------------------------------------------------
+def test_job_place_reads_the_torchrun_environment_once_with_one_set_of_defaults():
+    from geogan.errors import ConfigError
+    from geogan.torchrun_env import JobPlace, job_place
+    from geogan.trainer.distributed import Dist
+
+    assert job_place({}) == JobPlace(1, 0, 0, 1, 0) and job_place({}).main and not job_place({}).distributed
+    env = {"WORLD_SIZE": "8", "RANK": "5", "LOCAL_RANK": "1", "LOCAL_WORLD_SIZE": "4", "GROUP_RANK": "1"}
+    place = job_place(env)
+    assert place == JobPlace(8, 5, 1, 4, 1) and place.distributed and not place.main
+    dist = Dist(env)
+    assert (dist.world, dist.rank, dist.local_rank, dist.place.local_world) == (8, 5, 1, 4)
+    for bad, match in [({"WORLD_SIZE": "2", "RANK": "2"}, "RANK=2 is not below WORLD_SIZE=2"),
+                       ({"WORLD_SIZE": "two"}, "WORLD_SIZE='two' is not an integer"),
+                       ({"WORLD_SIZE": "2", "RANK": "-1"}, "must be >= 0"),
+                       ({"WORLD_SIZE": "2", "RANK": "0", "LOCAL_RANK": "3", "LOCAL_WORLD_SIZE": "2"}, "LOCAL_RANK=3")]:
+        with pytest.raises(ConfigError, match=match):
+            job_place(bad)
+
+
+def test_a_ranks_own_error_is_its_own_even_when_it_mentions_nccl_or_gloo():
+    """Only torch's DistError family (a peer gone or timed out) reads as another process's failure."""
+    import torch.distributed as dist
+
+    from geogan.trainer.distributed import is_collective_failure
+
+    assert not is_collective_failure(RuntimeError("CUDA error: an illegal memory access (NCCL kernel)"))
+    assert not is_collective_failure(RuntimeError("[gloo] something in this rank's own code"))
+    assert is_collective_failure(dist.DistBackendError("Connection closed by peer"))
+    assert is_collective_failure(dist.DistNetworkError("timed out"))
+
+
+def test_batch_norm_becomes_sync_batch_norm_with_the_same_parameters():
+    from geogan.models.registry import build_generator
+    from geogan.models.wrapping import sync_batch_norm
+
+    net = build_generator("resnet_6blocks", 2, 3, ngf=4, norm="batch")
+    params = [id(p) for p in net.parameters()]
+    keys = list(net.state_dict())
+    synced = sync_batch_norm(net)
+    assert any(isinstance(m, torch.nn.SyncBatchNorm) for m in synced.modules())
+    assert not any(type(m) is torch.nn.BatchNorm2d for m in synced.modules())
+    assert [id(p) for p in synced.parameters()] == params  # the optimizer keeps stepping the same tensors
+    assert list(synced.state_dict()) == keys  # checkpoints and model files keep their keys

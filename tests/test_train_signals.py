@@ -186,3 +186,34 @@ def test_checkpoint_debris_of_a_kill_before_the_rename_is_removed_by_the_next_ru
     assert not debris[0].exists()
     assert not [p for p in out.iterdir() if ".geogan-" in p.name]
     assert (out / "model.geogan").exists()
+
+
+# --------------------------------------------------------------------------------------------
+# under torchrun (2 processes): the same stop, once, and no agent traceback
+# --------------------------------------------------------------------------------------------
+def test_sigterm_under_torchrun_stops_every_rank_after_the_step_in_progress(tmp_path):
+    from conftest import free_port
+
+    chips = make_chips(tmp_path / "chips", n_train=4)
+    config = _config(tmp_path, chips, tmp_path / "run", epochs=5)
+    script = tmp_path / "paused.py"
+    script.write_text(PAUSED)
+    marker = tmp_path / "first_step"
+    env = dict(_env(), GEOGAN_TEST_MARKER=str(marker))
+    env.pop("LOCAL_WORLD_SIZE", None)
+    agent = subprocess.Popen([sys.executable, "-m", "geogan.cli.torchrun", "--nproc_per_node=2",
+                              f"--master_port={free_port()}", str(script), "train", str(config)],
+                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    _wait_for(marker, agent)  # rank 0 logged step 1 and waits; rank 1 waits for it in the next step
+    agent.send_signal(signal.SIGTERM)  # what a scheduler's preemption does: torchrun forwards it
+    try:
+        _, err = agent.communicate(timeout=300)
+    except subprocess.TimeoutExpired:
+        agent.kill()
+        raise AssertionError("the job did not end after SIGTERM") from None
+    text = err.decode(errors="replace")
+    assert agent.returncode == 143, text[-3000:]
+    stops = [line for line in text.splitlines() if line.startswith("geogan: stopped by SIGTERM")]
+    assert len(stops) == 2 and "Traceback" not in text and "geogan: error" not in text, text[-3000:]
+    ck = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
+    assert ck["iteration"] == 1 and ck["samples_in_epoch"] == 2 and len(ck["ranks"]) == 2  # the step in progress

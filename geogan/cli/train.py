@@ -1,11 +1,11 @@
 """``geogan train``: options → :func:`geogan.trainer.train`, with a tqdm bar per epoch."""
 from __future__ import annotations
 
-import os
 from typing import Optional
 
 import click
 
+from ..torchrun_env import job_place
 from . import cli
 from .signals import stop_requested
 
@@ -60,10 +60,12 @@ def train_command(config: Optional[str], data: Optional[str], out: Optional[str]
 
     CONFIG is an optional YAML file of training settings (see tools/train_example.yaml);
     without it the papers' defaults are used. Ctrl-C or SIGTERM saves a checkpoint and exits
-    130/143; --resume continues from it. Several GPUs (DistributedDataParallel):
+    130/143; --resume continues from it, on any number of processes. Several GPUs
+    (DistributedDataParallel; geogan.cli.torchrun is torchrun whose stop exits 130/143
+    without a traceback):
 
     \b
-    torchrun --nproc_per_node=N -m geogan train CONFIG.yaml
+    python -m geogan.cli.torchrun --nproc_per_node=N -m geogan train CONFIG.yaml
     torchrun --nnodes=M --nproc_per_node=N --rdzv-backend=c10d --rdzv-endpoint=HOST:29500 --rdzv-id=JOB -m geogan train CONFIG.yaml
     """
     from ..trainer import load_train_config, train
@@ -76,5 +78,5 @@ def train_command(config: Optional[str], data: Optional[str], out: Optional[str]
         path = train(cfg, progress=bars, resume=resume)
     finally:
         bars.close()
-    if os.environ.get("RANK", "0") == "0":
+    if job_place().main:
         click.echo(f"wrote {path}")

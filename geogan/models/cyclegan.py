@@ -333,7 +333,8 @@ class CycleGAN(GanModel):
             self.fake_a = G_b2a(self.real_b)
             self.rec_b = G_a2b(self.fake_a)
 
-    def backward_G(self) -> torch.Tensor:
+    def generator_loss(self) -> torch.Tensor:
+        """The generators' total loss of this step (each term also in ``self.losses``); :meth:`_step` backpropagates it."""
         cfg, nets = self.cfg, self.nets
         lam = cfg.lambda_cycle
         with self.autocast():
@@ -396,25 +397,27 @@ class CycleGAN(GanModel):
                 real_features = D(real, features=True)
             self.losses[f"feat_{direction}"] = feature_matching(fake_features, real_features) * self.cfg.lambda_feat
 
-    def backward_D_basic(self, net: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    def real_fake_loss(self, net: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+        """One discriminator's loss: ``real`` judged real, ``fake`` (detached) judged fake, averaged."""
         with self.autocast():
             loss_real = self.criterion_gan(net(real), True)
             loss_fake = self.criterion_gan(net(fake.detach()), False)
         return (loss_real + loss_fake) * 0.5
 
-    def backward_D(self) -> torch.Tensor:
+    def discriminator_loss(self) -> torch.Tensor:
+        """The discriminators' total loss of this step (each term also in ``self.losses``)."""
         fake_b = self.pools["b"].query(hide_invalid(self.fake_b, self.footprint))
         fake_a = self.pools["a"].query(hide_invalid(self.fake_a, self.footprint))
         real_b = hide_invalid(self.real_b, self.footprint)
         real_a = hide_invalid(self.real_a, self.footprint)
-        self.losses["D_b"] = self.backward_D_basic(self.nets["D_b"], real_b, fake_b)
-        self.losses["D_a"] = self.backward_D_basic(self.nets["D_a"], real_a, fake_a)
+        self.losses["D_b"] = self.real_fake_loss(self.nets["D_b"], real_b, fake_b)
+        self.losses["D_a"] = self.real_fake_loss(self.nets["D_a"], real_a, fake_a)
         total = self.losses["D_a"] + self.losses["D_b"]
         if self.pair_gan:
             for direction, fake in (("a2b", self.fake_pb), ("b2a", self.fake_pa)):
                 source, real, fake = self.pair_views(direction, fake)
                 name = f"D_pair_{direction}"
-                self.losses[name] = self.backward_D_basic(self.nets[name], torch.cat([source, real], 1),
+                self.losses[name] = self.real_fake_loss(self.nets[name], torch.cat([source, real], 1),
                                                           torch.cat([source, fake], 1))
                 total = total + self.losses[name]
         return total
@@ -425,10 +428,10 @@ class CycleGAN(GanModel):
         self.forward()
         self.set_requires_grad(discriminators, False)
         self.optimizers["G"].zero_grad(set_to_none=True)
-        self._step("G", self.backward_G())
+        self._step("G", self.generator_loss())
         self.set_requires_grad(discriminators, True)
         self.optimizers["D"].zero_grad(set_to_none=True)
-        self._step("D", self.backward_D())
+        self._step("D", self.discriminator_loss())
         self._end_step()
 
     @torch.no_grad()

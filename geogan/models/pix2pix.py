@@ -55,7 +55,8 @@ class Pix2Pix(GanModel):
         with self.autocast():
             self.fake_b = self.nets["G_a2b"](self.real_a)
 
-    def backward_D(self) -> torch.Tensor:
+    def discriminator_loss(self) -> torch.Tensor:
+        """The discriminators' total loss of this step (each term also in ``self.losses``)."""
         D = self.nets["D"]
         fake_b = hide_invalid(self.fake_b, self.valid).detach()
         real_b = hide_invalid(self.real_b, self.valid)
@@ -64,7 +65,8 @@ class Pix2Pix(GanModel):
             self.losses["D_real"] = self.criterion_gan(D(torch.cat([self.real_a, real_b], 1)), True)
         return (self.losses["D_fake"] + self.losses["D_real"]) * 0.5
 
-    def backward_G(self) -> torch.Tensor:
+    def generator_loss(self) -> torch.Tensor:
+        """The generators' total loss of this step (each term also in ``self.losses``); :meth:`_step` backpropagates it."""
         D = self.nets["D"]
         fake_b = hide_invalid(self.fake_b, self.valid)
         with self.autocast():
@@ -84,10 +86,10 @@ class Pix2Pix(GanModel):
         self.forward()
         self.set_requires_grad([D], True)
         self.optimizers["D"].zero_grad(set_to_none=True)
-        self._step("D", self.backward_D())
+        self._step("D", self.discriminator_loss())
         self.set_requires_grad([D], False)
         self.optimizers["G"].zero_grad(set_to_none=True)
-        self._step("G", self.backward_G())
+        self._step("G", self.generator_loss())
         self.set_requires_grad([D], True)
         self._end_step()
 

@@ -4,14 +4,13 @@ Each network of a GAN (two generators, one or two discriminators) gets its *own*
 the way GAN frameworks do it: gradients are bucketed and all-reduced while backward runs, and a
 network that a step freezes (the discriminators during the generator step) is taken out of its
 reducer for that step, so its parameters are never touched and DDP does not wait for gradients
-that a single process would not compute either. The step code keeps calling ``nets["D_b"](x)``
-(or another of the network's methods, e.g. ``features``: :class:`NetworkDDP` routes those
-through DDP's forward too); checkpoints and model files always store :func:`unwrap`'s bare
-network, so their keys never carry ``module.`` or ``_orig_mod.`` prefixes.
+that a single process would not compute either. The step code calls each network through its
+forward (``nets["D_b"](x)``, ``nets["D"](x, features=True)``); checkpoints and model files always
+store :func:`unwrap`'s bare network, so their keys never carry ``module.`` or ``_orig_mod.``
+prefixes.
 """
 from __future__ import annotations
 
-import functools
 import inspect
 from typing import Any, Optional
 
@@ -20,30 +19,10 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 
-class _MethodRouter(nn.Module):
-    """DDP only watches ``forward``; this lets any method of the network run as its forward."""
-
-    def __init__(self, net: nn.Module) -> None:
-        super().__init__()
-        self.net = net
-
-    def forward(self, *args: Any, _geogan_method: str = "forward", **kwargs: Any) -> Any:
-        return getattr(self.net, _geogan_method)(*args, **kwargs)
-
-
-class NetworkDDP(DistributedDataParallel):
-    """DDP around one network; ``ddp.features(x)`` runs the network's ``features`` through DDP's forward."""
-
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return super().__getattr__(name)
-        except AttributeError:
-            pass
-        router = super().__getattr__("module")
-        attr = getattr(router.net, name)
-        if inspect.ismethod(attr) and not name.startswith("_"):
-            return functools.partial(self, _geogan_method=name)
-        return attr
+def sync_batch_norm(net: nn.Module) -> nn.Module:
+    """``net`` with every BatchNorm as a SyncBatchNorm: statistics over the whole job's batch, and
+    running statistics that stay identical on every process (torch's SyncBatchNorm runs on GPUs)."""
+    return nn.SyncBatchNorm.convert_sync_batchnorm(net)
 
 
 def wrap_network(net: nn.Module, *, compile: bool = False, ddp: bool = False,
@@ -55,23 +34,30 @@ def wrap_network(net: nn.Module, *, compile: bool = False, ddp: bool = False,
     frozen gets a gradient in every step (a frozen one is excluded, see :func:`set_frozen`), and
     that check costs a graph traversal per forward and breaks several forwards per backward.
     """
+    if ddp and device is not None and device.type == "cuda":
+        net = sync_batch_norm(net)  # the same parameters and buffers, so optimizers and saving are unchanged
     wrapped: nn.Module = torch.compile(net) if compile else net
     if ddp:
         cuda = device is not None and device.type == "cuda"
-        # The networks hold no buffers (instance norm keeps no running statistics), so there is
-        # nothing to broadcast before each forward.
-        wrapped = NetworkDDP(_MethodRouter(wrapped), device_ids=[device.index] if cuda else None,
-                             gradient_as_bucket_view=True, process_group=process_group)
+        # No buffer is broadcast before each forward: instance norm keeps none, and batch norm runs
+        # as SyncBatchNorm (see TrainingRun.prepare), whose running statistics agree on every rank.
+        wrapped = DistributedDataParallel(wrapped, device_ids=[device.index] if cuda else None,
+                                          gradient_as_bucket_view=True, process_group=process_group,
+                                          **_no_buffer_sync())
     return wrapped
 
 
+def _no_buffer_sync() -> dict:
+    """DDP's keyword for "no buffer broadcast before each forward" in this torch (renamed in 2.13)."""
+    params = inspect.signature(DistributedDataParallel.__init__).parameters
+    return {"forward_sync_buffers": False} if "forward_sync_buffers" in params else {"broadcast_buffers": False}
+
+
 def unwrap(net: nn.Module) -> nn.Module:
-    """The bare network inside any DDP / method-router / ``torch.compile`` wrappers."""
+    """The bare network inside any DDP / ``torch.compile`` wrappers."""
     while True:
         if isinstance(net, DistributedDataParallel):
             net = net.module
-        elif isinstance(net, _MethodRouter):
-            net = net.net
         elif hasattr(net, "_orig_mod") and isinstance(getattr(net, "_orig_mod"), nn.Module):
             net = net._orig_mod
         else:

@@ -9,7 +9,8 @@ group, so none of it makes the GPU wait.
 
 A failure on one rank must end the job, not leave the others waiting in a collective: the
 failing rank leaves its reason in the rendezvous store and tears its process groups down, and a
-rank whose collective then fails reports "stopped because rank R failed: ..." in one line.
+rank whose collective then fails reports "stopped because rank R failed: ..." in one line. The
+rest of stopping a job (killing the processes left, restarting) is torchrun's agent's.
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ import os
 from typing import Any, Mapping, Optional
 
 from ..errors import ConfigError, GeoganError
+from ..torchrun_env import job_place
 
 log = logging.getLogger("geogan.trainer")
 
@@ -29,29 +31,12 @@ class PeerFailedError(GeoganError, RuntimeError):
     """Another process of a data-parallel run failed, so this one stopped too."""
 
 
-def _env_int(env: Mapping[str, str], name: str, default: int) -> int:
-    text = env.get(name)
-    if text is None or text == "":
-        return default
-    try:
-        value = int(text)
-    except ValueError:
-        raise ConfigError(f"environment: {name}={text!r} is not an integer (set by torchrun or your launcher)") from None
-    if value < 0:
-        raise ConfigError(f"environment: {name}={text!r} must be >= 0")
-    return value
-
-
 class Dist:
-    """World size, rank and local rank (1, 0, 0 outside a launcher) and the process groups."""
+    """This process's place in the job (:func:`geogan.torchrun_env.job_place`) and its process groups."""
 
     def __init__(self, env: Optional[Mapping[str, str]] = None) -> None:
-        env = os.environ if env is None else env
-        self.world = max(1, _env_int(env, "WORLD_SIZE", 1))
-        self.rank = _env_int(env, "RANK", 0)
-        self.local_rank = _env_int(env, "LOCAL_RANK", 0)
-        if self.rank >= self.world:
-            raise ConfigError(f"environment: RANK={self.rank} is not below WORLD_SIZE={self.world}")
+        self.place = job_place(env)
+        self.world, self.rank, self.local_rank = self.place.world, self.place.rank, self.place.local_rank
         self.started_here = False
         self.cpu_group: Any = None
         self.backend = "none"
@@ -67,7 +52,12 @@ class Dist:
 
     # -- life cycle ------------------------------------------------------------------------
     def start(self, device_type: str, backend: str = "auto", timeout_s: Optional[float] = None) -> None:
-        """Join the process group (NCCL on CUDA, gloo on the CPU, or ``backend``) and make a CPU group."""
+        """Join the process group (NCCL on CUDA, gloo on the CPU, or ``backend``) and make a CPU group.
+
+        ``timeout_s`` bounds every collective of both groups: a peer that hangs (or vanished without
+        closing its connections) ends the job with an error instead of holding it forever. NCCL
+        checks it in its watchdog, which aborts the communicator and raises on this rank.
+        """
         if not self.active:
             return
         import torch.distributed as dist
@@ -76,13 +66,12 @@ class Dist:
             backend = "nccl" if device_type == "cuda" else "gloo"
         if backend == "nccl" and device_type != "cuda":
             raise ConfigError("config: dist_backend: nccl needs CUDA devices; use gloo or auto on the CPU")
-        timeout = datetime.timedelta(seconds=timeout_s) if timeout_s else None
+        kwargs = {"timeout": datetime.timedelta(seconds=timeout_s)} if timeout_s else {}
         if not dist.is_initialized():
-            kwargs = {"timeout": timeout} if timeout else {}
             dist.init_process_group(backend=backend, **kwargs)
             self.started_here = True
         self.backend = dist.get_backend()
-        self.cpu_group = dist.new_group(backend="gloo") if self.backend != "gloo" else dist.group.WORLD
+        self.cpu_group = dist.new_group(backend="gloo", **kwargs) if self.backend != "gloo" else dist.group.WORLD
         self._store = _default_store()
 
     def stop(self) -> None:
@@ -128,10 +117,14 @@ class Dist:
             pass
         return None
 
-    def classify(self, exc: BaseException) -> BaseException:
-        """The error this rank reports: its own, or "stopped because rank R failed: ..." for a peer's.
+    def tear_down_after(self, exc: BaseException) -> BaseException:
+        """Tear the process groups down after ``exc`` and return the error this rank reports.
 
-        Call from an ``except`` block; an own failure also tears the groups down (:meth:`fail`).
+        Its own error (left in the store for the others first, see :meth:`fail`), or, when another
+        rank failed first, "rank R stopped because rank Q failed: <Q's own first line>". Only a
+        collective failing for lack of a peer (torch's ``DistError`` family) and no reason in the
+        store is reported as "another process of the job stopped": an ordinary RuntimeError of
+        this rank, even one from CUDA or NCCL code, is this rank's own.
         """
         if not self.active or isinstance(exc, PeerFailedError):
             return exc
@@ -239,13 +232,9 @@ def _first_line(exc: BaseException) -> str:
 
 
 def is_collective_failure(exc: BaseException) -> bool:
-    """True for the errors torch.distributed raises when a peer vanished (gloo/NCCL/store)."""
+    """True for the errors torch.distributed raises when a peer vanished or timed out (by type, never text)."""
     names = {cls.__name__ for cls in type(exc).__mro__}
-    if names & {"DistBackendError", "DistNetworkError", "DistStoreError", "DistError"}:
-        return True
-    text = str(exc)
-    return isinstance(exc, RuntimeError) and any(s in text for s in (
-        "Connection closed by peer", "Connection reset by peer", "Broken pipe", "gloo", "Gloo", "NCCL"))
+    return bool(names & {"DistBackendError", "DistNetworkError", "DistStoreError", "DistError"})
 
 
 def split_cpu_threads(device_type: str, world: int) -> Optional[int]:

@@ -191,7 +191,7 @@ class TrainingRun:
     # -- the stages --------------------------------------------------------------------------
     def run(self) -> Path:
         self.dist = Dist()
-        self.dist.start(_requested_device_type(self.cfg), self.cfg.dist_backend)
+        self.dist.start(_requested_device_type(self.cfg), self.cfg.dist_backend, self.cfg.dist_timeout_s)
         try:
             self.agreed(self.prepare)
             self.checkpoint = self.agreed(self.claim_outputs)
@@ -204,7 +204,7 @@ class TrainingRun:
         except Cancelled:
             raise
         except BaseException as exc:
-            reported = self.dist.classify(exc)
+            reported = self.dist.tear_down_after(exc)
             if reported is exc:
                 raise
             raise reported from None
@@ -231,8 +231,11 @@ class TrainingRun:
 
         cfg = self.cfg
         self.device = resolve_device(cfg.device, self.dist.local_rank if self.dist.active else None)
-        local_world = int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1) if self.dist.active else 1
-        self.runtime: Runtime = resolve_runtime(cfg, self.device, local_world)
+        self.runtime: Runtime = resolve_runtime(cfg, self.device, self.dist.place.local_world)
+        if self.dist.active and cfg.norm == "batch" and self.device.type != "cuda":
+            raise ConfigError("config: norm: batch under data-parallel training needs GPUs (torch's SyncBatchNorm, "
+                              "which keeps the statistics of the whole job's batch, runs only there); use norm: "
+                              "instance or none, or train in one process")
         multiple = SIZE_MULTIPLE[cfg.generator]
         if cfg.crop_size % multiple:
             raise ConfigError(f"config: crop_size: {cfg.crop_size} is not a multiple of {multiple}, which "
@@ -489,7 +492,6 @@ class TrainingRun:
                 "identity_loss": self.model.identity_note, "config": to_dict(self.cfg),
                 "paired_chips_dir": str(Path(self.cfg.data_paired).resolve()) if self.cfg.data_paired else None,
                 "paired_chips": len(self.paired_export.files["train_a"]) if self.paired_export else 0,
-                "assets": self.export.meta.get("assets"),  # STAC asset keys per domain: predict's default
             }
             save_model(TranslationModel(self.export.specs, generators, self.arch, summary), self.model_path)
             log.info("wrote %s", self.model_path)
