@@ -492,6 +492,7 @@ class TrainingRun:
                 "identity_loss": self.model.identity_note, "config": to_dict(self.cfg),
                 "paired_chips_dir": str(Path(self.cfg.data_paired).resolve()) if self.cfg.data_paired else None,
                 "paired_chips": len(self.paired_export.files["train_a"]) if self.paired_export else 0,
+                "assets": self.export.meta.get("assets"),  # STAC asset keys per domain: predict's default
             }
             save_model(TranslationModel(self.export.specs, generators, self.arch, summary), self.model_path)
             log.info("wrote %s", self.model_path)
