@@ -197,8 +197,8 @@ def _to_db_in_place(y: np.ndarray, units: str) -> None:
         return
     np.maximum(y, SAR_LINEAR_FLOOR, out=y)
     with np.errstate(invalid="ignore", divide="ignore"):
-        np.log10(y, out=y)
-    y *= 10.0 if units == "linear" else 20.0
+        np.log(y, out=y)  # numpy's float32 log is vectorised, its log10 is not (3-8x slower)
+    y *= np.float32((10.0 if units == "linear" else 20.0) / np.log(10.0))
 
 
 def normalize(data: np.ndarray, spec: DomainSpec, valid: Optional[np.ndarray] = None, *,

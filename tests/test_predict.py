@@ -259,7 +259,9 @@ def test_failure_keeps_an_existing_output_untouched(tmp_path):
     assert leftovers(tmp_path, {"in.tif", "out.tif"}) == []
 
 
-def test_progress_counts_tiles_and_cancel_stops_within_a_batch(tmp_path):
+def test_progress_counts_tiles_and_cancel_stops_within_a_batch(tmp_path, one_torch_thread):
+    """(With one torch thread the network runs one batch at a time; with N, the N batches in flight
+    when the cancel comes are the last.)"""
     spec = make_spec()
     src = write_raster(tmp_path / "in.tif", scene((200, 230)))
     seen = []
@@ -515,15 +517,15 @@ def test_output_gets_ordinary_file_permissions(tmp_path):
 def test_read_failure_is_a_raster_error_and_leaves_nothing(tmp_path, monkeypatch):
     import geogan.predict.stages as reader
 
-    real, calls = reader.normalize, []
+    real, calls = reader.Normaliser.__call__, []
 
-    def flaky(data, spec, valid=None, units=None):
+    def flaky(self, data, valid):
         calls.append(1)
         if len(calls) > 1:  # the second row chunk (256 rows each here): a failure mid-scene
             raise OSError(5, "Input/output error")
-        return real(data, spec, valid, units=units)
+        return real(self, data, valid)
 
-    monkeypatch.setattr(reader, "normalize", flaky)
+    monkeypatch.setattr(reader.Normaliser, "__call__", flaky)
     src = write_raster(tmp_path / "in.tif", scene((300, 40)))
     with pytest.raises(errors.RasterError, match="in.tif'.*reading failed.*Input/output error"):
         translate_raster(identity_model(make_spec()), src, tmp_path / "out.tif", tile_size=32, overlap=8)

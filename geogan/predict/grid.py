@@ -202,19 +202,21 @@ class RowBlender:
         self._blocks: dict[int, Any] = {}
         self._weights: dict[Key, Any] = {}
 
-    def add(self, y: Any, r: int, j: int) -> None:
-        """Add the output ``y`` (count, tile, tile) of tile (``r``, ``j``), weighted by its normalised window."""
+    def add(self, y: Any, r: int, j: int, weighted: bool = False) -> None:
+        """Add the output ``y`` (count, tile, tile) of tile (``r``, ``j``), weighted by its normalised window
+        (``weighted``: ``y`` was already multiplied by it, see :func:`weigh`)."""
         a, b, u0, u1 = tile_span(self.grid, self.panel, j)
         if b <= a:
             return
-        w = self._tile_weights(r, j)
+        w = None if weighted else self._tile_weights(r, j)
         S, T = self.grid.stride, self.grid.tile
         for k, t0, t1 in ((r, 0, S), (r + 1, S, T)):  # the tile's first S rows, then its overlap rows
             block = self._block(k) if t1 > t0 else None
             if block is None:
                 continue
-            view, ww, yy = block[:, :t1 - t0, a:b], w[t0:t1, u0:u1], y[:, t0:t1, u0:u1]
-            view += yy * ww  # numpy or torch alike: the product rounded, then added (no fused multiply-add)
+            view, yy = block[:, :t1 - t0, a:b], y[:, t0:t1, u0:u1]
+            # numpy or torch alike: the product rounded, then added (no fused multiply-add)
+            view += yy if w is None else yy * w[t0:t1, u0:u1]
 
     def finish(self, k: int) -> tuple[int, int, Optional[Any]]:
         """Row block ``k`` as (y0, y1, rows (count, y1 - y0, panel width)), its sums released: call once
@@ -256,6 +258,14 @@ class RowBlender:
         return self._weights[key]
 
 
+def weigh(grid: TileGrid, y: np.ndarray, where: list[tuple[int, int, int]]) -> np.ndarray:
+    """Multiply each tile's output ``y[i]`` (numpy, in place) by the normalised weights of its tile
+    ``where[i] = (panel, r, j)``: the part of blending that needs no order (a thread of its own may do it)."""
+    for i, (_, r, j) in enumerate(where):
+        y[i] *= grid.weights(r, j)
+    return y
+
+
 def blend_array(x: np.ndarray, translate: Callable[[Any], Any], tile_size: int, overlap: int, blend: str = "hann",
                 *, panel_width: int = DEFAULT_PANEL_WIDTH, block: int = 16, device: Any = None) -> np.ndarray:
     """Translate a whole normalised (bands, rows, cols) array tile by tile and blend the tiles.
@@ -283,8 +293,11 @@ def blend_array(x: np.ndarray, translate: Callable[[Any], Any], tile_size: int, 
                 out = np.zeros((y.shape[1], height, width), np.float32)
             if blender is None:
                 blender = RowBlender(grid, panel, y.shape[1], device)
-            for i, j in enumerate(range(panel.j0, panel.j1)):
-                blender.add(y[i], r, j)
+            js = range(panel.j0, panel.j1)
+            if device is None:  # as the predictor on the CPU: weigh (in its network threads), then add
+                y = weigh(grid, y, [(panel.index, r, j) for j in js])
+            for i, j in enumerate(js):
+                blender.add(y[i], r, j, weighted=device is None)
             for k in ((r, grid.n_rows) if r == grid.n_rows - 1 else (r,)):
                 b0, b1, rows = blender.finish(k)
                 if rows is not None:

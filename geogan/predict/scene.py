@@ -31,9 +31,10 @@ from ..progress import Progress, ProgressLike, as_progress
 from ..scenes import Scene, SceneLike, as_scene
 from ..tiling import BLENDS
 from . import inputs, tta
-from .grid import DEFAULT_PANEL_WIDTH, DevicePixels, Panel, RowBlender, TileGrid, plan_panels
+from .grid import DEFAULT_PANEL_WIDTH, DevicePixels, Panel, RowBlender, TileGrid, plan_panels, weigh
 from .stages import (END, BlockWriter, BufferPool, Channel, FinishedRows, PanelDone, PipelineState, Prefetch, Strip,
-                     StripReader, TileBatch, io_errors, read_workers, run_in_thread, tile_batches)
+                     StripReader, TileBatch, io_errors, network_threads, one_torch_thread, ordered_map, read_workers,
+                     run_in_thread, tile_batches)
 
 log = logging.getLogger(__name__)
 
@@ -364,52 +365,59 @@ class ScenePipeline:
         import torch
 
         job, g, state = self.job, self.job.grid, PipelineState()
-        pool = BufferPool((job.batch_size, job.source.count, g.tile, g.tile), QUEUE_DEPTH + 2, pinned=self.cuda)
+        threads = network_threads(self.cuda)
+        pool = BufferPool((job.batch_size, job.source.count, g.tile, g.tile), QUEUE_DEPTH + threads + 2,
+                          pinned=self.cuda)
         reader = StripReader(job.scene, job.bands, job.source, job.units, g, read_workers(self.cuda),
                              chunk_rows=self._chunk_rows())
         tiled = self.dataset.profile.get("tiled")
         writer = BlockWriter(self.dataset, job.panels, job.target, self.dataset.block_shapes[0][0] if tiled else 1,
                              to_pixels=self.pixels.to_numpy if self.pixels is not None else None)
         to_writer = Channel(state, QUEUE_DEPTH)
-        threads = [run_in_thread(writer.run, state, "geogan-write", to_writer,
-                                 wrap_error=lambda e: self._writing_error(e))]
+        stages = [run_in_thread(writer.run, state, "geogan-write", to_writer,
+                                wrap_error=lambda e: self._writing_error(e))]
         job.progress.update(0, self.total, "tiles")
         try:
             batches = Prefetch(tile_batches(reader.strips(job.panels, state), g, job.panels, pool, job.batch_size,
                                             state), state, QUEUE_DEPTH, "geogan-read", wrap_error=reader.reading_error)
-            threads.append(batches.thread)
-            with torch.inference_mode():
-                for batch in batches:                                   # strips in, cut into batches of tiles
-                    if batch.n:
-                        self._translate_and_blend(batch, pool)          # tiles through the network, blended
-                    for strip in batch.finished:
-                        for rows in self._finished_rows(strip):         # rows out
-                            to_writer.put(rows)
-                    self._report(batch)
+            stages.append(batches.thread)
+            # strips in, cut into batches of tiles; tiles through the network (several batches at once on the CPU)
+            for batch, (y, event) in ordered_map(self._network, batches, threads, one_torch_thread):
+                for i, (p, r, j) in enumerate(batch.where):
+                    self._blender(p).add(y[i], r, j, weighted=self.blend_device is None)  # blended
+                if batch.n:
+                    pool.release(batch.buffer, event)  # after blending: on the CPU ``y`` may be a view of it
+                    self.translated += batch.n
+                for strip in batch.finished:
+                    for rows in self._finished_rows(strip):             # rows out
+                        to_writer.put(rows)
+                self._report(batch)
             to_writer.put(END)
-            threads[0].join()
+            stages[0].join()
             state.raise_failure()
         finally:
             state.stop()
-            for t in threads:
+            for t in stages:
                 t.join()
         return self.total, self.translated
 
-    def _translate_and_blend(self, batch: TileBatch, pool: BufferPool) -> None:
+    def _network(self, batch: TileBatch) -> tuple[Any, Any]:
+        """A batch's tiles through the network (any thread): the outputs, and on CUDA the event after
+        which its buffer may be refilled. Numpy outputs where blending runs on the host."""
         import torch
 
-        x = self.translator.upload(batch.buffer if self.full_batches else batch.buffer[:batch.n])
-        event = None
-        if self.cuda:
-            event = torch.cuda.Event()
-            event.record()  # the buffer may be refilled once its copy to the device is done
-        y = self.translator(x)
-        if self.blend_device is None:
-            y = y.numpy()
-        for i, (p, r, j) in enumerate(batch.where):
-            self._blender(p).add(y[i], r, j)
-        pool.release(batch.buffer, event)  # after blending: on the CPU ``y`` may be a view of it
-        self.translated += batch.n
+        if not batch.n:
+            return None, None
+        with torch.inference_mode():
+            x = self.translator.upload(batch.buffer if self.full_batches else batch.buffer[:batch.n])
+            event = None
+            if self.cuda:
+                event = torch.cuda.Event()
+                event.record()  # the buffer may be refilled once its copy to the device is done
+            y = self.translator(x)
+        if self.blend_device is None:  # blending on the host: the tiles' weights are applied here, in parallel
+            return weigh(self.job.grid, y.numpy(), batch.where), event
+        return y, event
 
     def _finished_rows(self, strip: Strip) -> list[Any]:
         """The row blocks tile row ``strip.row`` finished (two after the last row), then the panel's end."""
