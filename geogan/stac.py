@@ -506,6 +506,7 @@ def _projection(info: OutputInfo) -> dict:
 
     if epsg and CRS.from_epsg(epsg) == info.crs:
         out["proj:code"] = f"EPSG:{epsg}"
+        out["proj:epsg"] = int(epsg)  # projection v1's field, which many readers still look for
     else:
         out["proj:code"] = None
         out["proj:wkt2"] = info.crs.to_wkt()

@@ -176,6 +176,14 @@ def test_each_output_has_its_stac_item(predicted):
     with rasterio.open(out / f"{patch.name}.tif") as ds:
         west, south, east, north = rasterio.warp.transform_bounds(ds.crs, "EPSG:4326", *ds.bounds)
         assert item.properties["proj:code"] == f"EPSG:{ds.crs.to_epsg()}"
+        raw = json.loads((out / f"{patch.name}.json").read_text())  # pystac >= 1.12 folds it into proj:code
+        assert raw["properties"]["proj:epsg"] == ds.crs.to_epsg()  # v1's field too, for older readers
+        from pystac.extensions.projection import ProjectionExtension
+
+        if "v2" in ProjectionExtension.get_schema_uri():  # pystac >= 1.12 reads projection v2
+            proj = ProjectionExtension.ext(item)
+            assert (proj.code, proj.shape, proj.bbox) == (f"EPSG:{ds.crs.to_epsg()}", [120, 120], list(ds.bounds))
+            assert proj.transform == list(ds.transform)[:6]
         assert item.properties["proj:shape"] == [ds.height, ds.width]
         assert item.properties["proj:transform"] == list(ds.transform)[:6]
         assert item.properties["proj:bbox"] == list(ds.bounds)
