@@ -220,3 +220,50 @@ def test_a_checkpoint_whose_weights_do_not_fit_is_one_line(trained):
     with pytest.raises(CheckpointError) as info:
         train(cfg, resume=True)
     assert "does not fit" in _one_line(info)
+
+
+# --------------------------------------------------------------------------------------------
+# a run that cannot take its first step leaves nothing behind (issue 20)
+# --------------------------------------------------------------------------------------------
+def _damage_chips(folder: Path) -> None:
+    """Keep each chip's header, cut its pixel data: opening works, reading the first batch fails."""
+    for chip in folder.glob("*.tif"):
+        data = chip.read_bytes()
+        chip.write_bytes(data[: len(data) // 2])
+
+
+class _StopAtOnce:
+    def update(self, done, total, message=""):
+        pass
+
+    def cancelled(self) -> bool:
+        return True
+
+
+def test_a_run_that_fails_on_its_first_batch_leaves_no_debris(tmp_path):
+    from geogan.errors import GeoganError
+    from geogan.trainer import train
+
+    chips = make_chips(tmp_path / "chips", n_train=2)
+    _damage_chips(chips / "train_a")
+    fresh = tmp_path / "new" / "run"
+    with pytest.raises(GeoganError):
+        train(dict(TINY_TRAINING, data=str(chips), out=str(fresh)))
+    assert not (tmp_path / "new").exists()  # the folders this run created are gone again
+
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    (kept / "notes.txt").write_text("mine")
+    with pytest.raises(GeoganError):
+        train(dict(TINY_TRAINING, data=str(chips), out=str(kept)))
+    assert sorted(p.name for p in kept.iterdir()) == ["notes.txt"]  # no config.yaml, losses.csv, previews/
+
+
+def test_a_run_stopped_before_its_first_step_writes_nothing(tmp_path):
+    from geogan.errors import Cancelled
+    from geogan.trainer import train
+
+    chips = make_chips(tmp_path / "chips", n_train=2)
+    with pytest.raises(Cancelled, match="before its first step"):
+        train(dict(TINY_TRAINING, data=str(chips), out=str(tmp_path / "run")), progress=_StopAtOnce())
+    assert not (tmp_path / "run").exists()

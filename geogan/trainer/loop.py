@@ -183,6 +183,11 @@ class TrainingRun:
         self.cfg, self.progress, self.resume, self.on_event = cfg, progress, resume, on_event
         self.lock: Any = None
         self.checkpoint: Optional[dict] = None
+        #: Folders this run created for OUT (it and missing parents, deepest first) and whether the
+        #: run's files were opened: a run that fails or is stopped before its first step removes
+        #: what it created, so nothing half-written is left (a previous run's files are never touched).
+        self.created_dirs: list[Path] = []
+        self.outputs_open = False
 
     def emit(self, name: str, info: dict) -> None:
         if self.on_event is not None:
@@ -197,7 +202,6 @@ class TrainingRun:
             self.checkpoint = self.agreed(self.claim_outputs)
             self.checkpoint = self.dist.share(self.checkpoint)
             self.build()
-            self.agreed(self.open_outputs)
             with cudnn_settings(self.runtime):
                 self.loop()
             return self.finish()
@@ -211,7 +215,17 @@ class TrainingRun:
         finally:
             if self.lock is not None:
                 self.lock.release()
+            if not self.outputs_open:
+                self.remove_created_dirs()
             self.dist.stop()
+
+    def remove_created_dirs(self) -> None:
+        """Remove the folders this run created for OUT, if they are still empty (start-up failed)."""
+        for folder in self.created_dirs:
+            try:
+                folder.rmdir()
+            except OSError:  # not empty (another process wrote there meanwhile) or already gone: keep
+                return
 
     def agreed(self, stage: Callable[[], Any]) -> Any:
         """Run a setup stage on every rank; if any rank hits bad input, every rank stops with a line."""
@@ -251,6 +265,8 @@ class TrainingRun:
         if self.out.exists() and not self.out.is_dir():
             raise OutputError(f"{describe(self.out)}: exists and is not a directory")
         check_output_folder(self.out, Path(cfg.data))
+        if self.dist.main:
+            self.created_dirs = [p for p in (self.out, *self.out.absolute().parents) if not p.exists()]
         self.ckpt_path = self.out / CHECKPOINT_NAME
         self.model_path = self.out / MODEL_NAME
         self.arch = architecture(cfg, multiple)
@@ -354,18 +370,21 @@ class TrainingRun:
         self.model.reseed_local(seed)
 
     def open_outputs(self) -> None:
-        """Rank 0: the folders, the resolved config and the loss log (trimmed to the checkpoint on resume)."""
+        """Rank 0, once the first step succeeded: the folders, the resolved config and the loss log
+        (trimmed to the checkpoint on resume). Not before: a run that cannot read its first batch
+        or is stopped during start-up leaves no config, header-only log or empty previews folder."""
         import yaml
 
         from ..raster import atomic_write_bytes
 
-        self.losses = LossLog(self.out / LOSSES_NAME, list(self.model.loss_names))
         if not self.dist.main:
+            self.outputs_open = True
             return
         (self.out / "previews").mkdir(parents=True, exist_ok=True)
         resolved = yaml.safe_dump(to_dict(self.cfg), sort_keys=False).encode("utf-8")
         atomic_write_bytes(self.out / "config.yaml", resolved, what="config")
         self.losses.start(self.iteration if self.checkpoint is not None else None)
+        self.outputs_open = True
 
     # -- the loop ------------------------------------------------------------------------------
     def loop(self) -> None:
@@ -376,6 +395,7 @@ class TrainingRun:
         total_epochs = cfg.epochs + cfg.epochs_decay
         self.last_losses: dict[str, float] = dict(self.checkpoint["losses"]) if self.checkpoint else {}
         self.started = time.perf_counter() - self.seconds
+        self.losses = LossLog(self.out / LOSSES_NAME, list(self.model.loss_names))
         plan = BatchPlan(len(dataset), cfg.batch_size, cfg.seed, dist.world, dist.rank)
         sampler = PlanSampler(plan, self.epoch, self.samples_in_epoch, total_epochs)
         loader = run_loader(dataset, sampler, self.runtime.num_workers, self.device.type == "cuda",
@@ -385,6 +405,8 @@ class TrainingRun:
             for epoch, number, n_batches, indices in plan.steps(self.epoch, self.samples_in_epoch, total_epochs):
                 self.stop_if_cancelled()  # before fetching: a stop never waits for data
                 self.train_step(self.fetch(batches), plan.samples_per_step(indices))
+                if not self.outputs_open:
+                    self.agreed(self.open_outputs)
                 self.after_step(number, n_batches, total_epochs)
         finally:
             del batches  # ends the loader's workers
@@ -441,6 +463,8 @@ class TrainingRun:
             self.save_and_stop()
 
     def save_and_stop(self) -> None:
+        if not self.outputs_open:  # before the first step: nothing to keep, nothing written
+            raise Cancelled("training cancelled before its first step; nothing was written")
         self.save(epoch_end=False)
         raise Cancelled("training cancelled; continue it with --resume (resume=True)")
 
