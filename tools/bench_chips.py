@@ -1,36 +1,42 @@
 #!/usr/bin/env python
-"""Benchmark chip export against a plain windowed rasterio read of the same raster.
+"""Benchmark ``geogan chips`` against a plain rasterio loop writing the same chips.
 
-Three cases of the same size in bytes per pixel (8), each a synthetic GeoTIFF written block
-by block (never whole in memory):
+The default run measures issue 21's target, side by side in one run: two synthetic
+SIZE x SIZE 4-band uint16 GeoTIFFs (domains A and B; smooth-plus-noise, the first 64 rows nodata),
+cut into 256 px chips
 
-* ``uint16``      4-band uint16 multispectral-like scene;
-* ``sar-db``      2-band float32 SAR backscatter in dB (as GEE, SNAP and BigEarthNet ship it);
-* ``sar-linear``  2-band float32 SAR in linear power (statistics kept twice: linear and dB).
+* by ``geogan chips --a A --b B --out OUT`` (the command, in its own process: reading every
+  window, validity, statistics, the split, chips written in parallel, flushed to disk once,
+  the manifest, the swap), and
+* by a plain rasterio loop in its own process: for each chip geogan kept (same windows, same
+  domain and split folders) read the window of every band and write it as a GeoTIFF with the
+  same creation options (tiled 256, the chips' compression and level, predictor, nodata, CRS,
+  the window's transform); no validity, no statistics, no flush to disk.
 
-For each, a fresh child process measures
+Both are timed as commands (interpreter start and imports included), ``--repeat`` rounds
+alternating which goes first, after one untimed warm-up export (it also lists the chips the
+loop writes). It prints each round, MB/s of source pixels (both domains), and last a line
+ending ``ratio R``: the median over the rounds of loop time / geogan time (the speed of
+``geogan chips`` as a fraction of the loop's; issue 21 asks for >= 0.7).
 
-* a plain windowed read of every tile window with rasterio (the I/O floor), MB/s;
-* ``geogan.export_chips`` of the same raster (A) with a small B raster, MB/s of A's source
-  pixels, so "export/read" says what validity, statistics and verified chip writing cost on top
-  of I/O;
-* peak RSS (``ru_maxrss``) of that child: it should not grow with the raster size.
+    python tools/bench_chips.py                    # 6000^2, 3 rounds (~2 min on 2 cores)
+    python tools/bench_chips.py --size 3000 --repeat 5
 
-and the last columns compare each case's export time, wall-clock and CPU seconds of the process,
-with the uint16 export of the same size (the issue's target: SAR export within 1.5x of uint16;
-on a shared machine the CPU ratio is the steadier one). Each case runs ``--repeat`` times,
-interleaved with the others, and the run with the least CPU time is shown. Run with ``PYTHONPATH`` pointing at
-another checkout to measure older code side by side (options it lacks, such as ``units_a``,
-are left out there).
+``--kinds`` instead compares export kinds, in-process: a plain windowed read and
+``geogan.export_chips`` of three sources of the same size in bytes per pixel (4-band uint16,
+2-band float32 SAR in dB and in linear power) with a small B raster: MB/s, peak RSS (it should
+not grow with the raster size), and each export's wall and CPU time over the uint16 export's
+(each case ``--repeat`` times interleaved, the least CPU time kept).
 
 ``--sparse SIZE`` instead runs ``geogan chips`` (the CLI) on a SIZE x SIZE uint8 GeoTIFF that
 is sparse on disk (``SPARSE_OK``: only a few blocks hold data) and reports the command's peak
 RSS with the CLI's own GDAL cache cap, with GDAL_CACHEMAX=64 and with GDAL's default cache (5 %
 of RAM, what the CLI would use without its cap).
 
-    python tools/bench_chips.py                      # 3000 and 8000 px, all cases (~3 min on 2 cores)
-    python tools/bench_chips.py --sizes 2000 --cases uint16,sar-db --compress auto,none
+    python tools/bench_chips.py --kinds --sizes 3000,8000
     python tools/bench_chips.py --sparse 50000        # peak RSS of 'geogan chips' on 50,000^2 px
+
+Run with ``PYTHONPATH`` pointing at another checkout to measure older code.
 """
 from __future__ import annotations
 
@@ -45,6 +51,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 
@@ -56,7 +63,7 @@ CASES = {
 }
 
 
-def make_raster(path: Path, size: int, case: str, compress: str) -> None:
+def make_raster(path: Path, size: int, case: str, compress: str, seed: int = 0) -> None:
     """A smooth-plus-noise scene, written 256 rows at a time; the first 64 rows are nodata."""
     import rasterio
     from rasterio.transform import from_origin
@@ -68,7 +75,7 @@ def make_raster(path: Path, size: int, case: str, compress: str) -> None:
                    tiled=True, blockxsize=256, blockysize=256, BIGTIFF="IF_SAFER")
     if compress != "none":
         profile.update(compress=compress, predictor=3 if sar else 2)
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(seed)
     cols = np.arange(size, dtype=np.float32)
     with rasterio.open(path, "w", **profile) as dst:
         for r0 in range(0, size, 256):
@@ -195,6 +202,95 @@ def _print_row(size: int, case: str, r: dict, base: dict, compress: str) -> None
           f"{r['chip_mb']:>8.0f} {r['export_cpu_s']:>6.1f} {slower:>9} {slower_cpu:>6}  {compress}", flush=True)
 
 
+# ------------------------------------------------------------------------------- geogan chips vs a plain loop
+
+def run_compare(args, work: Path) -> None:
+    """Issue 21's comparison: ``geogan chips`` and a plain rasterio loop, side by side."""
+    sources = []
+    for d, seed in (("a", 0), ("b", 1)):
+        src = work / f"{d}_{args.size}_uint16.tif"
+        if not src.exists():
+            _in_child("--_make", str(src), str(args.size), "uint16", args.source_compress, str(seed))
+        sources.append(src)
+    mb = 2 * args.size * args.size * 4 * 2 / 1e6
+    out = work / "chips"
+    chips_list = work / "chips.txt"
+    shutil.rmtree(out, ignore_errors=True)
+    warm = _geogan_chips(sources, out, args.tile)  # warm-up: page cache, and the chips the loop writes
+    names = sorted(str(p.relative_to(out)) for p in out.glob("*/*.tif"))
+    chips_list.write_text("\n".join(names) + "\n")
+    with _rasterio().open(out / names[0]) as chip:
+        options = {k: chip.profile.get(k) for k in ("compress", "predictor", "blockxsize", "interleave")}
+    print(f"sources: 2 x {args.size}^2 4-band uint16 ({mb:.0f} MB of pixels), {len(names)} chips of {args.tile} px "
+          f"kept by geogan (warm-up {warm:.1f} s); chips: {options}; {os.cpu_count()} cores", flush=True)
+    rounds = []
+    for r in range(args.repeat):
+        times, written = {}, {}
+        for who in (("loop", "geogan") if r % 2 == 0 else ("geogan", "loop")):
+            shutil.rmtree(out, ignore_errors=True)
+            times[who] = (_geogan_chips(sources, out, args.tile) if who == "geogan"
+                          else _plain_loop_child(sources, out, chips_list, args.tile))
+            written[who] = sum(p.stat().st_size for p in out.glob("*/*.tif")) / 1e6
+        shutil.rmtree(out, ignore_errors=True)
+        rounds.append(times["loop"] / times["geogan"])
+        print(f"round {r + 1}: geogan chips {times['geogan']:.2f} s ({mb / times['geogan']:.0f} MB/s, "
+              f"{written['geogan']:.0f} MB of chips), plain loop {times['loop']:.2f} s ({mb / times['loop']:.0f} MB/s, "
+              f"{written['loop']:.0f} MB): {rounds[-1]:.2f}", flush=True)
+    print(f"geogan chips / plain rasterio loop, same {len(names)} chips of both domains, median of {len(rounds)} "
+          f"rounds: ratio {float(np.median(rounds)):.2f}", flush=True)
+
+
+def _rasterio():
+    import rasterio
+
+    return rasterio
+
+
+def _geogan_chips(sources: list[Path], out: Path, tile: int) -> float:
+    """Wall seconds of the ``geogan chips`` command (defaults: --min-valid 0.95, --val-fraction 0.1)."""
+    t0 = time.perf_counter()
+    res = subprocess.run([sys.executable, "-m", "geogan", "chips", "--a", str(sources[0]), "--b", str(sources[1]),
+                          "--out", str(out), "--tile-size", str(tile)], capture_output=True, text=True,
+                         cwd=str(out.parent))  # cwd: "-m geogan" imports what PYTHONPATH names
+    seconds = time.perf_counter() - t0
+    if res.returncode:
+        sys.exit(f"geogan chips failed: {res.stderr.strip()[-500:]}")
+    return seconds
+
+
+def _plain_loop_child(sources: list[Path], out: Path, chips_list: Path, tile: int) -> float:
+    from geogan.chips.writer import chip_compression  # here: the loop itself imports rasterio only
+
+    compress, level = chip_compression(None)
+    t0 = time.perf_counter()
+    _in_child("--_plain", str(sources[0]), str(sources[1]), str(out), str(chips_list), str(tile), compress,
+              str(level))
+    return time.perf_counter() - t0
+
+
+def plain_loop(src_a: Path, src_b: Path, out: Path, chips_list: Path, tile: int, compress: str,
+               level: Optional[int]) -> None:
+    """For each chip (``train_a/NAME_rROW_cCOL.tif``): read its window, write it as a GeoTIFF."""
+    import rasterio
+    from rasterio.windows import Window, transform
+
+    names = chips_list.read_text().split()
+    for d, src in (("a", src_a), ("b", src_b)):
+        with rasterio.open(src) as ds:
+            profile = dict(driver="GTiff", width=tile, height=tile, count=ds.count, dtype=ds.dtypes[0], crs=ds.crs,
+                           nodata=ds.nodata, tiled=True, blockxsize=min(tile, 256), blockysize=min(tile, 256),
+                           compress=compress, predictor=2)
+            if level is not None:
+                profile["zstd_level"] = level
+            for name in (n for n in names if n.split("/")[0].endswith(f"_{d}")):
+                row, col = (int(x[1:]) for x in name[:-4].rsplit("_", 2)[1:])
+                window = Window(col, row, tile, tile)
+                data = ds.read(window=window)
+                (out / name).parent.mkdir(parents=True, exist_ok=True)
+                with rasterio.open(out / name, "w", transform=transform(window, ds.transform), **profile) as dst:
+                    dst.write(data)
+
+
 def make_sparse(path: Path, size: int) -> None:
     """A SIZE x SIZE uint8 GeoTIFF, nodata 0, sparse on disk: 16 scattered 512 px patches hold data."""
     import rasterio
@@ -250,30 +346,40 @@ def cli_rss(src: str, small_b: str, out: str, tile: str) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--sizes", default="3000,8000", help="comma-separated square raster sizes in pixels")
-    ap.add_argument("--cases", default="uint16,sar-db,sar-linear", help=f"comma-separated, of {', '.join(CASES)}")
+    ap.add_argument("--size", type=int, default=6000, help="side of the two square sources in pixels")
+    ap.add_argument("--kinds", action="store_true", help="instead: export kinds against a plain read (--sizes)")
+    ap.add_argument("--sizes", default="3000,8000", help="--kinds: comma-separated square raster sizes in pixels")
+    ap.add_argument("--cases", default="uint16,sar-db,sar-linear",
+                    help=f"--kinds: comma-separated, of {', '.join(CASES)}")
     ap.add_argument("--tile", type=int, default=256)
-    ap.add_argument("--repeat", type=int, default=2, help="runs per case, interleaved; the least CPU time is kept")
+    ap.add_argument("--repeat", type=int, default=None,
+                    help="rounds (default 3; --kinds: runs per case, interleaved, the least CPU time kept, default 2)")
     ap.add_argument("--source-compress", default="none", help="compression of the generated source rasters")
     ap.add_argument("--compress", default="auto",
-                    help="chip compression(s) to compare, e.g. auto,none,deflate,zstd (auto: the library's choice)")
+                    help="--kinds: chip compression(s) to compare, e.g. auto,none,deflate,zstd (auto: the library's choice)")
     ap.add_argument("--gdal-cachemax", default="64",
                     help="GDAL_CACHEMAX (MB) for the measuring process, so peak RSS shows geogan's own memory "
                          "rather than GDAL's block cache (default 5%% of RAM); 'default' leaves GDAL's")
     ap.add_argument("--sparse", type=int, default=0, help="instead: peak RSS of 'geogan chips' on a sparse SIZE^2 raster")
     ap.add_argument("--workdir", default=None, help="keep generated rasters here (default: a temp dir, removed)")
     ap.add_argument("--_child", nargs=6, help=argparse.SUPPRESS)
-    ap.add_argument("--_make", nargs=4, help=argparse.SUPPRESS)
+    ap.add_argument("--_make", nargs="+", help=argparse.SUPPRESS)
+    ap.add_argument("--_plain", nargs=7, help=argparse.SUPPRESS)
     ap.add_argument("--_make-sparse", dest="_make_sparse", nargs=2, help=argparse.SUPPRESS)
     ap.add_argument("--_cli-rss", dest="_cli_rss", nargs=4, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
 
     if args._make:
-        path, size, case, compress = args._make
+        path, size, case, compress, *seed = args._make
         if case == "uint8-rgb":
             _make_rgb(Path(path), int(size))
         else:
-            make_raster(Path(path), int(size), case, compress)
+            make_raster(Path(path), int(size), case, compress, int(seed[0]) if seed else 0)
+        return 0
+    if args._plain:
+        src_a, src_b, out, chips_list, tile, compress, level = args._plain
+        plain_loop(Path(src_a), Path(src_b), Path(out), Path(chips_list), int(tile), compress,
+                   None if level == "None" else int(level))
         return 0
     if args._make_sparse:
         make_sparse(Path(args._make_sparse[0]), int(args._make_sparse[1]))
@@ -291,8 +397,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.sparse:
             run_sparse(args, work)
-        else:
+        elif args.kinds:
+            args.repeat = args.repeat or 2
             run_cases(args, work)
+        else:
+            args.repeat = args.repeat or 3
+            run_compare(args, work)
     finally:
         if args.workdir is None:
             shutil.rmtree(work, ignore_errors=True)
