@@ -390,6 +390,35 @@ def valid_mask(ds, data: np.ndarray, masks: np.ndarray, kind: str, units: Option
     return valid
 
 
+def _masks_from_values(ds, bands: Sequence[int], data: np.ndarray) -> Optional[np.ndarray]:
+    """GDAL's masks computed from the pixels just read, where that is exactly what GDAL does: bands
+    without a mask (all valid) and nodata masks with a nodata value compared exactly (an integer in
+    the dtype's range, 0 or NaN for floats; GDAL compares other float values with a tolerance).
+    None otherwise (read the masks). Saves GDAL a second pass over the blocks."""
+    from rasterio.enums import MaskFlags
+
+    mask = np.empty(data.shape, np.uint8)
+    for i, b in enumerate(bands):
+        flags = ds.mask_flag_enums[b - 1]
+        if flags == [MaskFlags.all_valid]:
+            mask[i] = 255
+            continue
+        nodata = ds.nodatavals[b - 1]
+        if flags != [MaskFlags.nodata] or nodata is None:
+            return None
+        dt = np.dtype(ds.dtypes[b - 1])
+        if dt.kind == "f" and np.isnan(nodata):
+            invalid = np.isnan(data[i])
+        elif (dt.kind == "f" and nodata == 0) or (dt.kind in "ui" and float(nodata).is_integer()
+                                                  and np.iinfo(dt).min <= nodata <= np.iinfo(dt).max):
+            invalid = data[i] == nodata
+        else:
+            return None
+        np.copyto(mask[i], np.uint8(255))
+        np.copyto(mask[i], np.uint8(0), where=invalid)
+    return mask
+
+
 def read_window(ds, bands: Sequence[int], window=None, *, boundless: bool = False,
                 out_dtype: Optional[str] = None, masks: bool = True):
     """Read ``bands`` in ``window`` and their GDAL masks: returns ``(data, masks)``, both (band, row, col).
@@ -408,10 +437,11 @@ def read_window(ds, bands: Sequence[int], window=None, *, boundless: bool = Fals
         kwargs["fill_value"] = ds.nodata if ds.nodata is not None else 0
     try:
         data = ds.read(list(bands), window=window, boundless=boundless, out_dtype=out_dtype, **kwargs)
-        if masks:
-            mask = ds.read_masks(list(bands), window=window, boundless=boundless)
-        else:
+        mask = None if boundless or out_dtype is not None else _masks_from_values(ds, bands, data)
+        if not masks:
             mask = np.broadcast_to(np.uint8(255), data.shape)
+        elif mask is None:
+            mask = ds.read_masks(list(bands), window=window, boundless=boundless)
     except RasterioError as exc:
         raise RasterError(f"{describe(dataset_label(ds))}: reading {describe_window(window)} failed "
                           f"({first_line(exc, 'read error')}); the file may be truncated or damaged") from None

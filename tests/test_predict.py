@@ -475,15 +475,15 @@ def test_model_file_path_round_trip(tmp_path):
 def test_write_failure_is_an_output_error_and_leaves_nothing(tmp_path, monkeypatch):
     import geogan.predict.stages as writer
 
-    real, calls = writer.denormalize, []
+    real, calls = writer.Denormaliser.__call__, []
 
-    def disk_full(y, spec):
+    def disk_full(self, y, valid):
         calls.append(1)
         if len(calls) > 1:
             raise OSError(28, "No space left on device")
-        return real(y, spec)
+        return real(self, y, valid)
 
-    monkeypatch.setattr(writer, "denormalize", disk_full)
+    monkeypatch.setattr(writer.Denormaliser, "__call__", disk_full)
     src = write_raster(tmp_path / "in.tif", scene((120, 60)))
     with pytest.raises(errors.OutputError, match="out.tif'.*writing failed.*No space left"):
         translate_raster(identity_model(make_spec()), src, tmp_path / "out.tif", tile_size=32, overlap=8)

@@ -8,8 +8,9 @@ import torch
 from torch import nn
 
 from conftest import conv1x1, make_spec, scene
-from geogan.bands import denormalize
+from geogan.bands import denormalize, normalize
 from geogan.predict.grid import DevicePixels, RowBlender, TileGrid, blend_array, plan_panels, tile_span
+from geogan.predict.stages import Denormaliser, Normaliser
 from geogan.tiling import blend_window, pad_reflect, seam_positions, tile_origins
 
 
@@ -213,6 +214,12 @@ def test_device_pixels_equal_the_numpy_denormalisation(kind, dtype, nodata, unit
     pixels = DevicePixels(spec)
     got = pixels.to_numpy(pixels(torch.from_numpy(y)))
     want = denormalize(y, spec)
+    host = Denormaliser(spec)(y.copy(), np.ones(y.shape[1:], bool))  # the CPU writer's, in place
+    assert host.dtype == want.dtype
+    if kind == "sar" and units != "db":
+        np.testing.assert_allclose(host, got, rtol=2e-7)  # numpy's and torch's exp may differ by one ulp
+    else:
+        np.testing.assert_array_equal(host, got)
     assert got.dtype == want.dtype == np.dtype(dtype)
     if kind == "sar" and units != "db":
         np.testing.assert_allclose(got, want, rtol=2e-7)  # exp may differ by one ulp
@@ -220,3 +227,26 @@ def test_device_pixels_equal_the_numpy_denormalisation(kind, dtype, nodata, unit
         np.testing.assert_array_equal(got, want)
     if nodata is not None and np.isfinite(nodata):
         assert not (got == nodata).any()
+
+
+@pytest.mark.parametrize("kind,units", [("sar", "linear"), ("sar", "amplitude"), ("sar", "db"), ("optical", None),
+                                        ("dsm", None)])
+def test_the_readers_fused_normalisation_equals_normalize(kind, units):
+    rng = np.random.default_rng(5)
+    spec = make_spec(kind, 2, "float32", lo=-40.0 if kind == "dsm" else 1.0, hi=900.0)
+    data = (rng.random((2, 33, 47)) * (-30 if units == "db" else 2.0)).astype(np.float32)
+    valid = rng.random((33, 47)) > 0.2
+    data[0, 0, :3] = [np.nan, np.inf, 0.0]
+    want = normalize(data, spec, valid, units=units)
+    got = Normaliser(spec, units)(data.copy(), valid)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=2e-6)
+    assert (got[:, ~valid] == 0).all()
+
+
+def test_the_writers_denormalisation_puts_nodata_where_the_input_was_invalid():
+    spec = make_spec("optical", 3, "uint8", nodata=0, lo=0, hi=255)
+    y = np.zeros((3, 4, 5), np.float32)
+    valid = np.ones((4, 5), bool)
+    valid[1, 2] = False
+    out = Denormaliser(spec)(y, valid)
+    assert out.dtype == np.uint8 and (out[:, 1, 2] == 0).all() and (np.delete(out.reshape(3, -1), 7, 1) == 128).all()

@@ -127,16 +127,24 @@ def read_sample(ds: Any, bands: list[int], label: str) -> tuple[np.ndarray, np.n
             raise RasterError(f"{describe(label)}: reading a decimated sample of the whole raster failed "
                               f"({raster.first_line(exc)}); the file may be truncated or damaged") from None
     side = SAMPLE_SIDE // 4
+    bh, bw = ds.block_shapes[0]
     parts, mparts = [], []
     for fy in (0.125, 0.375, 0.625, 0.875):
         for fx in (0.125, 0.375, 0.625, 0.875):
             w, h = min(side, ds.width), min(side, ds.height)
             x0 = min(max(0, int(fx * ds.width) - w // 2), ds.width - w)
             y0 = min(max(0, int(fy * ds.height) - h // 2), ds.height - h)
+            x0, y0 = _on_blocks(x0, bw, ds.width - w), _on_blocks(y0, bh, ds.height - h)
             d, m = raster.read_window(ds, bands, Window(x0, y0, w, h))
             parts.append(d)
             mparts.append(m)
     return np.concatenate(parts, axis=2), np.concatenate(mparts, axis=2)
+
+
+def _on_blocks(start: int, block: int, last: int) -> int:
+    """``start`` moved back onto the block grid (when that is no further than ``last``): a window on
+    block edges decodes a quarter of the blocks an unaligned one does."""
+    return min(start - start % block, last) if 0 < block <= SAMPLE_SIDE else start
 
 
 def input_units(spec: DomainSpec, data: np.ndarray, masks: np.ndarray, stated: Optional[str],

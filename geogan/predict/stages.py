@@ -29,7 +29,7 @@ from typing import Any, Callable, Iterable, Iterator, Optional, Sequence
 import numpy as np
 
 from .. import raster
-from ..bands import SAR_LINEAR_FLOOR, DomainSpec, check_units, denormalize
+from ..bands import SAR_LINEAR_FLOOR, DomainSpec, check_units
 from ..errors import GeoganError, RasterError, describe
 from ..notices import carry_collector
 from ..scenes import Scene
@@ -244,6 +244,51 @@ class Normaliser:
         bad |= ~valid
         np.copyto(y, np.float32(0.0), where=bad)
         return y
+
+
+class Denormaliser:
+    """:func:`geogan.bands.denormalize` for the writer, in place on blended rows it owns, with nodata
+    where the input was invalid: the same operations in the same order (so the same values as
+    :class:`~geogan.predict.grid.DevicePixels` on a GPU), without the copies."""
+
+    def __init__(self, spec: DomainSpec) -> None:
+        lo, hi = spec.ranges()
+        self.scale = ((hi - lo) / 2.0).astype(np.float32).reshape(-1, 1, 1)
+        self.offset = lo.astype(np.float32).reshape(-1, 1, 1)
+        self.exp_factor: Optional[np.float32] = None
+        if spec.kind == "sar" and spec.units != "db":
+            factor = 10.0 if spec.units in (None, "linear") else 20.0
+            self.exp_factor = np.float32(np.log(10.0) / factor)  # 10 ** (dB / f) = exp(dB · ln10 / f)
+        self.dtype = np.dtype(spec.dtype)
+        self.fill = None if spec.nodata is None else np.asarray(spec.nodata).astype(self.dtype)
+        self.range: Optional[tuple[float, float]] = None
+        if self.dtype.kind in "ui":
+            info, nodata = np.iinfo(self.dtype), spec.nodata
+            lo_v, hi_v = float(info.min), float(info.max)
+            if nodata is not None and float(nodata).is_integer():
+                lo_v, hi_v = lo_v + (nodata == lo_v), hi_v - (nodata == hi_v)
+            self.range = (lo_v, hi_v)
+        self.keep_off = (None if self.range is not None or spec.nodata is None or not np.isfinite(spec.nodata)
+                         else self.dtype.type(spec.nodata))
+
+    def __call__(self, y: np.ndarray, valid: np.ndarray) -> np.ndarray:
+        """Blended float32 rows (count, rows, cols; overwritten) → pixels of the target dtype."""
+        x = y if y.dtype == np.float32 and y.flags.writeable else y.astype(np.float32)
+        x += np.float32(1.0)
+        x *= self.scale
+        x += self.offset
+        if self.exp_factor is not None:
+            x *= self.exp_factor
+            np.exp(x, out=x)
+        if self.range is not None:
+            np.rint(x, out=x)
+            np.clip(x, *self.range, out=x)
+        out = x.astype(self.dtype, copy=False)
+        if self.keep_off is not None:
+            np.copyto(out, np.nextafter(self.keep_off, self.dtype.type(np.inf)), where=out == self.keep_off)
+        if self.fill is not None:  # (the predictor's outputs always have a nodata value)
+            np.copyto(out, self.fill, where=~valid)
+        return out
 
 
 @dataclass
@@ -464,11 +509,12 @@ class BlockWriter:
 
     def __init__(self, dataset: Any, panels: list[Panel], spec: DomainSpec, block_rows: int,
                  to_pixels: Optional[Callable[[Any], np.ndarray]] = None) -> None:
-        """``to_pixels`` turns a host tensor of final pixels into numpy; None: ``data`` are network-unit
-        floats, denormalised here with :func:`geogan.bands.denormalize`."""
+        """``to_pixels`` turns a host tensor of final pixels into numpy; None: ``data`` are blended
+        network-unit floats, denormalised here (:class:`Denormaliser`)."""
         self.ds, self.panels, self.spec = dataset, panels, spec
         self.block_rows = max(1, block_rows)
         self.to_pixels = to_pixels
+        self.denormalise = Denormaliser(spec)
         self.fill = np.asarray(spec.nodata).astype(spec.dtype)
         self._rows: list[np.ndarray] = []
         self._y0 = 0
@@ -510,13 +556,10 @@ class BlockWriter:
             return np.full((self.spec.count, item.rows, width), self.fill, dtype=self.spec.dtype)
         if item.ready is not None:
             item.ready.synchronize()  # the copy from the GPU has landed
-        if self.to_pixels is not None:
-            pixels = self.to_pixels(item.data)
-        else:
-            pixels = denormalize(np.asarray(item.data), self.spec)
-        invalid = ~item.valid
-        if invalid.any():
-            pixels[:, invalid] = self.fill
+        if self.to_pixels is None:
+            return self.denormalise(item.data, item.valid)
+        pixels = self.to_pixels(item.data)
+        np.copyto(pixels, self.fill, where=~item.valid)
         return pixels
 
     def _write(self, panel: int, upto: int) -> None:
