@@ -175,17 +175,23 @@ def tile_span(grid: TileGrid, panel: Panel, j: int) -> tuple[int, int, int, int]
     return lo - panel.x0, hi - panel.x0, lo - c, hi - c
 
 
-def pad_strip(data: np.ndarray, grid: TileGrid, panel: Panel, r: int) -> np.ndarray:
-    """The scene rows and columns read for tile row ``r`` of ``panel`` (bands, rows, cols), reflect-padded
-    onto the tile grid."""
-    _, _, top, bottom = grid.strip(r)
-    return pad_reflect(data, ((0, 0), (top, bottom), (panel.pad_left, panel.pad_right)))
+def tile_source(grid: TileGrid, r: int, j: int) -> tuple[int, int, int, int, tuple]:
+    """Scene rows ``[y0, y1)`` and columns ``[x0, x1)`` under tile (``r``, ``j``), and the reflect padding
+    ``((top, bottom), (left, right))`` that completes the tile where it overhangs the scene."""
+    a, c, T = grid.rows[r], grid.cols[j], grid.tile
+    y0, y1 = max(0, a), min(grid.height, a + T)
+    x0, x1 = max(0, c), min(grid.width, c + T)
+    return y0, y1, x0, x1, ((y0 - a, a + T - y1), (x0 - c, c + T - x1))
 
 
-def panel_tile(strip: np.ndarray, grid: TileGrid, panel: Panel, j: int) -> np.ndarray:
-    """Tile column ``j`` of a padded strip of ``panel`` (a view)."""
-    x = grid.cols[j] - grid.cols[panel.j0]
-    return strip[:, :, x:x + grid.tile]
+def cut_tile(region: np.ndarray, pads: tuple, out: Optional[np.ndarray] = None) -> np.ndarray:
+    """A tile from the scene pixels under it (bands, rows, cols), reflect-padded where it overhangs
+    the scene (:func:`geogan.tiling.pad_reflect`); written into ``out`` when given."""
+    tile = pad_reflect(region, ((0, 0),) + tuple(pads))
+    if out is None:
+        return tile
+    out[...] = tile
+    return out
 
 
 class RowBlender:
@@ -271,8 +277,8 @@ def blend_array(x: np.ndarray, translate: Callable[[Any], Any], tile_size: int, 
     """Translate a whole normalised (bands, rows, cols) array tile by tile and blend the tiles.
 
     ``translate`` maps a batch of tiles (torch, n × bands × tile × tile) to a batch of outputs.
-    The predictor's arithmetic (tile grid, reflect padding, panels, normalised weights, the row
-    blender) in memory, one tile row at a time, without threads or files: for arrays that fit
+    The predictor's arithmetic (tile grid, each tile reflect-padded where it overhangs the scene,
+    panels, normalised weights, the row blender) in memory, one tile row at a time, without threads or files: for arrays that fit
     in memory, and to test the blending on its own. ``device``: None blends in numpy (as the
     predictor does on the CPU), a torch device blends there. Returns float32 (out bands, rows, cols).
     """
@@ -284,9 +290,11 @@ def blend_array(x: np.ndarray, translate: Callable[[Any], Any], tile_size: int, 
     for panel in plan_panels(grid, panel_width, block):
         blender = None
         for r in range(grid.n_rows):
-            y0, y1, _, _ = grid.strip(r)
-            strip = pad_strip(x[:, y0:y1, panel.read_x0:panel.read_x1], grid, panel, r)
-            tiles = np.stack([panel_tile(strip, grid, panel, j) for j in range(panel.j0, panel.j1)])
+            tiles = []
+            for j in range(panel.j0, panel.j1):
+                y0, y1, x0, x1, pads = tile_source(grid, r, j)
+                tiles.append(cut_tile(x[:, y0:y1, x0:x1], pads))
+            tiles = np.stack(tiles)
             y = translate(torch.from_numpy(np.ascontiguousarray(tiles, np.float32)).to(device or "cpu")).float()
             y = y.cpu().numpy() if device is None else y
             if out is None:

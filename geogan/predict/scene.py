@@ -378,8 +378,7 @@ class ScenePipeline:
                                 wrap_error=lambda e: self._writing_error(e))]
         job.progress.update(0, self.total, "tiles")
         try:
-            batches = Prefetch(tile_batches(reader.strips(job.panels, state), g, job.panels, pool, job.batch_size,
-                                            state), state, QUEUE_DEPTH, "geogan-read", wrap_error=reader.reading_error)
+            batches = Prefetch(tile_batches(reader.strips(job.panels, state), g, pool, job.batch_size, state), state, QUEUE_DEPTH, "geogan-read", wrap_error=reader.reading_error)
             stages.append(batches.thread)
             # strips in, cut into batches of tiles; tiles through the network (several batches at once on the CPU)
             for batch, (y, event) in ordered_map(self._network, batches, threads, one_torch_thread):
@@ -421,7 +420,7 @@ class ScenePipeline:
 
     def _finished_rows(self, strip: Strip) -> list[Any]:
         """The row blocks tile row ``strip.row`` finished (two after the last row), then the panel's end."""
-        g, p = self.job.grid, strip.panel
+        g, p = self.job.grid, strip.panel.index
         last = strip.row == g.n_rows - 1
         out: list[Any] = [self._rows(strip, k) for k in ((strip.row, g.n_rows) if last else (strip.row,))]
         if last:
@@ -434,12 +433,12 @@ class ScenePipeline:
         """Row block ``k`` of the strip's panel with the input's validity of its rows (None: empty block)."""
         import torch
 
-        y0, y1, data = self._blender(strip.panel).finish(k)
+        y0, y1, data = self._blender(strip.panel.index).finish(k)
         if y1 <= y0:
             return None
         valid = None if strip.valid is None else strip.valid[y0 - strip.y0:y1 - strip.y0]
         if data is None or valid is None or not valid.any():
-            return FinishedRows(strip.panel, y0, y1 - y0, None, None)  # no valid pixel: all nodata
+            return FinishedRows(strip.panel.index, y0, y1 - y0, None, None)  # no valid pixel: all nodata
         ready = None
         if self.pixels is not None:
             data = self.pixels(data)
@@ -448,7 +447,7 @@ class ScenePipeline:
                 data.copy_(pixels, non_blocking=True)
                 ready = torch.cuda.Event()
                 ready.record()
-        return FinishedRows(strip.panel, y0, y1 - y0, data, valid, ready)
+        return FinishedRows(strip.panel.index, y0, y1 - y0, data, valid, ready)
 
     def _report(self, batch: TileBatch) -> None:
         self.job.progress.update(self.translated + self.skipped, self.total, "tiles")

@@ -33,7 +33,7 @@ from ..bands import SAR_LINEAR_FLOOR, DomainSpec, check_units
 from ..errors import GeoganError, RasterError, describe
 from ..notices import carry_collector
 from ..scenes import Scene
-from .grid import Panel, TileGrid, pad_strip, panel_tile
+from .grid import Panel, TileGrid, cut_tile, tile_source
 
 #: Marks the end of a channel's items.
 END = object()
@@ -305,15 +305,28 @@ class Chunk:
 @dataclass
 class Strip:
     """The scene rows under tile row ``row`` of ``panel``: the validity of the panel's output columns
-    (None: no valid pixel), the padded, normalised tiles (None when no tile has a valid pixel) and, per
-    tile column of the panel, whether any pixel under the tile is valid (the others are skipped)."""
+    (None: no valid pixel), the row chunks holding its normalised pixels (None once its tiles are cut)
+    and, per tile column of the panel, whether any pixel under the tile is valid (the others are skipped)."""
 
-    panel: int
+    panel: Panel
     row: int
     y0: int
     valid: Optional[np.ndarray]      # (rows, panel width)
-    tiles: Optional[np.ndarray]      # (bands, tile, padded panel width) float32
+    chunks: Optional[list[Chunk]]
     has_valid: list[bool]
+
+    def cut(self, grid: TileGrid, j: int, out: np.ndarray) -> None:
+        """Write tile ``j`` into ``out`` (bands, tile, tile), straight from the chunks where it lies inside
+        the scene, reflect-padded at the scene's edges."""
+        y0, y1, x0, x1, pads = tile_source(grid, self.row, j)
+        xa, xb = x0 - self.panel.read_x0, x1 - self.panel.read_x0
+        if any(p for pair in pads for p in pair):
+            cut_tile(_rows(self.chunks, "data", y0, y1, out.shape[0])[..., xa:xb], pads, out)
+            return
+        for c in self.chunks:  # the tile's rows from each chunk holding some (one copy)
+            a, b = max(y0, c.y0), min(y1, c.y1)
+            if b > a:
+                out[:, a - y0:b - y0] = c.data[:, a - c.y0:b - c.y0, xa:xb] if c.data is not None else 0.0
 
 
 class StripReader:
@@ -378,10 +391,7 @@ class StripReader:
         for j in range(panel.j0, panel.j1):
             a, b = max(0, g.cols[j]), min(g.width, g.cols[j] + g.tile)
             has_valid.append(bool(valid[:, a - panel.read_x0:b - panel.read_x0].any()))
-        tiles = None
-        if any(has_valid):
-            tiles = pad_strip(_rows(chunks, "data", y0, y1, self.spec.count), g, panel, r)
-        return Strip(panel.index, r, y0, out_valid, tiles, has_valid)
+        return Strip(panel, r, y0, out_valid, list(chunks) if any(has_valid) else None, has_valid)
 
     def _dataset(self) -> Any:
         ds = getattr(self._local, "ds", None)
@@ -459,23 +469,23 @@ class BufferPool:
         self._free.put((buf, event))
 
 
-def tile_batches(strips: Iterable[Strip], grid: TileGrid, panels: Sequence[Panel], pool: BufferPool,
-                 batch_size: int, state: PipelineState) -> Iterator[TileBatch]:
+def tile_batches(strips: Iterable[Strip], grid: TileGrid, pool: BufferPool, batch_size: int,
+                 state: PipelineState) -> Iterator[TileBatch]:
     """Cut the strips' tiles (those with a valid pixel) into batches of ``batch_size``, in order."""
     buffer, where, finished = None, [], []
     for strip in strips:
-        panel = panels[strip.panel]
+        panel = strip.panel
         for i, j in enumerate(range(panel.j0, panel.j1)):
             if not strip.has_valid[i]:
                 continue
             if buffer is None:
                 buffer = pool.acquire(state)
-            buffer.numpy()[len(where)] = panel_tile(strip.tiles, grid, panel, j)
-            where.append((strip.panel, strip.row, j))
+            strip.cut(grid, j, buffer.numpy()[len(where)])
+            where.append((panel.index, strip.row, j))
             if len(where) == batch_size:
                 yield TileBatch(buffer, len(where), where, finished)
                 buffer, where, finished = None, [], []
-        strip.tiles = None  # cut: only its validity is needed from here on
+        strip.chunks = None  # cut: only its validity is needed from here on
         finished.append(strip)
         if not where or len(finished) >= MAX_WAITING_STRIPS:  # strips without tiles must not wait long
             yield TileBatch(buffer, len(where), where, finished)
