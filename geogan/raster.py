@@ -437,11 +437,12 @@ def read_window(ds, bands: Sequence[int], window=None, *, boundless: bool = Fals
         kwargs["fill_value"] = ds.nodata if ds.nodata is not None else 0
     try:
         data = ds.read(list(bands), window=window, boundless=boundless, out_dtype=out_dtype, **kwargs)
-        mask = None if boundless or out_dtype is not None else _masks_from_values(ds, bands, data)
         if not masks:
             mask = np.broadcast_to(np.uint8(255), data.shape)
-        elif mask is None:
-            mask = ds.read_masks(list(bands), window=window, boundless=boundless)
+        else:
+            mask = None if boundless or out_dtype is not None else _masks_from_values(ds, bands, data)
+            if mask is None:
+                mask = ds.read_masks(list(bands), window=window, boundless=boundless)
     except RasterioError as exc:
         raise RasterError(f"{describe(dataset_label(ds))}: reading {describe_window(window)} failed "
                           f"({first_line(exc, 'read error')}); the file may be truncated or damaged") from None

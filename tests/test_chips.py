@@ -256,11 +256,12 @@ def test_chips_written_in_parallel_equal_those_of_one_thread(make_raster, tmp_pa
     assert exports[4] == exports[1]
 
 
-@pytest.mark.parametrize("dtype,nodata", [("uint16", 0), ("int16", -9999), ("uint8", 255)])
+@pytest.mark.parametrize("dtype,nodata", [("uint16", 0), ("int16", -9999), ("uint8", 255), ("float32", 0.0)])
 def test_nodata_masks_from_the_data_equal_gdals(make_raster, tmp_path, monkeypatch, dtype, nodata):
-    """Where GDAL's mask is a nodata value on integer pixels it is computed from the data (no
-    second read of the window): the chips kept, skipped and their statistics are GDAL's."""
-    import geogan.chips.export as export
+    """Where GDAL's mask is a nodata value compared exactly it is computed from the pixels read
+    (no second pass of GDAL over the window): the chips kept, skipped and their statistics are
+    those of GDAL's own masks."""
+    import geogan.raster
 
     data = gradient(3, 96, 96, dtype, seed=5)
     data[:, :40, :20] = nodata            # most of chip (0, 0) nodata
@@ -268,32 +269,12 @@ def test_nodata_masks_from_the_data_equal_gdals(make_raster, tmp_path, monkeypat
     a = make_raster("a.tif", data, nodata=nodata)
     b = make_raster("b.tif", gradient(1, 64, 64, "uint8"))
     with rasterio.open(a) as ds:
-        from geogan.chips.sources import inspect_domain
-        from geogan.scenes import as_scene
-
-        assert export.integer_nodata(ds, inspect_domain([as_scene(a)], None, "a")[0]) == nodata
+        assert geogan.raster._masks_from_values(ds, [1, 2, 3], ds.read()) is not None
     fast = export_chips(a, b, tmp_path / "fast", tile_size=32, stride=16, val_fraction=0, min_valid=0.9)
-    monkeypatch.setattr(export, "integer_nodata", lambda ds, src: None)  # GDAL's read_masks
+    monkeypatch.setattr(geogan.raster, "_masks_from_values", lambda ds, bands, data: None)  # GDAL's read_masks
     slow = export_chips(a, b, tmp_path / "slow", tile_size=32, stride=16, val_fraction=0, min_valid=0.9)
     assert fast.skipped == slow.skipped and fast.skipped["a"]["invalid"] >= 3
     assert _export_files(tmp_path / "fast") == _export_files(tmp_path / "slow")
-
-
-def test_integer_nodata_only_where_gdals_mask_is_that_value(make_raster, tmp_path):
-    import geogan.chips.export as export
-    from geogan.chips.sources import inspect_domain
-    from geogan.scenes import as_scene
-
-    cases = {
-        "float.tif": (gradient(1, 32, 32, "float32"), dict(nodata=0)),              # floats: GDAL's rule
-        "masked.tif": (gradient(1, 32, 32, "uint16"), dict(mask=np.eye(32) == 0)),  # an internal mask
-        "none.tif": (gradient(1, 32, 32, "uint16"), {}),                            # no nodata at all
-        "fraction.tif": (gradient(1, 32, 32, "uint8"), dict(nodata=0.5)),           # not a uint8 value
-    }
-    for name, (data, kwargs) in cases.items():
-        path = make_raster(name, data, **kwargs)
-        with rasterio.open(path) as ds:
-            assert export.integer_nodata(ds, inspect_domain([as_scene(path)], None, "a")[0]) is None, name
 
 
 # --------------------------------------------------------------------------- paired mode
