@@ -86,6 +86,39 @@ def test_the_pipeline_equals_the_pure_blending_across_panels_and_read_workers(tm
     np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_the_linear_driver_equals_blend_array_on_random_scenes_tiles_and_overlaps(tmp_path, seed):
+    """Random shapes (narrower and shorter than a tile too), tile sizes, overlaps, blends, panel widths
+    and batch sizes, with nodata holes and a nodata border: a 3x3 network (it sees across seams) gives,
+    through files and threads, the numbers of blend_array on the same normalised array; nodata where
+    the input was invalid."""
+    rng = np.random.default_rng(seed)
+    tile = int(rng.choice([16, 24, 32, 48]))
+    overlap = int(rng.integers(0, tile // 2))
+    shape = (int(rng.integers(1, 160)), int(rng.integers(1, 200)))
+    blend = str(rng.choice(["hann", "linear", "none"]))
+    panel_width, batch = int(rng.choice([16, 48, 4096])), int(rng.integers(1, 9))
+    torch.manual_seed(seed)
+    a, b = make_spec("sar", 2), make_spec("generic", 3, "float32", lo=-5.0, hi=5.0)
+    net = nn.Sequential(nn.Conv2d(2, 4, 3, padding=1), nn.Tanh(), nn.Conv2d(4, 3, 1))
+    model = TranslationModel({"a": a, "b": b}, {"a2b": net}, {"generator": "x", "size_multiple": 4})
+    data = (10 ** (scene(shape, lo=-20, hi=0, seed=seed) / 10)).astype(np.float32)
+    h, w = shape
+    data[:, rng.integers(0, h):rng.integers(0, h) + 9, rng.integers(0, w):rng.integers(0, w) + 13] = 0.0
+    data[:, :, :int(rng.integers(0, max(1, w // 3)))] = 0.0  # a nodata border: tiles without a valid pixel
+    valid = (data > 0).all(axis=0)
+    if not valid.any():
+        data[:, 0, -1], valid[0, -1] = 0.5, True
+    src = write_raster(tmp_path / "in.tif", data, nodata=0.0)
+    out, _, _ = read(translate_raster(model, src, tmp_path / "o.tif", tile_size=tile, overlap=overlap,
+                                      batch_size=batch, blend=blend, panel_width=panel_width, device="cpu"))
+    with torch.no_grad():
+        expected = denormalize(blend_array(normalize(data, a, valid), net, tile, overlap, blend,
+                                           panel_width=panel_width), b)
+    np.testing.assert_allclose(out[:, valid], expected[:, valid], rtol=1e-5, atol=1e-5)
+    assert np.isnan(out[:, ~valid]).all()
+
+
 @pytest.mark.parametrize("kind,dtype", [("optical", "uint8"), ("generic", "float32"), ("sar", "float32")])
 def test_the_gpu_paths_logic_on_the_cpu_gives_the_same_output(tmp_path, monkeypatch, kind, dtype):
     """Final pixels made next to the network (DevicePixels) and short batches run at full size, as on

@@ -224,3 +224,32 @@ def test_a_complex_target_or_input_is_one_line(tmp_path):
     with pytest.raises(errors.RasterError, match="complex pixels"):
         translate_raster(ok, cplx, tmp_path / "o.tif", **TILE)
     assert not (tmp_path / "o.tif").exists()
+
+
+@pytest.mark.parametrize("dtype,nodata", [("float32", 0.0), ("float32", float("nan")), ("float32", -9999.0),
+                                          ("float64", 0.0), ("uint8", 0), ("uint8", 255), ("int16", -32768),
+                                          ("int16", 5), ("uint16", None)])
+def test_masks_computed_from_the_pixels_equal_gdals(tmp_path, dtype, nodata):
+    """raster.read_window computes GDAL's nodata masks from the pixels it read where the rule is exact
+    (and reads them from GDAL otherwise, e.g. a float nodata GDAL compares with a tolerance)."""
+    import rasterio
+    from rasterio.windows import Window
+
+    from geogan import raster
+
+    rng = np.random.default_rng(0)
+    data = (rng.random((2, 64, 80)) * 10).astype(dtype)
+    if nodata is not None:
+        data[0, 3:9, 4:30] = nodata
+        data[1, 20:22, :] = nodata
+    if dtype == "float32":
+        data[0, 0, 0] = -0.0
+        data[1, 1, 1] = np.float32(-9999.0005)  # within GDAL's tolerance of -9999
+    path = tmp_path / f"{dtype}.tif"
+    with rasterio.open(path, "w", driver="GTiff", width=80, height=64, count=2, dtype=dtype, nodata=nodata,
+                       crs="EPSG:32633", transform=rasterio.transform.from_origin(0, 0, 10, 10)) as ds:
+        ds.write(data)
+    with rasterio.open(path) as ds:
+        window = Window(3, 5, 60, 40)
+        _, masks = raster.read_window(ds, [1, 2], window)
+        np.testing.assert_array_equal(masks, ds.read_masks([1, 2], window=window))
