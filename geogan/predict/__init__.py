@@ -16,8 +16,13 @@ extended by ``overlap // 2`` pixels of reflect padding beyond every scene edge (
 so an edge pixel sits as deep inside its tile as a pixel on an interior seam. Overlaps are
 blended in the network's normalised space by a normalised weighted average Σw·y / Σw with a
 window that is flat in the tile's middle and tapers across the overlap (``hann``: sin²,
-``linear``: a ramp), floored so the division is always safe; ``none`` centre-crops. Memory is
-bounded by one column panel's strips and row blocks plus the batch, never by the scene.
+``linear``: a ramp), floored so Σw > 0; ``none`` centre-crops. Each tile's w / Σw is computed
+once per grid, so blending is one multiply-add per pixel. Memory is bounded by one column
+panel's row chunks and row blocks plus the batches in flight, never by the scene.
+
+On the CPU every stage uses the cores: row chunks are decoded by one thread and GDAL handle per
+core, batches go through the network on one thread per torch thread (one core each), and GDAL
+compresses the output with its own threads (``NUM_THREADS=ALL_CPUS``).
 """
 from __future__ import annotations
 

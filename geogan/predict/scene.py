@@ -338,8 +338,9 @@ class Translator:
 class ScenePipeline:
     """The linear driver: runs a :class:`SceneJob` into an open output dataset; returns (tiles, translated).
 
-    On the CPU the network uses torch's threads, the blending is numpy in the driver's thread and the
-    writer denormalises. On CUDA every step of the driver is queued on the GPU without waiting: the
+    On the CPU batches go through the network on one thread per torch thread (one core each; the
+    tiles' blending weights are applied there), the driver adds them up (numpy) and the writer
+    denormalises. On CUDA every step of the driver is queued on the GPU without waiting: the
     batch is copied from page-locked memory, translated, blended, turned into final pixels
     (:class:`~geogan.predict.grid.DevicePixels`) and copied back asynchronously; the writer waits
     for that copy's event. ``device_pixels`` and ``full_batches`` (short batches run at full size,
@@ -362,8 +363,6 @@ class ScenePipeline:
 
     def run(self) -> tuple[int, int]:
         """Strips in, tiles through the network, blended, rows out."""
-        import torch
-
         job, g, state = self.job, self.job.grid, PipelineState()
         threads = network_threads(self.cuda)
         pool = BufferPool((job.batch_size, job.source.count, g.tile, g.tile), QUEUE_DEPTH + threads + 2,
@@ -378,9 +377,11 @@ class ScenePipeline:
                                 wrap_error=lambda e: self._writing_error(e))]
         job.progress.update(0, self.total, "tiles")
         try:
-            batches = Prefetch(tile_batches(reader.strips(job.panels, state), g, pool, job.batch_size, state), state, QUEUE_DEPTH, "geogan-read", wrap_error=reader.reading_error)
+            strips = reader.strips(job.panels, state)                                # strips in,
+            batches = Prefetch(tile_batches(strips, g, pool, job.batch_size, state),  # cut into batches
+                               state, QUEUE_DEPTH, "geogan-read", wrap_error=reader.reading_error)
             stages.append(batches.thread)
-            # strips in, cut into batches of tiles; tiles through the network (several batches at once on the CPU)
+            # tiles through the network (on the CPU several batches at once, one core each)
             for batch, (y, event) in ordered_map(self._network, batches, threads, one_torch_thread):
                 for i, (p, r, j) in enumerate(batch.where):
                     self._blender(p).add(y[i], r, j, weighted=self.blend_device is None)  # blended

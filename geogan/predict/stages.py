@@ -2,11 +2,11 @@
 
 ::
 
-    StripReader (N threads)             driver (caller's thread)            BlockWriter (a thread)
-    row chunks read by one dataset ──▶ tiles → network → RowBlender  ──▶  pixels, nodata where the
-    handle per thread, masked and       → finished row blocks               input was invalid, whole
-    normalised; cut into strips and                                         rows of blocks written
-    batches of tiles (a thread)                                             (GDAL compresses in threads)
+    StripReader (a thread per core)     driver (caller's thread)            BlockWriter (a thread)
+    row chunks read by one dataset ──▶ batches → network (CPU: one  ──▶  denormalised, nodata where
+    handle per thread, masked and       thread per core, weights applied)   the input was invalid,
+    normalised; strips cut into         → RowBlender → finished row         whole rows of blocks
+    batches of tiles (Prefetch thread)  blocks                              (GDAL compresses in threads)
 
 The reader decodes every scene row once (row chunks on the input's block rows, several at a time,
 each thread with its own GDAL handle: handles are not thread-safe) and normalises it once; the
