@@ -279,8 +279,9 @@ def blend_array(x: np.ndarray, translate: Callable[[Any], Any], tile_size: int, 
     ``translate`` maps a batch of tiles (torch, n × bands × tile × tile) to a batch of outputs.
     The predictor's arithmetic (tile grid, each tile reflect-padded where it overhangs the scene,
     panels, normalised weights, the row blender) in memory, one tile row at a time, without threads
-    or files: for arrays that fit in memory, and to test the blending on its own. ``device``: None blends in numpy (as the
-    predictor does on the CPU), a torch device blends there. Returns float32 (out bands, rows, cols).
+    or files: for arrays that fit in memory, and to test the blending on its own. ``device``: None
+    blends in numpy (as the predictor does on the CPU), a torch device blends there. Returns float32
+    (out bands, rows, cols).
     """
     import torch
 

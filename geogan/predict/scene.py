@@ -19,6 +19,7 @@ import os
 import time
 import warnings
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence, Union
 
@@ -33,7 +34,7 @@ from ..tiling import BLENDS
 from . import inputs, tta
 from .grid import DEFAULT_PANEL_WIDTH, DevicePixels, Panel, RowBlender, TileGrid, plan_panels, weigh
 from .stages import (END, BlockWriter, BufferPool, Channel, FinishedRows, PanelDone, PipelineState, Prefetch, Strip,
-                     StripReader, TileBatch, io_errors, network_threads, one_torch_thread, ordered_map, read_workers,
+                     StripReader, TileBatch, io_errors, network_threads, ordered_map, read_workers, torch_threads,
                      run_in_thread, tile_batches)
 
 log = logging.getLogger(__name__)
@@ -364,8 +365,8 @@ class ScenePipeline:
     def run(self) -> tuple[int, int]:
         """Strips in, tiles through the network, blended, rows out."""
         job, g, state = self.job, self.job.grid, PipelineState()
-        threads = network_threads(self.cuda)
-        pool = BufferPool((job.batch_size, job.source.count, g.tile, g.tile), QUEUE_DEPTH + threads + 2,
+        workers, each = network_threads(self.cuda)
+        pool = BufferPool((job.batch_size, job.source.count, g.tile, g.tile), QUEUE_DEPTH + workers + 2,
                           pinned=self.cuda)
         reader = StripReader(job.scene, job.bands, job.source, job.units, g, read_workers(self.cuda),
                              chunk_rows=self._chunk_rows())
@@ -382,7 +383,7 @@ class ScenePipeline:
                                state, QUEUE_DEPTH, "geogan-read", wrap_error=reader.reading_error)
             stages.append(batches.thread)
             # tiles through the network (on the CPU several batches at once, one core each)
-            for batch, (y, event) in ordered_map(self._network, batches, threads, one_torch_thread):
+            for batch, (y, event) in ordered_map(self._network, batches, workers, partial(torch_threads, each)):
                 for i, (p, r, j) in enumerate(batch.where):
                     self._blender(p).add(y[i], r, j, weighted=self.blend_device is None)  # blended
                 if batch.n:

@@ -184,21 +184,30 @@ def ordered_map(fn: Callable[[Any], Any], items: Iterable[Any], threads: int,
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def one_torch_thread() -> None:
-    """Thread initializer: torch ops of this thread use one core (torch's intra-op thread count is per
-    thread with OpenMP: the caller's setting is left alone)."""
+def torch_threads(n: int) -> None:
+    """Thread initializer: torch ops of this thread use ``n`` cores (torch's intra-op thread count is
+    per thread with OpenMP: the caller's setting is left alone)."""
     import torch
 
-    torch.set_num_threads(1)
+    torch.set_num_threads(n)
 
 
-def network_threads(cuda: bool) -> int:
-    """Batches through the network at once: on the CPU one per core torch may use, each on one core
-    (batches in parallel instead of each operation split across cores: no thread waits at a barrier
-    for a core another stage holds); one beside a GPU (it queues work without waiting)."""
+#: Most batches through the network at once on the CPU (each holds a network's activations).
+MAX_NETWORK_WORKERS = 4
+
+
+def network_threads(cuda: bool) -> tuple[int, int]:
+    """(batches through the network at once, torch threads each). On the CPU up to
+    :data:`MAX_NETWORK_WORKERS` batches share torch's threads (on 2 cores: 2 batches, one core each,
+    instead of each operation split across both cores, so no thread waits at a barrier for a core
+    another stage holds); one batch beside a GPU (it queues work without waiting)."""
     import torch
 
-    return 1 if cuda else max(1, torch.get_num_threads())
+    if cuda:
+        return 1, torch.get_num_threads()
+    total = max(1, torch.get_num_threads())
+    workers = min(total, MAX_NETWORK_WORKERS)
+    return workers, max(1, total // workers)
 
 
 def read_workers(cuda: bool) -> int:
