@@ -447,7 +447,8 @@ def _cuda_available() -> bool:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default=None, help="throughput scene sizes, WIDTHxHEIGHT or a side, comma-separated "
-                                                  "(default: 4096x1024 on the CPU, 8192x4096 with --io, 8192x8192 on CUDA)")
+                                                  "(default: 4096x1024 on the CPU, 8192x4096 with --io, "
+                                                  "8192x8192 on CUDA)")
     ap.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     ap.add_argument("--json", default=None, metavar="FILE", help="also write every figure to FILE as JSON")
     ap.add_argument("--rss", action=argparse.BooleanOptionalAction, default=None,
