@@ -35,7 +35,9 @@ from geogan.errors import (
     OutputError,
     RasterError,
 )
+from geogan.chips.sources import inspect_domain
 from geogan.raster import valid_mask
+from geogan.scenes import as_scene
 
 NAME = re.compile(r"^(?P<stem>.+)_r(?P<row>\d{6})_c(?P<col>\d{6})\.tif$")
 
@@ -261,6 +263,7 @@ def test_nodata_masks_from_the_data_equal_gdals(make_raster, tmp_path, monkeypat
     """Where GDAL's mask is a nodata value compared exactly it is computed from the pixels read
     (no second pass of GDAL over the window): the chips kept, skipped and their statistics are
     those of GDAL's own masks."""
+    import geogan.chips.export as export
     import geogan.raster
 
     data = gradient(3, 96, 96, dtype, seed=5)
@@ -269,12 +272,29 @@ def test_nodata_masks_from_the_data_equal_gdals(make_raster, tmp_path, monkeypat
     a = make_raster("a.tif", data, nodata=nodata)
     b = make_raster("b.tif", gradient(1, 64, 64, "uint8"))
     with rasterio.open(a) as ds:
-        assert geogan.raster._masks_from_values(ds, [1, 2, 3], ds.read()) is not None
+        src = inspect_domain([as_scene(a)], None, "a")[0]
+        assert export.integer_nodata(ds, src) == (None if dtype == "float32" else nodata)
     fast = export_chips(a, b, tmp_path / "fast", tile_size=32, stride=16, val_fraction=0, min_valid=0.9)
+    monkeypatch.setattr(export, "integer_nodata", lambda ds, src: None)
     monkeypatch.setattr(geogan.raster, "_masks_from_values", lambda ds, bands, data: None)  # GDAL's read_masks
     slow = export_chips(a, b, tmp_path / "slow", tile_size=32, stride=16, val_fraction=0, min_valid=0.9)
     assert fast.skipped == slow.skipped and fast.skipped["a"]["invalid"] >= 3
     assert _export_files(tmp_path / "fast") == _export_files(tmp_path / "slow")
+
+
+def test_integer_nodata_only_where_gdals_mask_is_that_value(make_raster):
+    import geogan.chips.export as export
+
+    cases = {
+        "float.tif": (gradient(1, 32, 32, "float32"), dict(nodata=0)),              # floats: not here
+        "masked.tif": (gradient(1, 32, 32, "uint16"), dict(mask=np.eye(32) == 0)),  # an internal mask
+        "none.tif": (gradient(1, 32, 32, "uint16"), {}),                            # no nodata at all
+        "fraction.tif": (gradient(1, 32, 32, "uint8"), dict(nodata=0.5)),           # not a uint8 value
+    }
+    for name, (data, kwargs) in cases.items():
+        path = make_raster(name, data, **kwargs)
+        with rasterio.open(path) as ds:
+            assert export.integer_nodata(ds, inspect_domain([as_scene(path)], None, "a")[0]) is None, name
 
 
 # --------------------------------------------------------------------------- paired mode
