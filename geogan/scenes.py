@@ -20,6 +20,7 @@ scene may be several files whose bands are stacked in order (see
 ``items.json``, ``https://…/item.json``
     a STAC Item, ItemCollection (a saved search), Catalog or Collection: one scene per Item,
     made of the hrefs of the chosen assets in order (``assets``; see :mod:`geogan.stac`).
+    A list file's line may be one too (relative to the list's folder), with the same ``assets``.
 
 This module only parses names and looks at the file system; it never opens a raster.
 """
@@ -178,19 +179,15 @@ def expand_scenes(specs: Union[SceneLike, Iterable[SceneLike]], *, what: str = "
     if isinstance(specs, (str, os.PathLike, Scene)) or stac.is_stac_object(specs):
         specs = [specs]
     specs = list(specs)
-    if assets is not None and not any(stac.is_stac_spec(s) for s in specs):
-        raise ConfigError(f"{what}: asset keys ({stac.keys_text(assets)}) were given but no input is a STAC "
-                          "Item, ItemCollection or Catalog (.json); pick bands of raster files with --bands")
     scenes: list[Scene] = []
     for spec in specs:
         if isinstance(spec, Scene):
             scenes.append(spec)
         elif stac.is_stac_spec(spec):
-            for one in _stac_files(spec, what):
-                scenes.extend(stac.read_scenes(one, assets, what=what, check_exists=check_exists))
+            scenes.extend(_stac_scenes(spec, assets, what, check_exists))
         elif isinstance(spec, (str, os.PathLike)):
             scenes.extend(_expand_text(os.fspath(spec) if isinstance(os.fspath(spec), str)
-                                       else os.fsdecode(os.fspath(spec)), what, check_exists))
+                                       else os.fsdecode(os.fspath(spec)), what, check_exists, assets))
         else:
             scene = as_scene(spec)
             if check_exists:
@@ -199,7 +196,18 @@ def expand_scenes(specs: Union[SceneLike, Iterable[SceneLike]], *, what: str = "
             scenes.append(scene)
     if not scenes:
         raise InputError(f"{what}: no raster given")
+    if assets is not None and not any(s.item is not None for s in scenes):
+        raise ConfigError(f"{what}: asset keys ({stac.keys_text(assets)}) were given but no input is a STAC "
+                          "Item, ItemCollection or Catalog (.json); pick bands of raster files with --bands")
     return scenes
+
+
+def _stac_scenes(spec: object, assets: Union[None, str, Sequence[str]], what: str, check_exists: bool) -> list[Scene]:
+    """The scenes of every Item of a STAC input (or of each JSON its glob matches)."""
+    from . import stac
+
+    return [scene for one in _stac_files(spec, what)
+            for scene in stac.read_scenes(one, assets, what=what, check_exists=check_exists)]
 
 
 def _stac_files(spec: object, what: str) -> list:
@@ -215,10 +223,11 @@ def _stac_files(spec: object, what: str) -> list:
     return matches
 
 
-def _expand_text(text: str, what: str, check_exists: bool) -> list[Scene]:
+def _expand_text(text: str, what: str, check_exists: bool,
+                 assets: Union[None, str, Sequence[str]] = None) -> list[Scene]:
     text = text.strip()
     if text.startswith("@") and not os.path.exists(text):
-        return _read_list(Path(text[1:]), what, check_exists)
+        return _read_list(Path(text[1:]), what, check_exists, assets)
     if not is_gdal_path(text) and not os.path.exists(text):
         if "," not in text and _GLOB_CHARS.search(text):
             matches = sorted(m for m in glob.glob(text, recursive=True) if os.path.isfile(m))
@@ -249,7 +258,8 @@ def _folder(folder: Path, what: str) -> list[Scene]:
     return [Scene((str(p),)) for p in files]
 
 
-def _read_list(path: Path, what: str, check_exists: bool) -> list[Scene]:
+def _read_list(path: Path, what: str, check_exists: bool,
+               assets: Union[None, str, Sequence[str]] = None) -> list[Scene]:
     if not path.is_file():
         raise InputNotFoundError(f"{describe(path)}: no such list file ({what})")
     try:
@@ -261,6 +271,9 @@ def _read_list(path: Path, what: str, check_exists: bool) -> list[Scene]:
     for number, raw in enumerate(lines, start=1):
         line = raw.strip()
         if not line or line.startswith("#"):
+            continue
+        if _is_stac_line(line, base):  # a STAC JSON (file, glob or URL): its Items, as on the command line
+            scenes.extend(_stac_line(line, base, f"{describe(path)} line {number}", what, check_exists, assets))
             continue
         parts = []
         for part in _split_parts(line):
@@ -274,3 +287,45 @@ def _read_list(path: Path, what: str, check_exists: bool) -> list[Scene]:
     if not scenes:
         raise InputError(f"{describe(path)}: list file names no raster ({what})")
     return scenes
+
+
+def names_stac(spec: object) -> bool:
+    """True when ``spec`` is a STAC input or a ``@list`` file with a STAC line (whose asset keys a
+    caller may have to supply, e.g. the model's trained ones)."""
+    from .stac import is_stac_spec
+
+    if is_stac_spec(spec):
+        return True
+    text = os.fspath(spec) if isinstance(spec, (str, os.PathLike)) else None
+    if not isinstance(text, str) or not text.strip().startswith("@") or os.path.exists(text.strip()):
+        return False
+    path = Path(text.strip()[1:])
+    try:
+        lines = path.read_text(encoding="utf-8-sig").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return False  # expand_scenes says why, in one line
+    return any(_is_stac_line(ln.strip(), path.parent) for ln in lines if ln.strip() and not ln.strip().startswith("#"))
+
+
+def _is_stac_line(line: str, base: Path) -> bool:
+    from .stac import is_stac_spec
+
+    return is_stac_spec(line) or (not is_gdal_path(line) and is_stac_spec(str(base / line)))
+
+
+def _stac_line(line: str, base: Path, where: str, what: str, check_exists: bool,
+               assets: Union[None, str, Sequence[str]]) -> list[Scene]:
+    """The scenes of a list file's STAC line: a path relative to the list's folder (else to the current
+    folder, as for raster lines), a glob or a URL."""
+    spec = line
+    if not is_gdal_path(line) and not os.path.isabs(line):
+        spec = str(base / line)
+        if not _exists_or_matches(spec) and _exists_or_matches(line):
+            spec = line
+    if not is_gdal_path(spec) and not _exists_or_matches(spec):
+        raise InputNotFoundError(f"{where}: {describe(line)}: no such file")
+    return _stac_scenes(spec, assets, what, check_exists)
+
+
+def _exists_or_matches(path: str) -> bool:
+    return os.path.exists(path) or bool(_GLOB_CHARS.search(path) and glob.glob(path, recursive=True))

@@ -322,10 +322,10 @@ def expand_for_model(specs: Any, model_or_path: Any, direction: str,
                      assets: Union[None, str, Sequence[str]] = None, what: str = "input") -> list[Scene]:
     """The scenes of ``specs`` for prediction: STAC inputs take ``assets``, by default the asset keys
     the model was trained with (the model file is read only when a STAC input needs them)."""
-    from .scenes import expand_scenes
+    from .scenes import expand_scenes, names_stac
 
     listed = [specs] if isinstance(specs, (str, os.PathLike, Scene)) or is_stac_object(specs) else list(specs)
-    if any(is_stac_spec(s) for s in listed):
+    if any(names_stac(s) for s in listed):
         trained = trained_assets(_training_of(model_or_path), direction)
         if assets is None:
             assets = trained
@@ -411,6 +411,17 @@ def write_item(output: Union[str, os.PathLike], scene: Optional[Scene] = None, *
                       collection_id(info.path.parent) if in_collection else None, names)
     _write_json(dst, item, "STAC item")
     return dst
+
+
+def catalogue_output(output: Union[str, os.PathLike], scene: Any,
+                     model: Any = None) -> Optional[tuple[Path, Optional[Path]]]:
+    """For one output translated from a STAC Item: its Item beside it (:func:`write_item`), listed in
+    its folder's ``collection.json`` (:func:`write_collection`); returns (item, collection) paths.
+    None, and nothing written, for a scene not from STAC (a plain single prediction stays one file)."""
+    if getattr(scene, "item", None) is None:
+        return None
+    item = write_item(output, scene, in_collection=True, model=model)
+    return item, write_collection(Path(output).parent)
 
 
 def _training_of(model: Any) -> Any:
