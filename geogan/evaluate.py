@@ -34,12 +34,12 @@ import math
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterator, Optional, Sequence, Union
+from typing import Any, Iterator, Optional, Sequence, Union
 
 import numpy as np
 
 from . import raster
-from .errors import BandMismatchError, RasterError, describe
+from .errors import BandMismatchError, InputError, RasterError, describe
 from .notices import with_warnings
 from .provenance import provenance_from_tags, provenance_lines
 
@@ -255,27 +255,38 @@ def _band_lists(bands, pred, truth, pred_path: Path, truth_path: Path) -> tuple[
 
 # --------------------------------------------------------------------------- metrics
 
+#: The asset of a prediction's STAC Item (``NAME.json``, written by predict) that is its GeoTIFF.
+PREDICTION_ASSET = "data"
+
+
 @with_warnings
-def evaluate_rasters(prediction: Union[str, os.PathLike], truth: Union[str, os.PathLike], *,
+def evaluate_rasters(prediction: Any, truth: Any, *,
                      bands: Union[None, str, Sequence[int]] = None,
-                     classes: Union[None, str, os.PathLike] = None) -> EvaluationReport:
+                     classes: Union[None, str, os.PathLike] = None,
+                     assets: Union[None, str, Sequence[str]] = None,
+                     prediction_assets: Union[None, str, Sequence[str]] = None) -> EvaluationReport:
     """Compare ``prediction`` with ``truth`` over the pixels valid in both (see the module doc).
 
-    ``bands`` (1-based, e.g. ``"1,2,3"``) picks the bands compared in both rasters; when the
-    prediction has exactly that many bands and the truth more, it picks the truth's bands and
-    the prediction's are taken in order. Rasters on different grids are refused. ``classes``,
+    Either may be a raster, a comma-joined scene or a STAC Item (a JSON file or URL holding one
+    Item, a dict or a pystac object; :mod:`geogan.stac`): the truth's Item is read as the scene
+    of its ``assets`` (``"B04,B03,B02"``, in order, stacked onto the finest grid), the
+    prediction's as that of ``prediction_assets`` (default ``"data"``: the GeoTIFF of the Item
+    predict writes beside each output). ``bands`` (1-based, e.g. ``"1,2,3"``) picks the bands
+    compared in both rasters; when the prediction has exactly that many bands and the truth
+    more, it picks the truth's bands and the prediction's are taken in order. Rasters on different grids are refused. ``classes``,
     a one-band integer class raster on the same grid, adds per-class scores (``report.classes``).
     ``report.warnings`` lists the warnings the call logged.
     """
-    pred_p, truth_p = os.fspath(prediction), os.fspath(truth)  # not Path(): it would mangle /vsicurl/https://
+    pred_p, pred_label = evaluated_scene(prediction, prediction_assets, "prediction", PREDICTION_ASSET)
+    truth_p, truth_label = evaluated_scene(truth, assets, "truth")
     with raster.open_raster(pred_p, require_georeference=False) as pds, \
             raster.open_raster(truth_p, require_georeference=False) as tds:
-        check_same_grid(pds, tds, pred_p, truth_p)
+        check_same_grid(pds, tds, pred_label, truth_label)
         made_by = provenance_from_tags(pds.tags())
-        pbands, tbands = _band_lists(bands, pds, tds, pred_p, truth_p)
+        pbands, tbands = _band_lists(bands, pds, tds, pred_label, truth_label)
         class_report = None
         if classes is not None:
-            class_report = class_scores(pds, tds, pbands, tbands, Path(classes), truth_p)
+            class_report = class_scores(pds, tds, pbands, tbands, Path(classes), truth_label)
         n = len(tbands)
         count = 0
         abs_sum = np.zeros(n)
@@ -305,7 +316,7 @@ def evaluate_rasters(prediction: Union[str, os.PathLike], truth: Union[str, os.P
                 sam_sum += float(np.degrees(np.arccos(np.clip(cos, -1.0, 1.0))).sum())
                 sam_count += int(ok.sum())
         if count == 0:
-            raise RasterError(f"{describe(pred_p)} and {describe(truth_p)} have no pixel valid in both")
+            raise RasterError(f"{describe(pred_label)} and {describe(truth_label)} have no pixel valid in both")
         ranges = tmax - tmin
         ssim_sum, ssim_count = _ssim_pass(pds, tds, pbands, tbands, np.where(ranges > 0, ranges, 1.0))
 
@@ -319,12 +330,37 @@ def evaluate_rasters(prediction: Union[str, os.PathLike], truth: Union[str, os.P
     pooled = float(sq_sum.sum() / (count * n))
     overall_range = float(tmax.max() - tmin.min())
     return EvaluationReport(
-        prediction=str(pred_p), truth=str(truth_p), bands=tuple(per_band), pixels=count,
+        prediction=pred_label, truth=truth_label, bands=tuple(per_band), pixels=count,
         mae=float(abs_sum.sum() / (count * n)), rmse=float(np.sqrt(pooled)), psnr=_psnr(overall_range, pooled),
         ssim=float(np.mean([b.ssim for b in per_band])),
         sam=(sam_sum / sam_count if sam_count else float("nan")) if n >= 3 else None,
         classes=class_report, provenance=made_by,
     )
+
+
+def evaluated_scene(spec: Any, assets: Union[None, str, Sequence[str]], what: str,
+                    default_assets: Optional[str] = None) -> tuple[Any, str]:
+    """What :func:`geogan.raster.open_raster` reads for ``spec``, and how messages name it.
+
+    A STAC input (:func:`geogan.stac.is_stac_spec`) must hold one Item; it becomes the scene of
+    its ``assets`` (else ``default_assets``) through the multi-file stacking, named
+    ``'file.json' item ID (KEYS)``. Anything else is read as it is (not ``Path()``: that would
+    mangle ``/vsicurl/https://``); asset keys without a STAC input are refused in one line.
+    """
+    from .scenes import Scene, expand_scenes
+    from .stac import is_stac_spec
+
+    if not is_stac_spec(spec):
+        if assets is not None:
+            expand_scenes(spec, what=what, assets=assets)  # the one-line "no input is a STAC Item" error
+        return (spec, spec.label) if isinstance(spec, Scene) else (os.fspath(spec), os.fspath(spec))
+    scenes = expand_scenes(spec, what=what, assets=assets if assets is not None else default_assets)
+    source = os.fspath(spec) if isinstance(spec, (str, os.PathLike)) else "STAC item"
+    if len(scenes) > 1:
+        raise InputError(f"{describe(source)}: holds {len(scenes)} STAC items ({scenes[0].item.id}, ...); the "
+                         f"{what} is one scene: give the JSON of one item")
+    scene = scenes[0]
+    return scene, f"{source} item {scene.item.id} ({','.join(scene.item.assets)})"
 
 
 def _psnr(data_range: float, mse: float) -> float:

@@ -129,7 +129,7 @@ def _predict_one(model: str, src: Any, dst: str, options: dict, device: str, pre
                  overwrite: bool) -> None:
     from ..predict import translate_raster
     from ..progress import TqdmProgress
-    from ..stac import default_cog, write_collection, write_item
+    from ..stac import catalogue_output, default_cog
 
     bar = TqdmProgress(desc="predict", unit="tile", is_cancelled=stop_requested, disable=None, leave=False)
     options = dict(options, cog=default_cog(options.get("cog"), [src]))
@@ -141,9 +141,9 @@ def _predict_one(model: str, src: Any, dst: str, options: dict, device: str, pre
     click.echo(f"wrote {result.path}: {result.width}x{result.height}, {result.count} band(s) {result.dtype}, "
                f"nodata {result.nodata}; {result.tiles} tile(s) on {result.device} ({result.precision}) in "
                f"{result.seconds:.1f} s")
-    if src.item is not None:  # from a STAC Item: its Item beside it, listed in the folder's collection.json
-        item = write_item(result.path, src, in_collection=True, model=model)
-        collection = write_collection(result.path.parent)
+    catalogued = catalogue_output(result.path, src, model)  # from a STAC Item: its Item, the folder's collection
+    if catalogued is not None:
+        item, collection = catalogued
         click.echo(f"wrote {item}: its STAC item" + (f", listed in {collection}" if collection else ""))
 
 
@@ -175,20 +175,31 @@ def _report(result: Any) -> None:
 
 
 @cli.command("evaluate")
-@click.argument("prediction", metavar="PREDICTION.tif")
-@click.argument("truth", metavar="TRUTH.tif")
+@click.argument("prediction", metavar="PREDICTION")
+@click.argument("truth", metavar="TRUTH")
 @click.option("--bands", default=None, metavar="LIST",
               help="1-based bands to compare, e.g. 1,2,3 (default: all; both rasters on the same grid).")
+@click.option("--assets", default=None, metavar="KEYS",
+              help="When TRUTH is a STAC Item JSON: the asset keys whose files are its bands, in order, e.g. "
+                   "B04,B03,B02.")
+@click.option("--prediction-assets", default=None, metavar="KEYS",
+              help="When PREDICTION is a STAC Item JSON: its asset keys (default: data, the GeoTIFF of the "
+                   "Item predict writes beside each output).")
 @click.option("--classes", default=None, metavar="CLASSES.tif",
               help="Integer class raster on the same grid (e.g. land cover): adds per-class scores "
                    "and which class each class was painted as.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def evaluate_command(prediction: str, truth: str, bands: Optional[str], classes: Optional[str],
-                     as_json: bool) -> None:
-    """MAE, RMSE, PSNR, SSIM (and SAM for 3+ bands) of PREDICTION.tif against TRUTH.tif."""
+def evaluate_command(prediction: str, truth: str, bands: Optional[str], assets: Optional[str],
+                     prediction_assets: Optional[str], classes: Optional[str], as_json: bool) -> None:
+    """MAE, RMSE, PSNR, SSIM (and SAM for 3+ bands) of PREDICTION against TRUTH.
+
+    Each is a raster, comma-joined files of one scene (B04.tif,B03.tif,B02.tif), or a STAC Item
+    JSON (file or URL): TRUTH's --assets files, stacked in order; PREDICTION's "data" asset (the
+    NAME.json predict writes beside NAME.tif)."""
     from ..evaluate import evaluate_rasters
 
-    report = evaluate_rasters(prediction, truth, bands=bands, classes=classes)
+    report = evaluate_rasters(prediction, truth, bands=bands, classes=classes, assets=assets,
+                              prediction_assets=prediction_assets)
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2))
     else:
