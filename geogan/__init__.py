@@ -51,6 +51,9 @@ _LAZY = {
     "BandStats": "geogan.bands",
     "Scene": "geogan.scenes",
     "expand_scenes": "geogan.scenes",
+    "write_item": "geogan.stac",
+    "write_collection": "geogan.stac",
+    "catalogue_output": "geogan.stac",
     "read_provenance": "geogan.provenance",
     "inspect_file": "geogan.provenance",
 }

@@ -401,6 +401,8 @@ def export_chips(
     units_b: Optional[str] = None,
     assume_crs_a: Optional[str] = None,
     assume_crs_b: Optional[str] = None,
+    assets_a: Union[None, str, Sequence[str]] = None,
+    assets_b: Union[None, str, Sequence[str]] = None,
     tile_size: int = 256,
     stride: Optional[int] = None,
     min_valid: float = 0.95,
@@ -418,10 +420,12 @@ def export_chips(
 
     ``a``/``b``: a path, a :class:`~geogan.scenes.Scene`, or a list of them, each in any syntax
     of :mod:`geogan.scenes` (``"VV.tif,VH.tif"`` is one scene of two bands, ``@list.txt``, a glob,
-    a folder, a GDAL path). ``kind_*`` and ``units_*`` (SAR: linear, amplitude, db) are inferred
-    when not given; ``assume_crs_a``/``assume_crs_b`` (EPSG code, WKT or PROJ string) are the CRS
-    of that domain's files that have a geotransform but no CRS; ``aoi`` limits both domains,
-    ``aoi_a``/``aoi_b`` one each (instead of ``aoi``).
+    a folder, a GDAL path, a STAC Item, ItemCollection or Catalog JSON file or URL, a dict or a
+    pystac object). ``assets_a``/``assets_b`` (``"VV,VH"`` or a list) are the asset keys whose
+    files become a STAC input's bands, in order (:mod:`geogan.stac`). ``kind_*`` and ``units_*``
+    (SAR: linear, amplitude, db) are inferred when not given; ``assume_crs_a``/``assume_crs_b``
+    (EPSG code, WKT or PROJ string) are the CRS of that domain's files that have a geotransform
+    but no CRS; ``aoi`` limits both domains, ``aoi_a``/``aoi_b`` one each (instead of ``aoi``).
     ``compress``: chip compression (default ZSTD level 1 where GDAL has it, else DEFLATE).
     Returns a :class:`ChipSummary`; raises a one-line :class:`~geogan.errors.GeoganError` on bad
     input, :class:`~geogan.errors.Cancelled` if ``progress`` asks to stop; either way ``out`` is
@@ -440,7 +444,8 @@ def export_chips(
             check_stated(d, *stated[d])
         out_dir = Path(out)
         check_out_dir(out_dir)  # fail fast; checked again under the lock
-        scenes = {"a": expand_inputs(a, "a", assume_crs_a), "b": expand_inputs(b, "b", assume_crs_b)}
+        scenes = {"a": expand_inputs(a, "a", assume_crs_a, assets_a),
+                  "b": expand_inputs(b, "b", assume_crs_b, assets_b)}
         if options.paired:
             check_pair_counts(len(scenes["a"]), len(scenes["b"]))
         sources = {"a": _domain_sources(scenes["a"], bands_a, "a"), "b": _domain_sources(scenes["b"], bands_b, "b")}

@@ -23,6 +23,7 @@ from ..errors import BandMismatchError, ConfigError, RasterError, describe
 from ..raster import (SUPPORTED_DTYPES, check_crs_option, ground_resolution, open_raster, parse_bands, read_window,
                       resolution, valid_mask)
 from ..scenes import Scene, expand_scenes, is_gdal_path
+from ..stac import is_stac_object
 
 log = logging.getLogger(__name__)
 
@@ -78,17 +79,19 @@ class SourceSample:
 
 # ------------------------------------------------------------------------------- scenes
 
-def expand_inputs(value: Inputs, domain: str, assume_crs: Optional[str] = None) -> list[Scene]:
+def expand_inputs(value: Inputs, domain: str, assume_crs: Optional[str] = None,
+                  assets: Union[None, str, Sequence[str]] = None) -> list[Scene]:
     """Every scene named for ``domain``; a scene given twice is refused in one line. ``assume_crs``
-    (``--assume-crs-a``/``-b``) is the CRS its files are read in when they have none."""
+    (``--assume-crs-a``/``-b``) is the CRS its files are read in when they have none; ``assets``
+    (``--assets-a``/``-b``) the asset keys of a STAC input's bands, in order."""
     crs = check_crs_option(assume_crs, f"--assume-crs-{domain}")
-    if isinstance(value, (str, os.PathLike, Scene)):
+    if isinstance(value, (str, os.PathLike, Scene)) or is_stac_object(value):
         specs = [value]
     else:
         specs = list(value or [])
     if not specs:
         raise ConfigError(f"domain {domain}: no input raster given")
-    scenes = expand_scenes(specs, what=f"domain {domain} input")
+    scenes = expand_scenes(specs, what=f"domain {domain} input", assets=assets)
     seen: set[tuple[str, ...]] = set()
     for scene in scenes:
         key = tuple(absolute_part(p) for p in scene.parts)

@@ -69,14 +69,13 @@ def chips_command(a: tuple[str, ...], b: tuple[str, ...], out: str, bands_a: Opt
     from ..chips import export_chips
     from ..progress import TqdmProgress
 
-    specs = {"a": _stac_scenes(a, assets_a, "a"), "b": _stac_scenes(b, assets_b, "b")}
     bar = TqdmProgress(desc="chips", is_cancelled=stop_requested, disable=None, leave=False)
     try:
         with bounded_gdal_cache():
             summary = export_chips(
-                specs["a"], specs["b"], out, bands_a=bands_a, bands_b=bands_b, kind_a=kind_a, kind_b=kind_b,
+                list(a), list(b), out, bands_a=bands_a, bands_b=bands_b, kind_a=kind_a, kind_b=kind_b,
                 units_a=units_a.lower() if units_a else None, units_b=units_b.lower() if units_b else None,
-                assume_crs_a=assume_crs_a, assume_crs_b=assume_crs_b,
+                assume_crs_a=assume_crs_a, assume_crs_b=assume_crs_b, assets_a=assets_a, assets_b=assets_b,
                 tile_size=tile_size, stride=stride, min_valid=min_valid, aoi=aoi, aoi_a=aoi_a, aoi_b=aoi_b,
                 aoi_crs=aoi_crs, val_fraction=val_fraction, paired=paired, seed=seed, progress=bar,
             )
@@ -84,14 +83,3 @@ def chips_command(a: tuple[str, ...], b: tuple[str, ...], out: str, bands_a: Opt
         bar.close()
     for line in summary.lines():
         click.echo(line)
-
-
-
-def _stac_scenes(specs: tuple[str, ...], assets: Optional[str], domain: str) -> list:
-    """The inputs with STAC JSONs read into scenes of their ``assets`` (geogan.stac); others as given."""
-    from ..scenes import expand_scenes
-    from ..stac import is_stac_spec
-
-    if assets is None and not any(is_stac_spec(s) for s in specs):
-        return list(specs)
-    return expand_scenes(list(specs), what=f"domain {domain} input", assets=assets)
