@@ -651,8 +651,9 @@ def test_per_domain_aois_reach_export_chips(tmp_path, make_raster):
     assert summary.skipped["a"]["outside_aoi"] == 3 and summary.skipped["b"]["outside_aoi"] == 3
 
 
-def _tiny_model(path: Path) -> Path:
-    """A seeded, untrained 2-band SAR (linear) → 3-band uint8 model: enough to translate scenes."""
+def _tiny_model(path: Path, training: dict | None = None) -> Path:
+    """A seeded, untrained 2-band SAR (linear) → 3-band uint8 model: enough to translate scenes
+    (``training``: its training summary, e.g. the STAC asset keys it was trained with)."""
     import torch
 
     from geogan.bands import BandStats, DomainSpec
@@ -670,7 +671,7 @@ def _tiny_model(path: Path) -> Path:
     a, b = spec("sar", 2, "float32", 0.01, 1.0, units="linear"), spec("optical", 3, "uint8", 10, 240, nodata=0)
     arch = {"model": "pix2pix", "generator": "resnet_6blocks", "ngf": 4, "dropout": False, "size_multiple": 4}
     return save_model(TranslationModel({"a": a, "b": b}, {"a2b": build_generator("resnet_6blocks", 2, 3, ngf=4)},
-                                       arch), path)
+                                       arch, training), path)
 
 
 def test_a_batch_logs_each_failure_raises_at_the_end_and_resumes(tmp_path, make_raster, one_torch_thread):
@@ -703,3 +704,102 @@ def test_a_batch_logs_each_failure_raises_at_the_end_and_resumes(tmp_path, make_
                               out, **settings)
     glue.report_batch(again, fb, ToolError)  # nothing failed: no error
     assert [o.status for o in again.outcomes] == ["skipped", "skipped"] and not fb.of("error")
+
+
+# ------------------------------------------------------------------------------------------
+# STAC JSON scene paths and the "asset keys" parameters (issue 23)
+# ------------------------------------------------------------------------------------------
+
+def _stac_json(path: Path, patches: list[Path]) -> Path:
+    """An ItemCollection of BigEarthNet patches (one asset per band file, hrefs relative to ``path``),
+    written as plain JSON: what a saved STAC API search looks like."""
+    import json
+
+    features = [{"type": "Feature", "stac_version": "1.0.0", "id": p.name, "geometry": None, "links": [],
+                 "properties": {"datetime": "2017-06-13T10:00:00Z"},
+                 "assets": {tif.stem.rsplit("_", 1)[1]: {"href": os.path.relpath(tif, path.parent)}
+                            for tif in sorted(p.glob("*.tif"))}} for p in patches]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": features}))
+    return path
+
+
+def _s2_of(s1_patch: Path) -> Path:
+    import json
+
+    meta = json.loads(next(s1_patch.glob("*_labels_metadata.json")).read_text())
+    return BIGEARTHNET / "s2" / meta["corresponding_s2_patch"]
+
+
+def test_asset_keys_blank_means_geogans_default():
+    assert glue.asset_keys(None) is None and glue.asset_keys("  ") is None
+    assert glue.asset_keys(" VV,VH ") == "VV,VH"
+
+
+def test_chips_from_stac_scene_paths_with_asset_keys(tmp_path):
+    """What Export chips passes for STAC JSON scene paths (relative to the project) and its asset keys."""
+    patches = _s1_patches()
+    _stac_json(tmp_path / "cat" / "s1.json", patches)
+    _stac_json(tmp_path / "cat" / "s2.json", [_s2_of(p) for p in patches])
+    a = glue.domain_inputs([], "cat/s1.json", "Domain A", ToolError, str(tmp_path))
+    b = glue.domain_inputs([], "cat/s2.json", "Domain B", ToolError, str(tmp_path))
+    summary = run_with_feedback(geogan.export_chips, FakeFeedback(), ToolError, a, b, tmp_path / "chips",
+                                assets_a=glue.asset_keys("VV,VH"), assets_b=glue.asset_keys("B04,B03,B02"),
+                                tile_size=120, val_fraction=0.0)
+    assert summary.sources["a"] == [_vv_vh(p) for p in patches]
+    assert (summary.domains["a"].count, summary.domains["b"].count) == (2, 3)
+    message = _error(lambda: run_with_feedback(geogan.export_chips, FakeFeedback(), ToolError, a, b, tmp_path / "c2",
+                                               assets_a=None, assets_b="B04", tile_size=120))
+    assert "s1.json': a STAC input needs the asset keys" in message and "\n" not in message
+    message = _error(lambda: run_with_feedback(geogan.export_chips, FakeFeedback(), ToolError, a, b, tmp_path / "c3",
+                                               assets_a="VV,HH", assets_b="B04", tile_size=120))
+    assert "has no asset 'HH' (it has: VH, VV)" in message and "\n" not in message
+
+
+def test_translate_a_stac_item_defaults_to_the_models_keys_and_writes_its_item(tmp_path, one_torch_thread):
+    import json
+
+    patch = _s1_patches()[0]
+    items = _stac_json(tmp_path / "s1.json", [patch])
+    trained = _tiny_model(tmp_path / "m.geogan", {"assets": {"a": ["VV", "VH"], "b": ["B04", "B03", "B02"]}})
+    scene = glue.single_scene(None, str(items), "Input raster", ToolError, assets=None, model=trained)
+    assert scene.parts == tuple(_vv_vh(patch).split(",")) and scene.item.id == patch.name
+    swapped = glue.single_scene(None, str(items), "Input raster", ToolError, assets="VH,VV", model=trained)
+    assert swapped.parts == tuple(reversed(scene.parts))
+    bare = _tiny_model(tmp_path / "bare.geogan")  # no keys recorded: the user must give them
+    assert "needs the asset keys" in _error(lambda: glue.single_scene(None, str(items), "Input raster", ToolError,
+                                                                      model=bare))
+    fb = FakeFeedback()
+    (tmp_path / "out").mkdir()
+    result = run_with_feedback(geogan.translate_raster, fb, ToolError, trained, scene, tmp_path / "out" / "t.tif",
+                               tile_size=32, overlap=8, device="cpu", cog=True)
+    glue.catalogue_single(result.path, scene, trained, fb, ToolError)
+    item = json.loads((tmp_path / "out" / "t.json").read_text())
+    assert item["id"] == patch.name and item["assets"]["data"]["href"] == "./t.tif"
+    assert [b["name"] for b in item["assets"]["data"]["bands"]] == ["B04", "B03", "B02"]
+    assert (tmp_path / "out" / "collection.json").is_file() and "t.json: its STAC item" in fb.of("info")[-1]
+    plain = tmp_path / "plain.tif"
+    glue.catalogue_single(result.path.rename(plain), geogan.Scene((str(plain),)), trained, fb, ToolError)
+    assert not plain.with_suffix(".json").exists()  # not from STAC: one file, as geogan predict
+
+
+def test_translate_many_stac_items_with_asset_keys(tmp_path, one_torch_thread):
+    patches = _s1_patches()
+    items = _stac_json(tmp_path / "s1.json", patches)
+    model = _tiny_model(tmp_path / "m.geogan")
+    scenes = glue.domain_inputs([], str(items), "Input rasters", ToolError)
+    fb = FakeFeedback()
+    result = run_with_feedback(geogan.translate_rasters, fb, ToolError, model, scenes, tmp_path / "out",
+                               assets=glue.asset_keys("VV,VH"), tile_size=32, overlap=8, device="cpu", cog=None)
+    glue.report_batch(result, fb, ToolError)
+    names = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert names == sorted([f"{p.name}.{ext}" for p in patches for ext in ("tif", "json")] + ["collection.json"])
+    import rasterio
+
+    with rasterio.open(tmp_path / "out" / f"{patches[0].name}.tif") as ds:  # unticked COG box: COG for STAC
+        assert ds.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"
+    message = _error(lambda: run_with_feedback(geogan.translate_rasters, FakeFeedback(), ToolError, model,
+                                               glue.domain_inputs([str(tmp_path / "out" / f"{patches[0].name}.tif")],
+                                                                  None, "Input rasters", ToolError),
+                                               tmp_path / "o2", assets="VV", tile_size=32, overlap=8, device="cpu"))
+    assert "no input is a STAC" in message and "\n" not in message

@@ -12,7 +12,8 @@ when one is run.
 
 Inputs are raster layers or, where products come as one file per band (Sentinel-1 VV/VH,
 Sentinel-2 band files), text in geogan's scene syntax (``VV.tif,VH.tif``, ``@list.txt``, globs,
-folders, GDAL paths), expanded by geogan itself (:func:`.glue.domain_inputs`).
+folders, GDAL paths, STAC Item/ItemCollection/Catalog JSON with the asset keys to stack), expanded
+by geogan itself (:func:`.glue.domain_inputs`).
 """
 from __future__ import annotations
 
@@ -48,7 +49,9 @@ from .glue import (
     PRECISION_CHOICES,
     UNIT_CHOICES,
     aoi_arguments,
+    asset_keys,
     band_list,
+    catalogue_single,
     domain_inputs,
     gdal_name,
     import_geogan,
@@ -129,6 +132,7 @@ class ExportChipsAlgorithm(GeoganAlgorithm):
 
     A, B, BANDS_A, BANDS_B, KIND_A, KIND_B = "A", "B", "BANDS_A", "BANDS_B", "KIND_A", "KIND_B"
     SCENES_A, SCENES_B, UNITS_A, UNITS_B = "SCENES_A", "SCENES_B", "UNITS_A", "UNITS_B"
+    ASSETS_A, ASSETS_B = "ASSETS_A", "ASSETS_B"
     TILE_SIZE, STRIDE, MIN_VALID, VAL_FRACTION = "TILE_SIZE", "STRIDE", "MIN_VALID", "VAL_FRACTION"
     PAIRED, SEED, AOI, AOI_A, AOI_B, OUTPUT = "PAIRED", "SEED", "AOI", "AOI_A", "AOI_B", "OUTPUT"
     TRAIN_A, TRAIN_B, VAL_A, VAL_B, METADATA = "TRAIN_A", "TRAIN_B", "VAL_A", "VAL_B", "METADATA"
@@ -149,6 +153,9 @@ class ExportChipsAlgorithm(GeoganAlgorithm):
             "Sentinel-2 band files at 10/20/60 m are resampled onto the finest grid), "
             "<i>@list.txt</i> (one scene per line), a glob (<i>/data/s1/*.tif</i>), a folder or a "
             "GDAL path (<i>/vsizip/...</i>). Use absolute paths.<br>"
+            "<b>STAC</b>: a scene path may be a STAC Item, ItemCollection (a saved search) or "
+            "Catalog JSON, a file or URL: each item is one scene made of the files of the "
+            "<b>asset keys</b> given for that domain, in order (<i>VV,VH</i>; <i>B04,B03,B02</i>).<br>"
             "<b>Paired</b>: B is resampled onto each A raster's grid and chips are cut at the same "
             "places (Pix2Pix); unpaired chips suit CycleGAN.<br>"
             "<b>Bands</b>: comma-separated 1-based band numbers (empty = all bands).<br>"
@@ -170,6 +177,10 @@ class ExportChipsAlgorithm(GeoganAlgorithm):
             self.BANDS_A, "Domain A bands (e.g. 1,2; empty = all)", optional=True))
         self.addParameter(QgsProcessingParameterString(
             self.BANDS_B, "Domain B bands (e.g. 3,2,1; empty = all)", optional=True))
+        self.addParameter(QgsProcessingParameterString(
+            self.ASSETS_A, "Domain A STAC asset keys (e.g. VV,VH; for STAC JSON scene paths)", optional=True))
+        self.addParameter(QgsProcessingParameterString(
+            self.ASSETS_B, "Domain B STAC asset keys (e.g. B04,B03,B02; for STAC JSON scene paths)", optional=True))
         self.addParameter(QgsProcessingParameterEnum(
             self.KIND_A, "Domain A kind", options=KINDS, defaultValue=0))
         self.addParameter(QgsProcessingParameterEnum(
@@ -253,6 +264,8 @@ class ExportChipsAlgorithm(GeoganAlgorithm):
             geogan.export_chips, feedback, QgsProcessingException, a, b, out,
             bands_a=band_list(self.parameterAsString(parameters, self.BANDS_A, context)),
             bands_b=band_list(self.parameterAsString(parameters, self.BANDS_B, context)),
+            assets_a=asset_keys(self.parameterAsString(parameters, self.ASSETS_A, context)),
+            assets_b=asset_keys(self.parameterAsString(parameters, self.ASSETS_B, context)),
             kind_a=stated(KINDS[self.parameterAsEnum(parameters, self.KIND_A, context)]),
             kind_b=stated(KINDS[self.parameterAsEnum(parameters, self.KIND_B, context)]),
             units_a=stated(UNIT_CHOICES[self.parameterAsEnum(parameters, self.UNITS_A, context)]),
@@ -393,6 +406,7 @@ class TranslateParameters(GeoganAlgorithm):
 
     MODEL, DIRECTION, BANDS, UNITS, TILE_SIZE, OVERLAP = "MODEL", "DIRECTION", "BANDS", "UNITS", "TILE_SIZE", "OVERLAP"
     BATCH_SIZE, DEVICE, PRECISION, BLEND, COG, TTA = "BATCH_SIZE", "DEVICE", "PRECISION", "BLEND", "COG", "TTA"
+    ASSETS = "ASSETS"
 
     SHARED_HELP = (
         "<b>Direction</b>: a2b translates domain A inputs into domain B (Pix2Pix models only "
@@ -400,6 +414,10 @@ class TranslateParameters(GeoganAlgorithm):
         "<b>Input units</b>: a SAR input's units (linear power, amplitude, dB); <i>auto</i> infers "
         "them from the values. An input in other units than the model was trained on is "
         "converted.<br>"
+        "<b>STAC asset keys</b>: for a STAC Item, ItemCollection or Catalog JSON input, the "
+        "assets whose files are the input bands, in order (<i>VV,VH</i>); empty = the keys the "
+        "model was trained with. Outputs from STAC are Cloud Optimized GeoTIFFs, each with a "
+        "STAC Item (<i>NAME.json</i>) beside it and the folder's <i>collection.json</i>.<br>"
         "<b>Tile size / overlap</b>: the raster is processed in overlapping tiles that are "
         "blended together; more overlap hides seams.<br>"
         "<b>Precision</b> (advanced): <i>auto</i> is bf16 on GPUs that run it natively, fp16 on "
@@ -420,6 +438,8 @@ class TranslateParameters(GeoganAlgorithm):
             self.BANDS, "Input bands (e.g. 1,2; empty = the model's)", optional=True))
         self.addParameter(QgsProcessingParameterEnum(
             self.UNITS, "Input SAR units (auto = inferred from the values)", options=UNIT_CHOICES, defaultValue=0))
+        self.addParameter(QgsProcessingParameterString(
+            self.ASSETS, "STAC asset keys of the input bands (e.g. VV,VH; empty = the model's)", optional=True))
         self.addParameter(QgsProcessingParameterNumber(
             self.TILE_SIZE, "Tile size (pixels)", QgsProcessingParameterNumber.Integer,
             defaultValue=256, minValue=16))
@@ -436,7 +456,7 @@ class TranslateParameters(GeoganAlgorithm):
         self.addParameter(_advanced(QgsProcessingParameterEnum(
             self.BLEND, "Blending of overlapping tiles", options=BLENDS, defaultValue=0)))
         self.addParameter(_advanced(QgsProcessingParameterBoolean(
-            self.COG, "Write a Cloud Optimized GeoTIFF", defaultValue=False)))
+            self.COG, "Write a Cloud Optimized GeoTIFF (always for STAC inputs)", defaultValue=False)))
         self.addParameter(_advanced(QgsProcessingParameterBoolean(
             self.TTA, "Test-time augmentation (average the trained orientations)", defaultValue=False)))
 
@@ -452,7 +472,7 @@ class TranslateParameters(GeoganAlgorithm):
             device=DEVICES[self.parameterAsEnum(parameters, self.DEVICE, context)],
             precision=PRECISION_CHOICES[self.parameterAsEnum(parameters, self.PRECISION, context)],
             blend=BLENDS[self.parameterAsEnum(parameters, self.BLEND, context)],
-            cog=self.parameterAsBoolean(parameters, self.COG, context),
+            cog=self.parameterAsBoolean(parameters, self.COG, context) or None,  # None: geogan's, COG for STAC
             tta=self.parameterAsBoolean(parameters, self.TTA, context),
         )
 
@@ -476,7 +496,8 @@ class TranslateRasterAlgorithm(TranslateParameters):
             "where the input was invalid.<br>"
             "<b>Input</b>: a raster layer, or a scene path instead: files joined by commas are "
             "stacked band after band as one scene (<i>S1_VV.tif,S1_VH.tif</i>; bands on different "
-            "grids are resampled onto the finest), or a GDAL path (<i>/vsizip/...</i>).<br>"
+            "grids are resampled onto the finest), a GDAL path (<i>/vsizip/...</i>) or a STAC Item "
+            "JSON (its asset keys' files).<br>"
             + self.SHARED_HELP +
             "Cancel stops after the current batch of tiles and leaves no output file.")
 
@@ -495,21 +516,25 @@ class TranslateRasterAlgorithm(TranslateParameters):
         layer_file = None
         if self._given(parameters, self.INPUT):
             layer_file = layer_path(self.parameterAsRasterLayer(parameters, self.INPUT, context), "Input raster")
+        model_path = self.parameterAsFile(parameters, self.MODEL, context)
+        settings = self._settings(parameters, context)
         src = single_scene(layer_file, self.parameterAsString(parameters, self.INPUT_SCENE, context),
-                           "Input raster", QgsProcessingException, project_folder(context))
+                           "Input raster", QgsProcessingException, project_folder(context),
+                           assets=asset_keys(self.parameterAsString(parameters, self.ASSETS, context)),
+                           model=model_path, direction=settings["direction"])
         if src.is_multi:
             feedback.pushInfo(f"Input scene of {len(src.parts)} files, stacked in order: {src.label}")
+        settings["cog"] = bool(settings["cog"]) or src.item is not None  # COG for a STAC Item, as geogan predict
         dst = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
-        model_path = self.parameterAsFile(parameters, self.MODEL, context)
         result = run_with_feedback(
-            geogan.translate_raster, feedback, QgsProcessingException, model_path, src, dst,
-            **self._settings(parameters, context),
+            geogan.translate_raster, feedback, QgsProcessingException, model_path, src, dst, **settings,
             # QGIS asked before choosing an existing file (or made a fresh temporary one).
             overwrite=True,
         )
         feedback.pushInfo(f"Wrote {result.path}: {result.width}x{result.height}, {result.count} band(s) "
                           f"{result.dtype}, nodata {result.nodata}; {result.tiles} tile(s) on {result.device} "
                           f"({result.precision}) in {result.seconds:.1f} s")
+        catalogue_single(result.path, src, model_path, feedback, QgsProcessingException)
         return {self.OUTPUT: dst}
 
 
@@ -532,7 +557,8 @@ class TranslateManyAlgorithm(TranslateParameters):
             "<b>Inputs</b>: raster layers, or scene paths, one per line (or separated by <i>;</i>): "
             "a file, files joined by commas (one scene of their bands, <i>S1_VV.tif,S1_VH.tif</i>), "
             "<i>@list.txt</i> (one scene per line), a glob (<i>/data/s1/*.tif</i>), a folder or a "
-            "GDAL path. Use absolute paths.<br>"
+            "GDAL path, or a STAC Item, ItemCollection or Catalog JSON (each item one scene, named "
+            "by its id). Use absolute paths.<br>"
             "<b>Resumable</b>: an output that is already complete is skipped unless <b>Replace "
             "complete outputs</b> is ticked, so a stopped or failed batch continues where it "
             "stopped. A scene that fails is reported in the log and the others go on; the "
@@ -568,6 +594,7 @@ class TranslateManyAlgorithm(TranslateParameters):
             geogan.translate_rasters, feedback, QgsProcessingException,
             self.parameterAsFile(parameters, self.MODEL, context), scenes, out_dir,
             overwrite=self.parameterAsBoolean(parameters, self.OVERWRITE, context),
+            assets=asset_keys(self.parameterAsString(parameters, self.ASSETS, context)),
             **self._settings(parameters, context),
         )
         report_batch(result, feedback, QgsProcessingException)

@@ -62,14 +62,20 @@ def band_list(text: Optional[str]) -> Optional[str]:
     return text or None
 
 
+def asset_keys(text: Optional[str]) -> Optional[str]:
+    """Optional STAC asset keys typed by the user ('VV,VH'); empty means geogan's default (None):
+    none for chips, the model's trained keys for a translation."""
+    return band_list(text)
+
+
 #: SAR units a user may state ("auto": geogan infers them from the values).
 UNIT_CHOICES = ("auto", "linear", "amplitude", "db")
 #: Network precision of a translation ("auto": bf16 on GPUs that run it natively, fp16 on older
 #: GPUs, fp32 on the CPU).
 PRECISION_CHOICES = ("auto", "fp32", "bf16", "fp16")
 
-SCENE_SYNTAX = ("VV.tif,VH.tif = one scene of two files; @list.txt, a glob, a folder or a GDAL "
-                "path (/vsizip/...) also work")
+SCENE_SYNTAX = ("VV.tif,VH.tif = one scene of two files; @list.txt, a glob, a folder, a GDAL "
+                "path (/vsizip/...) or a STAC Item/ItemCollection JSON also work")
 
 
 def stated(choice: str) -> Optional[str]:
@@ -149,12 +155,15 @@ def domain_inputs(layer_files: Sequence[str], scene_text: Optional[str], what: s
 
 
 def single_scene(layer_file: Optional[str], scene_text: Optional[str], what: str, error_cls: type,
-                 base: Optional[str] = None) -> Any:
-    """The one scene to translate: the layer's file, or the typed scene (comma-joined files or a
-    GDAL path; relative to ``base``), as a ``geogan.Scene``. Several scenes, both or neither are
-    refused in one line."""
+                 base: Optional[str] = None, *, assets: Optional[str] = None, model: Any = None,
+                 direction: str = "a2b") -> Any:
+    """The one scene to translate: the layer's file, or the typed scene (comma-joined files, a
+    GDAL path or a STAC Item JSON; relative to ``base``), as a ``geogan.Scene``. A STAC Item's
+    bands are its ``assets`` (default: those ``model`` was trained with, as ``geogan predict``).
+    Several scenes, both or neither are refused in one line."""
     from geogan.errors import GeoganError
     from geogan.scenes import Scene, expand_scenes
+    from geogan.stac import expand_for_model
 
     specs = scene_specs(scene_text, base)
     if layer_file and specs:
@@ -165,13 +174,30 @@ def single_scene(layer_file: Optional[str], scene_text: Optional[str], what: str
         raise error_cls(f"{what}: give a raster layer or a scene path (VV.tif,VH.tif = one scene of two files, "
                         "or a GDAL path)")
     try:
-        scenes = expand_scenes(specs, what=what)
+        scenes = (expand_scenes(specs, what=what, assets=assets) if model is None
+                  else expand_for_model(specs, model, direction, assets, what=what))
     except GeoganError as exc:
         raise error_cls(str(exc)) from None
     if len(scenes) > 1:
         raise error_cls(f"{what}: names {len(scenes)} scenes ({scenes[0].label}, ...); this algorithm "
                         "translates one: use 'Translate many rasters' (geogan:translate_batch)")
     return scenes[0]
+
+
+def catalogue_single(result_path: Any, scene: Any, model: Any, feedback: Any, error_cls: type) -> None:
+    """After translating one scene from a STAC Item: its STAC Item beside the output and the
+    folder's ``collection.json`` (``geogan.stac.catalogue_output``, as ``geogan predict`` does),
+    said in the log; nothing for other scenes. A geogan error becomes ``error_cls``, one line."""
+    from geogan.errors import GeoganError
+    from geogan.stac import catalogue_output
+
+    try:
+        written = catalogue_output(result_path, scene, model)
+    except GeoganError as exc:
+        raise error_cls(str(exc)) from None
+    if written is not None:
+        item, collection = written
+        feedback.pushInfo(f"Wrote {item}: its STAC item" + (f", listed in {collection}" if collection else ""))
 
 
 def aoi_arguments(regions: Mapping[str, Optional[tuple[str, str]]], error_cls: type) -> dict:
