@@ -449,3 +449,122 @@ def test_build_item_is_pure_and_handles_an_ungeoreferenced_output(tmp_path):
     assert item["properties"]["datetime"] == "2026-01-02T03:04:05Z"
     assert item["assets"]["data"]["bands"] == [{"data_type": "float32", "nodata": "nan"}]
     json.dumps(item, allow_nan=False)  # strict JSON
+
+
+# ---------------------------------------------------------------- evaluate, the API, @list files
+
+def write_item_json(path: Path, patch: Path) -> Path:
+    """One STAC Item of ``patch`` as its own JSON file (hrefs relative to it)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    item = make_item(patch, path.parent)
+    path.write_text(json.dumps(item.to_dict(include_self_link=False, transform_hrefs=False)))
+    return path
+
+
+def test_evaluate_a_prediction_item_against_a_truth_item(predicted, tmp_path):
+    """PREDICTION: the Item predict wrote (its data asset); TRUTH: the S2 Item, --assets B04,B03,B02 —
+    the same scores as the GeoTIFF against the comma-joined band files."""
+    from geogan.evaluate import evaluate_rasters
+
+    _, _, _, out, _ = predicted
+    s2 = s2_of(S1[5])
+    truth = write_item_json(tmp_path / "truth" / "s2.json", s2)
+    res = invoke("evaluate", out / f"{S1[5].name}.json", truth, "--assets", "B04,B03,B02", "--json")
+    assert res.exit_code == 0, res.output
+    got = json.loads(res.stdout)
+    files = ",".join(str(s2 / f"{s2.name}_{k}.tif") for k in ("B04", "B03", "B02"))
+    plain = evaluate_rasters(out / f"{S1[5].name}.tif", files).to_dict()
+    for key in ("pixels", "mae", "rmse", "psnr", "ssim", "sam"):
+        assert got[key] == plain[key], key
+    assert got["truth"] == f"{truth} item {s2.name} (B04,B03,B02)"
+    assert got["prediction"] == f"{out / S1[5].name}.json item {S1[5].name} (data)"
+    # a 20 m band among the truth's assets is stacked onto the finest (10 m) grid, as for chips
+    report = evaluate_rasters(out / f"{S1[5].name}.json", str(truth), assets=["B05", "B03", "B02"])
+    assert report.pixels == 120 * 120 and len(report.bands) == 3
+
+
+def test_evaluate_stac_errors_are_one_line_naming_the_file(predicted, tmp_path):
+    _, _, _, out, _ = predicted
+    pred = out / f"{S1[5].name}.json"
+    s2 = s2_of(S1[5])
+    truth = write_item_json(tmp_path / "s2.json", s2)
+    assert_one_line_error(invoke("evaluate", pred, truth, "--assets", "B04,B03,B99"),
+                          str(truth), "has no asset 'B99'", "B02, B03, B04")
+    assert_one_line_error(invoke("evaluate", pred, truth), str(truth), "needs the asset keys", "B04")
+    both = write_collection_json(tmp_path / "both.json", [s2, s2_of(S1[0])])
+    assert_one_line_error(invoke("evaluate", pred, both, "--assets", "B04,B03,B02"), str(both), "holds 2 STAC items")
+    d = json.loads(truth.read_text())
+    d.pop("assets")
+    truth.write_text(json.dumps(d))
+    assert_one_line_error(invoke("evaluate", pred, truth, "--assets", "B04"), str(truth), "STAC Item has no 'assets'")
+    # a prediction Item without a data asset (not one predict wrote), and keys for a plain raster
+    assert_one_line_error(invoke("evaluate", write_item_json(tmp_path / "s1.json", S1[5]), out / f"{S1[5].name}.tif"),
+                          "s1.json", "has no asset 'data' (it has: VH, VV)")
+    tif = out / f"{S1[5].name}.tif"
+    assert_one_line_error(invoke("evaluate", tif, tif, "--assets", "B04"), "no input is a STAC")
+
+
+def test_export_chips_takes_stac_inputs_and_asset_keys_like_the_cli(tmp_path):
+    """The API: a STAC JSON path for A, a pystac ItemCollection for B, asset keys as a string and a list."""
+    import geogan
+
+    s1 = write_collection_json(tmp_path / "cat" / "s1.json", S1[:2])
+    s2_items = pystac.ItemCollection([make_item(s2_of(p), tmp_path, absolute=True) for p in S1[:2]])
+    summary = geogan.export_chips(str(s1), s2_items, tmp_path / "chips", assets_a="VV,VH",
+                                  assets_b=["B04", "B03", "B02"], tile_size=120, val_fraction=0.0)
+    assert summary.sources["a"] == [",".join(str(p / f"{p.name}_{k}.tif") for k in ("VV", "VH")) for p in S1[:2]]
+    assert summary.counts["a"]["train"] == 2 == summary.counts["b"]["train"]
+    meta = json.loads((tmp_path / "chips" / "geogan_chips.json").read_text())
+    assert meta["assets"] == {"a": ["VV", "VH"], "b": ["B04", "B03", "B02"]}
+    with pytest.raises(InputError, match=r"s1.json' item 1 .*has no asset 'HH' \(it has: VH, VV\)"):
+        geogan.export_chips(str(s1), s2_items, tmp_path / "c2", assets_a="HH", assets_b="B04", tile_size=120)
+    with pytest.raises(ConfigError, match="domain b input: asset keys .B04. were given but no input is a STAC"):
+        geogan.export_chips(str(s1), str(s2_of(S1[0]) / f"{s2_of(S1[0]).name}_B04.tif"), tmp_path / "c3",
+                            assets_a="VV", assets_b="B04", tile_size=120)
+    assert not (tmp_path / "c2").exists() and not (tmp_path / "c3").exists()
+
+
+def test_the_stac_writers_are_public_and_import_geogan_stays_lazy():
+    import subprocess
+    import sys
+
+    import geogan
+
+    assert geogan.write_item is stac.write_item and geogan.write_collection is stac.write_collection
+    assert geogan.catalogue_output is stac.catalogue_output
+    code = "import sys, geogan; print('pystac' in sys.modules, 'geogan.stac' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.split() == ["False",
+                                                                                                         "False"]
+
+
+def test_a_list_file_line_may_be_a_stac_json(tmp_path):
+    s1 = write_collection_json(tmp_path / "cat" / "s1.json", S1[:2])
+    write_item_json(tmp_path / "items" / "a.json", S1[2])
+    write_item_json(tmp_path / "items" / "b.json", S1[3])
+    plain = ",".join(str(S1[4] / f"{S1[4].name}_{k}.tif") for k in ("VV", "VH"))
+    listing = tmp_path / "scenes.txt"
+    listing.write_text(f"# STAC and plain lines\ncat/s1.json\n{plain}\nitems/*.json\n")
+    scenes = expand_scenes(f"@{listing}", assets="VV,VH")
+    assert [s.name for s in scenes] == [p.name for p in (S1[0], S1[1], S1[4], S1[2], S1[3])]  # in the list's order
+    assert [s.item is not None for s in scenes] == [True, True, False, True, True]
+    assert scenes[0].parts == tuple(str(S1[0] / f"{S1[0].name}_{k}.tif") for k in ("VV", "VH"))
+    assert scenes[0].item.href == str(s1)
+    listing.write_text("cat/s1.json\nmissing.json\n")
+    with pytest.raises(InputNotFoundError) as err:
+        expand_scenes(f"@{listing}", assets="VV")
+    assert str(err.value) == f"'{listing}' line 2: 'missing.json': no such file"
+    listing.write_text("cat/s1.json\n")
+    with pytest.raises(ConfigError, match="needs the asset keys .* its first item has: VH, VV"):
+        expand_scenes(f"@{listing}")
+
+
+def test_predict_a_list_of_stac_jsons_defaults_to_the_trained_keys(chain, tmp_path):
+    _, _, model = chain
+    write_item_json(tmp_path / "items" / "x.json", S1[5])
+    (tmp_path / "scenes.txt").write_text("items/x.json\n")
+    out = tmp_path / "out"
+    res = invoke("predict", model, f"@{tmp_path / 'scenes.txt'}", f"{out}/", *PREDICT)
+    assert res.exit_code == 0, res.output
+    item = pystac.Item.from_file(str(out / f"{S1[5].name}.json"))
+    assert item.properties["geogan:source_assets"] == ["VV", "VH"]
+    assert (out / "collection.json").is_file()
