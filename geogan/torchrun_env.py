@@ -41,7 +41,8 @@ def _env_int(env: Mapping[str, str], name: str, default: int) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise ConfigError(f"environment: {name}={text!r} is not an integer (set by torchrun or your launcher)") from None
+        raise ConfigError(f"environment: {name}={text!r} is not an integer (set by torchrun or your "
+                          "launcher)") from None
     if value < 0:
         raise ConfigError(f"environment: {name}={text!r} must be >= 0")
     return value

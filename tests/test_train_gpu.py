@@ -81,3 +81,83 @@ def test_two_processes_on_one_gpu_with_gloo(tmp_path):
         assert p.returncode == 0, err.decode(errors="replace")[-3000:]
     ck = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
     assert ck["world_size"] == 2 and ck["iteration"] == 4
+
+
+def _torchrun(tmp_path, config, nproc: int = 2, *args: str) -> list[str]:
+    """``python -m geogan.cli.torchrun --nproc_per_node=N -m geogan train CONFIG``; its stderr lines."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    for key in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", "LOCAL_WORLD_SIZE"):
+        env.pop(key, None)
+    proc = subprocess.run([sys.executable, "-m", "geogan.cli.torchrun", f"--nproc_per_node={nproc}",
+                           f"--master_port={free_port()}", "-m", "geogan", "train", str(config), *args],
+                          env=env, capture_output=True, timeout=300)
+    err = proc.stderr.decode(errors="replace")
+    assert proc.returncode == 0, err[-3000:]
+    return err.splitlines()
+
+
+def _ddp_backend() -> dict:
+    """NCCL with a GPU per rank when 2 are visible; otherwise both ranks on GPU 0 over gloo."""
+    if torch.cuda.device_count() >= 2:
+        return {"dist_backend": "nccl", "device": "cuda"}
+    return {"dist_backend": "gloo", "device": "cuda:0"}
+
+
+def test_default_configuration_compile_and_bf16_under_ddp(tmp_path):
+    """The configuration users run: CUDA defaults (compile on, bf16 on 8.0+) with 2 DDP processes."""
+    from geogan.modelfile import read_payload
+
+    chips = make_chips(tmp_path / "chips", n_train=4)
+    config = tmp_path / "train.yaml"
+    config.write_text(yaml.safe_dump(dict(CUDA, data=str(chips), out=str(tmp_path / "run"), batch_size=1,
+                                          num_workers=0, **_ddp_backend())))
+    _torchrun(tmp_path, config)
+    payload = read_payload(tmp_path / "run" / "model.geogan")
+    assert payload["training"]["world_size"] == 2 and payload["training"]["runtime"]["compile"] is True
+    ck = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
+    assert ck["iteration"] == 4 and all(torch.isfinite(v).all() for sd in ck["model"]["nets"].values()
+                                        for v in sd.values() if v.is_floating_point())
+
+
+def test_pair_discriminators_under_ddp(tmp_path):
+    chips = make_chips(tmp_path / "chips", n_train=4)
+    pairs = make_chips(tmp_path / "pairs", n_train=4, paired=True, seed=1)
+    config = tmp_path / "train.yaml"
+    config.write_text(yaml.safe_dump(dict(CUDA, data=str(chips), data_paired=str(pairs), out=str(tmp_path / "run"),
+                                          lambda_pair_gan=1.0, lambda_feat=1.0, batch_size=1, num_workers=0,
+                                          compile="off", **_ddp_backend())))
+    _torchrun(tmp_path, config)
+    ck = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
+    assert {"D_pair_a2b", "D_pair_b2a"} <= set(ck["model"]["nets"]) and ck["world_size"] == 2
+
+
+def test_resume_on_the_gpu_gives_the_uninterrupted_runs_weights(tmp_path):
+    """Weights compared, not just finiteness: fp32, no compile (the resumed process compiles and
+    benchmarks afresh), the uninterrupted and the resumed run in one process (one cuDNN choice)."""
+    from conftest import checkpoint_weights
+
+    from geogan.errors import Cancelled
+    from geogan.trainer import train
+
+    chips = make_chips(tmp_path / "chips", n_train=4)
+    cfg = dict(CUDA, data=str(chips), amp="off", compile="off", num_workers=0, pool_size=2, batch_size=1,
+               epochs=1, epochs_decay=1)
+
+    class StopAfter3:
+        polls = 0
+
+        def update(self, done, total, message=""):
+            pass
+
+        def cancelled(self) -> bool:
+            self.polls += 1
+            return self.polls > 3
+
+    train(dict(cfg, out=str(tmp_path / "straight")))
+    with pytest.raises(Cancelled):
+        train(dict(cfg, out=str(tmp_path / "resumed")), progress=StopAfter3())
+    train(dict(cfg, out=str(tmp_path / "resumed")), resume=True)
+    a, b = checkpoint_weights(tmp_path / "straight"), checkpoint_weights(tmp_path / "resumed")
+    assert set(a) == set(b)
+    worst = max(float((a[k].float() - b[k].float()).abs().max()) for k in a)
+    assert worst <= 1e-6, worst

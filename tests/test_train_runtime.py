@@ -254,6 +254,12 @@ def test_a_ranks_own_error_is_its_own_even_when_it_mentions_nccl_or_gloo():
     assert not is_collective_failure(RuntimeError("CUDA error: an illegal memory access (NCCL kernel)"))
     assert not is_collective_failure(RuntimeError("[gloo] something in this rank's own code"))
     assert is_collective_failure(dist.DistBackendError("Connection closed by peer"))
+    from geogan.trainer.distributed import CollectiveFailure, _collective
+
+    with pytest.raises(CollectiveFailure):  # gloo's plain RuntimeError inside a CPU-group message
+        with _collective():
+            raise RuntimeError("[pair.cc:553] Connection closed by peer")
+    assert is_collective_failure(CollectiveFailure("x"))
     assert is_collective_failure(dist.DistNetworkError("timed out"))
 
 

@@ -5,6 +5,8 @@ trained with the same budget, scored on the held-out test scene beside a baselin
     python tools/bench_quality.py                      # one seed, the default routes, CPU sizes
     python tools/bench_quality.py --seeds 3            # mean ± std over seeds 0, 1, 2
     python tools/bench_quality.py --upsample transpose,resize --seeds 3   # the upsampling comparison
+    python tools/bench_quality.py --routes cyclegan,pix2pix --upsample resize,subpixel --seeds 3 --tta off
+                                                       # the gate for making subpixel the default (issue 22)
     python tools/bench_quality.py --gpu                # bigger networks and more steps, for CUDA
     python tools/bench_quality.py --seeds 3 --steps 3200 --size chip_size=128 \
         --size crop_size=128 --size batch_size=1 --out bq_long   # 4x the pixels, larger context:
@@ -320,7 +322,7 @@ def main(argv=None) -> int:
     ap.add_argument("--seeds", type=int, default=1, help="repeat with seeds 0..N-1 (default 1)")
     ap.add_argument("--routes", default=",".join(DEFAULT_ROUTES), help=f"comma-separated, of {', '.join(ROUTES)}")
     ap.add_argument("--upsample", default="default",
-                    help="transpose, resize, or both comma-separated (default: the config default)")
+                    help="transpose, resize, subpixel, or several comma-separated (default: the config default)")
     ap.add_argument("--steps", type=int, default=None, help="training steps per route (default: 800 CPU, 6000 GPU)")
     ap.add_argument("--gpu", action="store_true", help="the CUDA sizes (bigger networks, more steps)")
     ap.add_argument("--size", action="append", default=[], metavar="KEY=VALUE",

@@ -71,7 +71,7 @@ def build_model(spec: dict, device: Any) -> Any:
     torch.manual_seed(0)
     model = CycleGAN(cfg, domain, domain, device, amp_dtype=torch_dtype(precision),
                      channels_last=spec["channels_last"])
-    model.wrap_networks(lambda name, net: wrap_network(net, compile=spec["compile"]))
+    model.wrap_networks(lambda name, net: wrap_network(net, compile=spec["compile"]), compiled=spec["compile"])
     return model
 
 

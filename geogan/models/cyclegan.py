@@ -117,6 +117,9 @@ class GanModel:
         self.channels_last = channels_last
         self.nets: dict[str, nn.Module] = {}
         self.losses: dict[str, torch.Tensor] = {}
+        #: Freeze a network for a step by taking it out of its DDP reducer only, leaving its
+        #: parameters' requires_grad alone (set by :meth:`wrap_networks` for compiled networks).
+        self.keep_requires_grad = False
         self.criterion_gan = GANLoss(cfg.gan_mode)
         use_scaler = amp_dtype == torch.float16 and device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda") if use_scaler else None
@@ -131,10 +134,12 @@ class GanModel:
             if self.channels_last:
                 net.to(memory_format=torch.channels_last)
             net.train()
-        betas = (self.cfg.beta1, 0.999)
+        # On CUDA one fused kernel updates every parameter of a network group (no per-tensor launches).
+        adam = {"betas": (self.cfg.beta1, 0.999), "lr": self.cfg.lr,
+                "fused": True if self.device.type == "cuda" else None}
         self.optimizers = {
-            "G": torch.optim.Adam(self._params(self.generator_names), lr=self.cfg.lr, betas=betas),
-            "D": torch.optim.Adam(self._params(self.discriminator_names), lr=self.cfg.lr, betas=betas),
+            "G": torch.optim.Adam(self._params(self.generator_names), **adam),
+            "D": torch.optim.Adam(self._params(self.discriminator_names), **adam),
         }
         rule = lambda epoch: lr_factor(epoch, self.cfg.epochs, self.cfg.epochs_decay)  # noqa: E731
         self.schedulers = {k: torch.optim.lr_scheduler.LambdaLR(o, rule) for k, o in self.optimizers.items()}
@@ -142,9 +147,15 @@ class GanModel:
     def _params(self, names: Iterable[str]) -> list[nn.Parameter]:
         return [p for n in names for p in self.nets[n].parameters()]
 
-    def wrap_networks(self, wrap: NetWrapper) -> None:
-        """Replace each network by ``wrap(name, net)`` for the step (the optimizers keep the same parameters)."""
+    def wrap_networks(self, wrap: NetWrapper, compiled: bool = False) -> None:
+        """Replace each network by ``wrap(name, net)`` for the step (the optimizers keep the same parameters).
+
+        ``compiled``: the wrapper compiles, so the discriminator freeze must not flip
+        ``requires_grad`` (Dynamo guards on it and would keep two graphs and re-check every step):
+        see :meth:`set_requires_grad`.
+        """
         self.nets = {name: wrap(name, net) for name, net in self.nets.items()}
+        self.keep_requires_grad = compiled
 
     def bare_nets(self) -> dict[str, nn.Module]:
         """Name → the network without its compile/DDP wrappers (what is saved and previewed)."""
@@ -174,11 +185,15 @@ class GanModel:
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
 
-    @staticmethod
-    def set_requires_grad(nets: Iterable[nn.Module], flag: bool) -> None:
-        """Unfreeze (True) or freeze (False) networks; a frozen DDP network also leaves its reducer."""
+    def set_requires_grad(self, nets: Iterable[nn.Module], flag: bool) -> None:
+        """Unfreeze (True) or freeze (False) networks; a frozen DDP network also leaves its reducer.
+
+        With compiled networks only the reducer part is done: the frozen discriminators' weight
+        gradients are then computed in the generator step, never all-reduced, and dropped by their
+        optimizer's ``zero_grad`` before their own step, so the updates are the same.
+        """
         for net in nets:
-            set_frozen(net, not flag)
+            set_frozen(net, not flag, keep_requires_grad=self.keep_requires_grad)
 
     def _step(self, name: str, loss: torch.Tensor) -> None:
         """Backward ``loss`` (scaled under fp16; DDP averages gradients meanwhile), step optimizer ``name``."""
@@ -317,13 +332,15 @@ class CycleGAN(GanModel):
 
     def set_input(self, batch: dict) -> None:
         self.real_a, self.real_b = self._image(batch["a"]), self._image(batch["b"])
-        self.valid_a, self.valid_b = batch["a_valid"].to(self.device), batch["b_valid"].to(self.device)
+        # non_blocking: from the loader's pinned memory on CUDA, so the host does not wait for the GPU
+        self.valid_a = batch["a_valid"].to(self.device, non_blocking=True)
+        self.valid_b = batch["b_valid"].to(self.device, non_blocking=True)
         self.footprint = self.valid_a & self.valid_b
         if self.semi_supervised:
             if "pa" not in batch:
                 raise ValueError("a semi-supervised CycleGAN needs batches with pairs (pa, pb)")
             self.pair_a, self.pair_b = self._image(batch["pa"]), self._image(batch["pb"])
-            self.pair_valid = (batch["pa_valid"] & batch["pb_valid"]).to(self.device)
+            self.pair_valid = (batch["pa_valid"] & batch["pb_valid"]).to(self.device, non_blocking=True)
 
     def forward(self) -> None:
         G_a2b, G_b2a = self.nets["G_a2b"], self.nets["G_b2a"]
@@ -334,7 +351,7 @@ class CycleGAN(GanModel):
             self.rec_b = G_a2b(self.fake_a)
 
     def generator_loss(self) -> torch.Tensor:
-        """The generators' total loss of this step (each term also in ``self.losses``); :meth:`_step` backpropagates it."""
+        """The generators' total loss of this step (each term also in ``self.losses``); the caller backpropagates it."""
         cfg, nets = self.cfg, self.nets
         lam = cfg.lambda_cycle
         with self.autocast():

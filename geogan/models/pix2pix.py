@@ -49,7 +49,7 @@ class Pix2Pix(GanModel):
 
     def set_input(self, batch: dict) -> None:
         self.real_a, self.real_b = self._image(batch["a"]), self._image(batch["b"])
-        self.valid = (batch["a_valid"] & batch["b_valid"]).to(self.device)
+        self.valid = (batch["a_valid"] & batch["b_valid"]).to(self.device, non_blocking=True)
 
     def forward(self) -> None:
         with self.autocast():
@@ -66,7 +66,7 @@ class Pix2Pix(GanModel):
         return (self.losses["D_fake"] + self.losses["D_real"]) * 0.5
 
     def generator_loss(self) -> torch.Tensor:
-        """The generators' total loss of this step (each term also in ``self.losses``); :meth:`_step` backpropagates it."""
+        """The generators' total loss of this step (each term also in ``self.losses``); the caller backpropagates it."""
         D = self.nets["D"]
         fake_b = hide_invalid(self.fake_b, self.valid)
         with self.autocast():

@@ -73,14 +73,17 @@ def _ddp_of(net: nn.Module) -> Optional[DistributedDataParallel]:
     return net
 
 
-def set_frozen(net: nn.Module, frozen: bool) -> None:
+def set_frozen(net: nn.Module, frozen: bool, keep_requires_grad: bool = False) -> None:
     """Freeze or unfreeze a (possibly wrapped) network's parameters for the coming step.
 
     A frozen network under DDP runs outside its reducer (what ``no_sync`` does): backward
     passes through it to the networks before it, but it expects and reduces no gradients.
+    ``keep_requires_grad`` leaves ``requires_grad`` as it is (compiled networks: flipping it
+    makes Dynamo recompile); the caller then discards the gradients the frozen step computed.
     """
-    for p in net.parameters():
-        p.requires_grad_(not frozen)
+    if not keep_requires_grad:
+        for p in net.parameters():
+            p.requires_grad_(not frozen)
     ddp = _ddp_of(net)
     if ddp is not None:
         ddp.require_backward_grad_sync = not frozen

@@ -131,7 +131,8 @@ def validate_checkpoint(payload: Any, label: str) -> None:
         raise CheckpointError(f"{label}: checkpoint 'ranks' must be a non-empty list of {{rng, local}} states")
     samples = payload.get("samples_in_epoch", 0)
     if isinstance(samples, bool) or not isinstance(samples, int):
-        raise CheckpointError(f"{label}: checkpoint entry 'samples_in_epoch' is a {type(samples).__name__}, expected int")
+        raise CheckpointError(f"{label}: checkpoint entry 'samples_in_epoch' is a {type(samples).__name__}, "
+                              "expected int")
     for key in ("epoch", "batch_in_epoch", "iteration", "samples_in_epoch"):
         if payload.get(key, 0) < 0:
             raise CheckpointError(f"{label}: checkpoint {key}={payload[key]} is negative")

@@ -14,10 +14,12 @@ rest of stopping a job (killing the processes left, restarting) is torchrun's ag
 """
 from __future__ import annotations
 
+import contextlib
 import datetime
 import logging
 import os
-from typing import Any, Mapping, Optional
+import time
+from typing import Any, Iterator, Mapping, Optional
 
 from ..errors import ConfigError, GeoganError
 from ..torchrun_env import job_place
@@ -25,10 +27,34 @@ from ..torchrun_env import job_place
 log = logging.getLogger("geogan.trainer")
 
 FAILURE_KEY = "geogan/failure"
+READ_KEY = "geogan/failure-read"
 
 
 class PeerFailedError(GeoganError, RuntimeError):
     """Another process of a data-parallel run failed, so this one stopped too."""
+
+
+class CollectiveFailure(RuntimeError):
+    """One of the host-side messages between ranks failed: the group broke (a peer left or hung).
+
+    Known by where it happened — a CPU-group collective, which runs none of this rank's own
+    computation — not by the words of torch's message (gloo raises a plain RuntimeError).
+    """
+
+
+#: How long a failing rank 0, which hosts the rendezvous store, keeps it up for the others to
+#: read its reason (it returns as soon as every other rank has read it).
+REASON_GRACE_S = 5.0
+
+
+@contextlib.contextmanager
+def _collective() -> Iterator[None]:
+    try:
+        yield
+    except GeoganError:
+        raise
+    except RuntimeError as exc:
+        raise CollectiveFailure(_first_line(exc)) from exc
 
 
 class Dist:
@@ -95,24 +121,40 @@ class Dist:
 
         if not dist.is_initialized():
             return
-        if not isinstance(exc, PeerFailedError):
-            self._leave_reason(exc)
+        left = not isinstance(exc, PeerFailedError) and self._leave_reason(exc)
         _abort_groups()
         self.started_here = False
+        if left and self.main:
+            self._wait_for_readers()
 
-    def _leave_reason(self, exc: BaseException) -> None:
+    def _wait_for_readers(self) -> None:
+        """Rank 0 hosts the store: keep it up until the others read the reason (or a few seconds)."""
+        deadline = time.monotonic() + REASON_GRACE_S
+        try:
+            while self._store.add(READ_KEY, 0) < self.world - 1 and time.monotonic() < deadline:
+                time.sleep(0.05)
+        except Exception:  # noqa: BLE001 - a broken store: nothing to wait for
+            pass
+
+    def _leave_reason(self, exc: BaseException) -> bool:
+        """Leave this rank's reason in the store unless a reason is there already; True if left."""
         try:
             if self._store is not None and not self._store.check([FAILURE_KEY]):
                 self._store.set(FAILURE_KEY, f"rank {self.rank} failed: {_first_line(exc)}")
+                return True
         except Exception:  # noqa: BLE001 - the store may be gone with the rank that hosted it
             pass
+        return False
 
     def peer_reason(self) -> Optional[str]:
         """Why another rank failed, when it left its reason in the store (None otherwise)."""
         try:
             if self._store is not None and self._store.check([FAILURE_KEY]):
                 reason = self._store.get(FAILURE_KEY).decode("utf-8", "replace")
-                return None if reason.startswith(f"rank {self.rank} ") else reason
+                if reason.startswith(f"rank {self.rank} "):
+                    return None
+                self._store.add(READ_KEY, 1)  # lets a failing rank 0 stop hosting the store
+                return reason
         except Exception:  # noqa: BLE001 - the store may be gone with the rank that hosted it
             pass
         return None
@@ -121,10 +163,10 @@ class Dist:
         """Tear the process groups down after ``exc`` and return the error this rank reports.
 
         Its own error (left in the store for the others first, see :meth:`fail`), or, when another
-        rank failed first, "rank R stopped because rank Q failed: <Q's own first line>". Only a
-        collective failing for lack of a peer (torch's ``DistError`` family) and no reason in the
-        store is reported as "another process of the job stopped": an ordinary RuntimeError of
-        this rank, even one from CUDA or NCCL code, is this rank's own.
+        rank failed first, "rank R stopped because rank Q failed: <Q's own first line>". Without a
+        reason in the store, only a broken collective — torch's ``DistError`` family, or one of the
+        CPU-group messages (:class:`CollectiveFailure`) — is reported as "another process of the
+        job stopped": any other error of this rank, even one from CUDA or NCCL code, is its own.
         """
         if not self.active or isinstance(exc, PeerFailedError):
             return exc
@@ -158,7 +200,8 @@ class Dist:
         import torch.distributed as dist
 
         out: list = [None] * self.world
-        dist.all_gather_object(out, obj, group=self.cpu_group)
+        with _collective():
+            dist.all_gather_object(out, obj, group=self.cpu_group)
         return out
 
     def gather_to_main(self, obj: Any) -> Optional[list]:
@@ -168,7 +211,8 @@ class Dist:
         import torch.distributed as dist
 
         out: Optional[list] = [None] * self.world if self.main else None
-        dist.gather_object(obj, out, dst=0, group=self.cpu_group)
+        with _collective():
+            dist.gather_object(obj, out, dst=0, group=self.cpu_group)
         return out
 
     def any_flag(self, flag: bool) -> bool:
@@ -179,7 +223,8 @@ class Dist:
         import torch.distributed as dist
 
         t = torch.tensor([1 if flag else 0], dtype=torch.int32)
-        dist.all_reduce(t, op=dist.ReduceOp.MAX, group=self.cpu_group)
+        with _collective():
+            dist.all_reduce(t, op=dist.ReduceOp.MAX, group=self.cpu_group)
         return bool(t[0])
 
     def share(self, obj: Any) -> Any:
@@ -189,14 +234,16 @@ class Dist:
         import torch.distributed as dist
 
         box = [obj if self.main else None]
-        dist.broadcast_object_list(box, src=0, group=self.cpu_group)
+        with _collective():
+            dist.broadcast_object_list(box, src=0, group=self.cpu_group)
         return box[0]
 
     def barrier(self) -> None:
         if self.active:
             import torch.distributed as dist
 
-            dist.barrier(group=self.cpu_group)
+            with _collective():
+                dist.barrier(group=self.cpu_group)
 
 
 def _default_store() -> Any:
@@ -233,6 +280,8 @@ def _first_line(exc: BaseException) -> str:
 
 def is_collective_failure(exc: BaseException) -> bool:
     """True for the errors torch.distributed raises when a peer vanished or timed out (by type, never text)."""
+    if isinstance(exc, CollectiveFailure):
+        return True
     names = {cls.__name__ for cls in type(exc).__mro__}
     return bool(names & {"DistBackendError", "DistNetworkError", "DistStoreError", "DistError"})
 

@@ -319,7 +319,7 @@ class TrainingRun:
         if self.checkpoint is not None:
             self.restore(self.checkpoint)
         self.model.wrap_networks(lambda name, net: wrap_network(net, compile=rt.compile, ddp=dist.active,
-                                                                device=self.device))
+                                                                device=self.device), compiled=rt.compile)
         if dist.main:
             if self.model.identity_note != "on" and cfg.model == "cyclegan":
                 log.warning("identity loss %s", self.model.identity_note)
