@@ -390,33 +390,63 @@ def valid_mask(ds, data: np.ndarray, masks: np.ndarray, kind: str, units: Option
     return valid
 
 
-def _masks_from_values(ds, bands: Sequence[int], data: np.ndarray) -> Optional[np.ndarray]:
-    """GDAL's masks computed from the pixels just read, where that is exactly what GDAL does: bands
-    without a mask (all valid) and nodata masks with a nodata value compared exactly (an integer in
-    the dtype's range, 0 or NaN for floats; GDAL compares other float values with a tolerance).
-    None otherwise (read the masks). Saves GDAL a second pass over the blocks."""
+def _nodata_rules(ds, bands: Sequence[int]) -> Optional[list]:
+    """Per band, how GDAL's mask follows from the pixel values: None (no mask: all valid), NaN, or a
+    nodata value compared exactly (an integer in the dtype's range, or 0 for floats); None overall
+    where the mask must be read from GDAL (an internal mask, alpha, or a float nodata value GDAL
+    compares with a tolerance)."""
     from rasterio.enums import MaskFlags
 
-    mask = np.empty(data.shape, np.uint8)
-    for i, b in enumerate(bands):
-        flags = ds.mask_flag_enums[b - 1]
+    rules = []
+    for b in bands:
+        flags, nodata = ds.mask_flag_enums[b - 1], ds.nodatavals[b - 1]
         if flags == [MaskFlags.all_valid]:
-            mask[i] = 255
+            rules.append(None)
             continue
-        nodata = ds.nodatavals[b - 1]
         if flags != [MaskFlags.nodata] or nodata is None:
             return None
         dt = np.dtype(ds.dtypes[b - 1])
-        if dt.kind == "f" and np.isnan(nodata):
-            invalid = np.isnan(data[i])
-        elif (dt.kind == "f" and nodata == 0) or (dt.kind in "ui" and float(nodata).is_integer()
-                                                  and np.iinfo(dt).min <= nodata <= np.iinfo(dt).max):
-            invalid = data[i] == nodata
-        else:
+        exact = (dt.kind == "f" and (np.isnan(nodata) or nodata == 0)) or (
+            dt.kind in "ui" and float(nodata).is_integer() and np.iinfo(dt).min <= nodata <= np.iinfo(dt).max)
+        if not exact:
             return None
-        np.copyto(mask[i], np.uint8(255))
-        np.copyto(mask[i], np.uint8(0), where=invalid)
+        rules.append(nodata)
+    return rules
+
+
+def _masks_from_values(ds, bands: Sequence[int], data: np.ndarray) -> Optional[np.ndarray]:
+    """GDAL's masks computed from the pixels just read, where that is exactly GDAL's rule
+    (:func:`_nodata_rules`); None otherwise (read them). Saves GDAL a second pass over the blocks."""
+    rules = _nodata_rules(ds, bands)
+    if rules is None:
+        return None
+    mask = np.full(data.shape, 255, np.uint8)
+    for i, nodata in enumerate(rules):
+        if nodata is not None:
+            np.copyto(mask[i], np.uint8(0), where=np.isnan(data[i]) if np.isnan(nodata) else data[i] == nodata)
     return mask
+
+
+def read_valid(ds, bands: Sequence[int], window, kind: str, units: Optional[str] = None):
+    """:func:`read_window` then :func:`valid_mask`: ``(data, valid)``, the validity computed band by
+    band from the values without mask arrays where GDAL's masks follow from them (the same result)."""
+    rules = _nodata_rules(ds, bands)
+    if rules is None:
+        data, masks = read_window(ds, bands, window)
+        return data, valid_mask(ds, data, masks, kind, units=units)
+    data, _ = read_window(ds, bands, window, masks=False)
+    valid = np.ones(data.shape[1:], bool)
+    positive = kind == "sar" and units != "db"
+    with np.errstate(invalid="ignore"):
+        for i, nodata in enumerate(rules):
+            d = data[i]
+            if nodata is not None and not (positive and (nodata == 0 or np.isnan(nodata))):
+                valid &= ~np.isnan(d) if np.isnan(nodata) else d != nodata
+            if positive:  # finite and > 0 (NaN fails both; so does a nodata of 0)
+                valid &= (d > 0) & (d < np.inf)
+            elif np.issubdtype(d.dtype, np.floating):
+                valid &= np.isfinite(d)
+    return data, valid
 
 
 def read_window(ds, bands: Sequence[int], window=None, *, boundless: bool = False,

@@ -242,6 +242,8 @@ def test_masks_computed_from_the_pixels_equal_gdals(tmp_path, dtype, nodata):
     if nodata is not None:
         data[0, 3:9, 4:30] = nodata
         data[1, 20:22, :] = nodata
+    if dtype.startswith("float"):
+        data[0, 30, 5:9] = [np.nan, np.inf, -1.0, -np.inf]  # invalid for every kind (and not > 0 for SAR)
     if dtype == "float32":
         data[0, 0, 0] = -0.0
         data[1, 1, 1] = np.float32(-9999.0005)  # within GDAL's tolerance of -9999
@@ -251,5 +253,9 @@ def test_masks_computed_from_the_pixels_equal_gdals(tmp_path, dtype, nodata):
         ds.write(data)
     with rasterio.open(path) as ds:
         window = Window(3, 5, 60, 40)
-        _, masks = raster.read_window(ds, [1, 2], window)
+        data, masks = raster.read_window(ds, [1, 2], window)
         np.testing.assert_array_equal(masks, ds.read_masks([1, 2], window=window))
+        for kind, units in (("sar", "linear"), ("sar", "db"), ("optical", None)):  # the reader's fused validity
+            got, valid = raster.read_valid(ds, [1, 2], window, kind, units)
+            np.testing.assert_array_equal(got, data)
+            np.testing.assert_array_equal(valid, raster.valid_mask(ds, data, masks, kind, units=units))

@@ -237,9 +237,12 @@ class Normaliser:
         self.scale = (scale * (db_per_ln if self.log else 1.0)).astype(np.float32).reshape(-1, 1, 1)
         self.offset = (-lo * scale - 1.0).astype(np.float32).reshape(-1, 1, 1)
         self.count = spec.count
+        #: SAR through the log: a valid pixel (finite, > 0) is finite after it, so only validity zeroes
+        self.finite = self.log and bool(np.isfinite(self.scale).all() and np.isfinite(self.offset).all())
 
     def __call__(self, data: np.ndarray, valid: np.ndarray) -> np.ndarray:
-        """Raw (band, row, col) pixels → float32 in [-1, 1] (their array when it is float32: in place)."""
+        """Raw (band, row, col) pixels → float32 in [-1, 1] (their array when it is float32: in place).
+        ``valid`` is :func:`geogan.raster.valid_mask`'s: a valid pixel is finite in every band."""
         if data.shape[0] != self.count:
             raise RasterError(f"internal error: {data.shape[0]} bands read, the model takes {self.count}")
         y = data if data.dtype == np.float32 and data.flags.writeable else data.astype(np.float32)
@@ -249,8 +252,9 @@ class Normaliser:
                 np.log(y, out=y)
         y *= self.scale
         y += self.offset
-        bad = ~np.isfinite(y)
-        bad |= ~valid
+        bad = ~valid
+        if not self.finite:
+            bad = bad | ~np.isfinite(y)
         np.copyto(y, np.float32(0.0), where=bad)
         return y
 
@@ -383,9 +387,7 @@ class StripReader:
         y1 = min(self.grid.height, y0 + self.chunk_rows)
         ds = self._dataset()
         window = Window(panel.read_x0, y0, panel.read_x1 - panel.read_x0, y1 - y0)
-        data, masks = raster.read_window(ds, self.bands, window)
-        valid = raster.valid_mask(ds, data, masks, self.spec.kind, units=self.units)
-        del masks
+        data, valid = raster.read_valid(ds, self.bands, window, self.spec.kind, units=self.units)
         norm = self.normalise(data, valid) if valid.any() else None
         return Chunk(y0, y1, valid, norm)
 
