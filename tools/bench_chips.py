@@ -19,7 +19,7 @@ loop writes). It prints each round, MB/s of source pixels (both domains), and la
 ending ``ratio R``: the median over the rounds of loop time / geogan time (the speed of
 ``geogan chips`` as a fraction of the loop's; issue 21 asks for >= 0.7).
 
-    python tools/bench_chips.py                    # 6000^2, 3 rounds (~2 min on 2 cores)
+    python tools/bench_chips.py                    # 6000^2, 3 rounds (about 1 min on 2 cores)
     python tools/bench_chips.py --size 3000 --repeat 5
 
 ``--kinds`` instead compares export kinds, in-process: a plain windowed read and
@@ -219,8 +219,10 @@ def run_compare(args, work: Path) -> None:
     warm = _geogan_chips(sources, out, args.tile)  # warm-up: page cache, and the chips the loop writes
     names = sorted(str(p.relative_to(out)) for p in out.glob("*/*.tif"))
     chips_list.write_text("\n".join(names) + "\n")
-    with _rasterio().open(out / names[0]) as chip:
-        options = {k: chip.profile.get(k) for k in ("compress", "predictor", "blockxsize", "interleave")}
+    import rasterio
+
+    with rasterio.open(out / names[0]) as chip:
+        options = dict(chip.tags(ns="IMAGE_STRUCTURE"), BLOCKSIZE=chip.profile.get("blockxsize"))
     print(f"sources: 2 x {args.size}^2 4-band uint16 ({mb:.0f} MB of pixels), {len(names)} chips of {args.tile} px "
           f"kept by geogan (warm-up {warm:.1f} s); chips: {options}; {os.cpu_count()} cores", flush=True)
     rounds = []
@@ -238,12 +240,6 @@ def run_compare(args, work: Path) -> None:
               f"{written['loop']:.0f} MB): {rounds[-1]:.2f}", flush=True)
     print(f"geogan chips / plain rasterio loop, same {len(names)} chips of both domains, median of {len(rounds)} "
           f"rounds: ratio {float(np.median(rounds)):.2f}", flush=True)
-
-
-def _rasterio():
-    import rasterio
-
-    return rasterio
 
 
 def _geogan_chips(sources: list[Path], out: Path, tile: int) -> float:
@@ -275,6 +271,8 @@ def plain_loop(src_a: Path, src_b: Path, out: Path, chips_list: Path, tile: int,
     from rasterio.windows import Window, transform
 
     names = chips_list.read_text().split()
+    for folder in {n.split("/")[0] for n in names}:
+        (out / folder).mkdir(parents=True, exist_ok=True)
     for d, src in (("a", src_a), ("b", src_b)):
         with rasterio.open(src) as ds:
             profile = dict(driver="GTiff", width=tile, height=tile, count=ds.count, dtype=ds.dtypes[0], crs=ds.crs,
@@ -286,7 +284,6 @@ def plain_loop(src_a: Path, src_b: Path, out: Path, chips_list: Path, tile: int,
                 row, col = (int(x[1:]) for x in name[:-4].rsplit("_", 2)[1:])
                 window = Window(col, row, tile, tile)
                 data = ds.read(window=window)
-                (out / name).parent.mkdir(parents=True, exist_ok=True)
                 with rasterio.open(out / name, "w", transform=transform(window, ds.transform), **profile) as dst:
                     dst.write(data)
 
@@ -356,11 +353,13 @@ def main(argv: list[str] | None = None) -> int:
                     help="rounds (default 3; --kinds: runs per case, interleaved, the least CPU time kept, default 2)")
     ap.add_argument("--source-compress", default="none", help="compression of the generated source rasters")
     ap.add_argument("--compress", default="auto",
-                    help="--kinds: chip compression(s) to compare, e.g. auto,none,deflate,zstd (auto: the library's choice)")
+                    help="--kinds: chip compression(s) to compare, e.g. auto,none,deflate,zstd "
+                         "(auto: the library's choice)")
     ap.add_argument("--gdal-cachemax", default="64",
                     help="GDAL_CACHEMAX (MB) for the measuring process, so peak RSS shows geogan's own memory "
                          "rather than GDAL's block cache (default 5%% of RAM); 'default' leaves GDAL's")
-    ap.add_argument("--sparse", type=int, default=0, help="instead: peak RSS of 'geogan chips' on a sparse SIZE^2 raster")
+    ap.add_argument("--sparse", type=int, default=0,
+                    help="instead: peak RSS of 'geogan chips' on a sparse SIZE^2 raster")
     ap.add_argument("--workdir", default=None, help="keep generated rasters here (default: a temp dir, removed)")
     ap.add_argument("--_child", nargs=6, help=argparse.SUPPRESS)
     ap.add_argument("--_make", nargs="+", help=argparse.SUPPRESS)
