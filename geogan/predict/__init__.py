@@ -2,9 +2,9 @@
 
 How a scene flows through :func:`translate_raster`::
 
-    scene      Predictor / translate_raster: checks, lock, temporary file, provenance, verification,
-               rename, COG; and the linear driver: strips in, tiles through the network, blended, rows out
-    inputs     checks: bands, dtypes, tiling, SAR units, "looks unlike the training data"
+    scene      Predictor / translate_raster: lock, temporary file, provenance, verification, rename,
+               COG; the linear driver: strips in, tiles through the network, blended, rows out; and
+               the input checks: bands, dtypes, tiling, SAR units, "looks unlike the training data"
     grid       the tile grid, column panels, normalised blending weights, the row blender (pure)
     stages     the threads behind the driver: row chunks read by several GDAL handles, batches of
                tiles, and the block writer (GDAL compresses in its own threads)
@@ -29,8 +29,7 @@ from __future__ import annotations
 from ..tiling import BLENDS, WEIGHT_FLOOR, blend_window, pad_reflect, seam_positions, tile_origins
 from .batch import BatchResult, SceneOutcome, output_name, translate_rasters
 from .grid import DEFAULT_PANEL_WIDTH
-from .inputs import output_nodata
-from .scene import COMPRESSIONS, PredictionResult, PredictOptions, Predictor, translate_raster
+from .scene import COMPRESSIONS, PredictionResult, PredictOptions, Predictor, output_nodata, translate_raster
 
 __all__ = [
     "translate_raster", "translate_rasters", "PredictionResult", "PredictOptions", "Predictor",
