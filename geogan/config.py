@@ -171,7 +171,7 @@ class TrainConfig:
     #: auto = bf16 autocast where the GPU runs it natively (compute capability >= 8), fp16 with a
     #: GradScaler on older GPUs, fp32 on the CPU. YAML ``true``/``false`` mean auto/off.
     amp: Union[Literal["auto", "off", "fp32", "bf16", "fp16"], bool] = "auto"
-    #: Memory layout of images and weights; auto = as measured fastest (contiguous, see README).
+    #: Memory layout of images and weights; auto = as measured fastest (contiguous, see docs/training.md).
     channels_last: Literal["auto", "on", "off"] = "auto"
     #: torch.compile every network; auto = on for CUDA, off on the CPU. YAML true/false mean on/off.
     compile: Union[Literal["auto", "on", "off"], bool] = "auto"

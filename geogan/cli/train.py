@@ -52,7 +52,9 @@ class EpochBars:
 @click.option("--device", metavar="auto|cpu|cuda|cuda:N",
               help="Compute device (default: CUDA when present; under torchrun each process its own GPU).")
 @click.option("--resume", is_flag=True,
-              help="Continue exactly from OUT/checkpoint.pt (starts the run, with a warning, when there is none yet).")
+              help="Continue from OUT/checkpoint.pt: bit for bit on the CPU; on CUDA, or on another number of "
+                   "processes (with a warning), the same run but not bit-identically. Starts the run, with a "
+                   "warning, when there is no checkpoint yet.")
 def train_command(config: Optional[str], data: Optional[str], out: Optional[str], model: Optional[str],
                   epochs: Optional[int], epochs_decay: Optional[int], batch_size: Optional[int],
                   crop_size: Optional[int], device: Optional[str], resume: bool) -> None:

@@ -1,8 +1,9 @@
 """How a network is wrapped for training: ``torch.compile`` and DistributedDataParallel, and back.
 
 Each network of a GAN (two generators, one or two discriminators) gets its *own* DDP wrapper,
-the way GAN frameworks do it: gradients are bucketed and all-reduced while backward runs, and a
-network that a step freezes (the discriminators during the generator step) is taken out of its
+the way GAN frameworks do it: gradients are bucketed and all-reduced while backward runs (for an
+eager network; a network compiled inside DDP has its gradients reduced when its backward ends,
+not during it), and a network that a step freezes (the discriminators during the generator step) is taken out of its
 reducer for that step, so its parameters are never touched and DDP does not wait for gradients
 that a single process would not compute either. The step code calls each network through its
 forward (``nets["D_b"](x)``, ``nets["D"](x, features=True)``); checkpoints and model files always

@@ -2,7 +2,7 @@
 
 Each ``auto`` is resolved here from the device, by what was measured on the step that
 ``tools/bench_train.py`` times (CycleGAN resnet_9blocks ngf 64 at 256², 1.88 TFLOP per image;
-H100 SXM, torch 2.11; the README has the tables):
+H100 SXM, torch 2.11; docs/training.md and docs/benchmarks.md have the tables):
 
 * **precision** — :func:`geogan.devices.choose_precision`: bf16 autocast where the GPU runs it
   natively (compute capability 8.0+), fp16 with a GradScaler on older GPUs, fp32 on the CPU.
