@@ -501,7 +501,9 @@ def main() -> int:
         written = sorted(listing(batch_out)) if batch_out.exists() else []
         failure_warnings = [w for w in fb.warnings if w.startswith("scene failed (the batch goes on)")]
         report(raised.startswith("1 of 3 scene(s) failed: ") and "broken.tif" in raised and "\n" not in raised
-               and len(fb.errors) == 1 and "broken.tif" in fb.errors[0] and written == ["scene1.tif", "scene2.tif"]
+               and len(fb.errors) == 1 and "broken.tif" in fb.errors[0]
+               # each written scene with its STAC Item, and the folder's collection (issue 23)
+               and written == ["collection.json", "scene1.json", "scene1.tif", "scene2.json", "scene2.tif"]
                and len(failure_warnings) == 1 and "broken.tif" in failure_warnings[0],
                "processing.run('geogan:translate_batch') goes on after a failed scene, logs it (one pushWarning), "
                "and fails at the end",
