@@ -104,8 +104,9 @@ def predict_command(model: str, inputs: tuple[str, ...], output: str, direction:
 def _refuse_torchrun() -> None:
     """Prediction is spread by Ray, not torchrun: N torchrun processes would each translate every scene."""
     from ..errors import ConfigError
+    from ..torchrun_env import job_place
 
-    if int(os.environ.get("WORLD_SIZE", "1") or "1") > 1:
+    if job_place().distributed:
         raise ConfigError("geogan predict does not shard scenes under torchrun; run it once with --engine ray "
                           "to use every GPU of this machine or of a Ray cluster")
 
