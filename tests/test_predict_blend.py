@@ -183,6 +183,30 @@ def test_the_row_blender_finishes_only_the_row_blocks_tiles_reached(device):
     assert 1 not in blender.pending()
 
 
+@pytest.mark.parametrize("skip", [(), ((0, 1), (2, 0), (2, 2)), "all-but-one"])
+def test_the_host_blender_copies_first_terms_and_equals_zeroed_sums(skip):
+    """On the host a row block is never zeroed: a pixel's first term is copied, later ones added.
+    Bit for bit what adding every term to zeros gives (the device's way), including tiles that
+    are skipped (no valid pixel: pixels no tile reached stay exactly 0) and panels cut mid-tile."""
+    rng = np.random.default_rng(7)
+    grid = TileGrid.for_scene(90, 100, 32, 10, "hann")
+    for panel in plan_panels(grid, 48, 16):
+        host, device = RowBlender(grid, panel, 3), RowBlender(grid, panel, 3, "cpu")
+        tiles = [(r, j) for r in range(grid.n_rows) for j in range(panel.j0, panel.j1)]
+        keep = tiles[:1] if skip == "all-but-one" else [t for t in tiles if t not in skip]
+        for r, j in keep:
+            y = rng.normal(size=(3, 32, 32)).astype(np.float32)
+            host.add(y.copy(), r, j)
+            device.add(torch.from_numpy(y.copy()), r, j)
+        for k in range(grid.n_row_blocks):
+            got, want = host.finish(k), device.finish(k)
+            assert got[:2] == want[:2]
+            if want[2] is None:
+                assert got[2] is None
+            else:
+                np.testing.assert_array_equal(got[2], want[2].numpy())
+
+
 def test_normalised_weights_sum_to_one_over_every_pixel_of_the_grid():
     """w / Σw of every tile, placed on the grid, sums to 1 at every pixel (edges and corners too)."""
     for blend in ("hann", "linear", "none"):

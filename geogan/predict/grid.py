@@ -206,6 +206,7 @@ class RowBlender:
     def __init__(self, grid: TileGrid, panel: Panel, count: int, device: Any = None) -> None:
         self.grid, self.panel, self.count, self.device = grid, panel, count, device
         self._blocks: dict[int, Any] = {}
+        self._depth: dict[int, np.ndarray] = {}  # numpy blocks: rows reached per column
         self._weights: dict[Key, Any] = {}
 
     def add(self, y: Any, r: int, j: int, weighted: bool = False) -> None:
@@ -220,18 +221,43 @@ class RowBlender:
             block = self._block(k) if t1 > t0 else None
             if block is None:
                 continue
-            view, yy = block[:, :t1 - t0, a:b], y[:, t0:t1, u0:u1]
-            # numpy or torch alike: the product rounded, then added (no fused multiply-add)
-            view += yy if w is None else yy * w[t0:t1, u0:u1]
+            yy = y[:, t0:t1, u0:u1]
+            if w is not None:  # numpy or torch alike: the product rounded, then added (no fused multiply-add)
+                yy = yy * w[t0:t1, u0:u1]
+            if self.device is None:
+                self._accumulate(k, block, yy, a, b)
+            else:
+                block[:, :t1 - t0, a:b] += yy
+
+    def _accumulate(self, k: int, block: np.ndarray, yy: np.ndarray, a: int, b: int) -> None:
+        """``block[:, :h, a:b] += yy`` (h = yy's rows) on a block that was never zeroed: rows no tile
+        reached yet in a column are copied (the same sum: 0 + v is v), the others added to.
+
+        Every term covers a block's first rows, so what was reached is, per column, its first
+        ``depth`` rows; the columns of one term fall into a few runs of equal depth."""
+        h, depth = yy.shape[1], self._depth[k]
+        d = depth[a:b]
+        cuts = np.flatnonzero(d[1:] != d[:-1]) + 1
+        for c0, c1 in zip([0, *cuts.tolist()], [*cuts.tolist(), b - a]):
+            reached = min(int(d[c0]), h)
+            if reached:
+                block[:, :reached, a + c0:a + c1] += yy[:, :reached, c0:c1]
+            if reached < h:
+                block[:, reached:h, a + c0:a + c1] = yy[:, reached:h, c0:c1]
+        np.maximum(d, h, out=d)
 
     def finish(self, k: int) -> tuple[int, int, Optional[Any]]:
         """Row block ``k`` as (y0, y1, rows (count, y1 - y0, panel width)), its sums released: call once
         every tile of tile rows ``k - 1`` and ``k`` was added. Rows are None when no tile reached the
         block (or it lies outside the scene)."""
         block = self._blocks.pop(k, None)
+        depth = self._depth.pop(k, None)
         g0, y0, y1 = self.grid.row_block(k)
         if block is None or y1 <= y0:
             return y0, y1, None
+        if depth is not None and depth.min() < block.shape[1]:  # rows no tile reached: zeros, as sums of nothing
+            for rows in np.unique(depth[depth < block.shape[1]]).tolist():
+                block[:, rows:, depth == rows] = 0.0
         return y0, y1, block[:, y0 - g0:y1 - g0]
 
     def pending(self) -> list[int]:
@@ -244,8 +270,9 @@ class RowBlender:
             if y1 <= y0:
                 return None  # wholly outside the scene: nothing to keep
             shape = (self.count, self.grid.stride, self.panel.width)
-            if self.device is None:
-                self._blocks[k] = np.zeros(shape, np.float32)
+            if self.device is None:  # never zeroed: see _accumulate
+                self._blocks[k] = np.empty(shape, np.float32)
+                self._depth[k] = np.zeros(self.panel.width, np.int64)
             else:
                 import torch
 
