@@ -13,6 +13,7 @@ RSS is its own, and the defaults geogan picks for the CPU::
 
     python tools/bench_train.py                      # ~1 min on 2 cores
     python tools/bench_train.py --upsampling         # transpose (the reference repo's) vs resize vs subpixel
+    python tools/bench_train.py --reference ../pytorch-CycleGAN-and-pix2pix --size 128   # side by side with it
 
 CUDA: the paper configuration (resnet_9blocks, ngf 64, 256², fp32, batch 1, contiguous, no
 compile: the reference repository's setting), then precision (fp32/bf16) × layout
@@ -406,6 +407,79 @@ def compare_upsampling(args: argparse.Namespace) -> dict:
     return {"device": "cpu", "upsampling": rows, "default": default}
 
 
+def reference_cyclegan(path: str, size: int, ngf: int) -> Any:
+    """The reference repository's ``CycleGANModel`` (pytorch-CycleGAN-and-pix2pix, a checkout at
+    ``path``) with its training defaults: resnet_9blocks, basic PatchGAN, instance norm, lsgan,
+    identity 0.5, pool 50, Adam(2e-4, 0.5) — on the CPU, at geogan's network sizes."""
+    import tempfile
+
+    if not os.path.isfile(os.path.join(path, "models", "cycle_gan_model.py")):
+        sys.exit(f"bench_train: {path} is not a pytorch-CycleGAN-and-pix2pix checkout (no models/cycle_gan_model.py)")
+    sys.path.insert(0, os.path.abspath(path))
+    from models.cycle_gan_model import CycleGANModel  # noqa: the reference's own import layout
+
+    opt = argparse.Namespace(
+        isTrain=True, gpu_ids=[], device="cpu", checkpoints_dir=tempfile.mkdtemp(prefix="geogan-ref-"), name="bench",
+        preprocess="resize_and_crop", input_nc=3, output_nc=3, ngf=ngf, ndf=64, netG="resnet_9blocks", netD="basic",
+        n_layers_D=3, norm="instance", no_dropout=True, init_type="normal", init_gain=0.02, pool_size=50,
+        gan_mode="lsgan", lr=0.0002, beta1=0.5, lambda_A=10.0, lambda_B=10.0, lambda_identity=0.5, direction="AtoB",
+        continue_train=False, verbose=False, load_iter=0, epoch="latest", lr_policy="linear", epoch_count=1,
+        n_epochs=100, n_epochs_decay=100, niter=100, niter_decay=100, crop_size=size, load_size=size)
+    return CycleGANModel(opt)
+
+
+def compare_reference(args: argparse.Namespace) -> dict:
+    """geogan's default CycleGAN step and generator inference beside the reference repository's
+    (``CycleGANModel.optimize_parameters`` and its ``netG_A``), same network sizes, batch 1, on the
+    CPU, in one process, rounds interleaved (a load change hits both alike); min over rounds."""
+    import torch
+
+    from geogan.config import TrainConfig
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device("cpu")
+    torch.manual_seed(0)
+    ref = reference_cyclegan(args.reference, args.size, args.ngf)
+    ours = build_model(dict(PAPER, size=args.size, ngf=args.ngf), device)
+    batch = make_batch(1, args.size, device)
+    ref_batch = {"A": batch["a"], "B": batch["b"], "A_paths": [], "B_paths": []}
+    step: dict[str, list] = {"reference": [], "geogan": []}
+    infer: dict[str, list] = {"reference": [], "geogan": []}
+    generators = {"reference": ref.netG_A, "geogan": ours.bare_nets()["G_a2b"]}
+    rounds = args.iters or 3
+    for r in range(rounds + 1):  # round 0 warms up (pools fill, allocator settles)
+        for name in ("reference", "geogan"):
+            start = time.perf_counter()
+            if name == "reference":
+                ref.set_input(ref_batch)
+                ref.optimize_parameters()
+            else:
+                ours.set_input(batch)
+                ours.optimize_parameters()
+            s = time.perf_counter() - start
+            g = generators[name].eval()
+            with torch.no_grad():
+                start = time.perf_counter()
+                g(batch["a"])
+                t = time.perf_counter() - start
+            g.train()
+            if r:
+                step[name].append(s)
+                infer[name].append(t)
+    cfg = TrainConfig()
+    rows = {k: {"step_s": min(step[k]), "inference_s": min(infer[k])} for k in step}
+    ratio = {"step": rows["geogan"]["step_s"] / rows["reference"]["step_s"],
+             "inference": rows["geogan"]["inference_s"] / rows["reference"]["inference_s"]}
+    print(f"CycleGAN on the CPU ({torch.get_num_threads()} thread(s)), resnet_9blocks ngf {args.ngf}, {args.size}², "
+          f"batch 1, min of {rounds} interleaved rounds; geogan's defaults (upsample {cfg.upsample}, norm {cfg.norm})")
+    for k, row in rows.items():
+        print(f"  {k:10s} step {row['step_s']:7.3f} s   generator inference {row['inference_s']:6.3f} s")
+    print(f"geogan / reference: step {ratio['step']:.3f}x, inference {ratio['inference']:.3f}x", flush=True)
+    return {"device": "cpu", "reference": rows, "ratio": ratio, "size": args.size, "ngf": args.ngf,
+            "upsample": cfg.upsample}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
@@ -429,10 +503,14 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0, help="CPU threads (default: torch's choice)")
     parser.add_argument("--upsampling", action="store_true",
                         help="CPU: step and generator inference of transpose (the reference repo's), resize, subpixel")
+    parser.add_argument("--reference", metavar="CHECKOUT",
+                        help="CPU: geogan's default step and generator inference beside the reference repo's "
+                             "CycleGANModel (a pytorch-CycleGAN-and-pix2pix checkout), same sizes, one process")
+    parser.add_argument("--ngf", type=int, default=64, help="--reference: generator width (default 64)")
     parser.add_argument("--one", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.upsampling:
-        report = compare_upsampling(args)
+    if args.upsampling or args.reference:
+        report = compare_reference(args) if args.reference else compare_upsampling(args)
         if args.json:
             _write_json(args.json, report)
         return
