@@ -349,6 +349,34 @@ def test_read_window_keeps_stored_values_under_an_internal_mask(make_raster):
         assert (outside_masks[0, :2, :] == 0).all() and outside[0, 2, 2] == data[0, 0, 0]
 
 
+@pytest.mark.parametrize("shape", [(2, 8, 5, 7), (1, 16, 1, 1), (1, 4, 2, 9)])
+def test_resize_convolution_at_low_resolution_equals_upsample_pad_conv(shape):
+    """ResizeConv2d computes nearest x2 -> reflect pad 1 -> 3x3 conv from the input's four phases:
+    the same values and gradients (to float rounding) as the three layers it replaces, edges and
+    1-pixel inputs included, and it takes their state dict (model files made before it load)."""
+    import torch
+    from torch import nn
+    from geogan.models.generators import ResizeConv2d
+
+    torch.manual_seed(0)
+    n, cin, h, w = shape
+    layer = ResizeConv2d(cin, 3)
+    plain = nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), nn.ReflectionPad2d(1), nn.Conv2d(cin, 3, 3))
+    nn.init.normal_(plain[2].weight)
+    nn.init.normal_(plain[2].bias)
+    layer.load_state_dict(plain[2].state_dict())
+    assert list(layer.state_dict()) == ["weight", "bias"]
+    x = torch.randn(shape, dtype=torch.float64, requires_grad=True)
+    layer, plain = layer.double(), plain.double()
+    got, want = layer(x), plain(x)
+    assert got.shape == want.shape == (n, 3, 2 * h, 2 * w)
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    g_got = torch.autograd.grad(got.square().sum(), [x, layer.weight, layer.bias])
+    g_want = torch.autograd.grad(want.square().sum(), [x, plain[2].weight, plain[2].bias])
+    for a, b in zip(g_got, g_want):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+
+
 @pytest.mark.parametrize("name,size", [("resnet_6blocks", 32), ("resnet_skip_6blocks", 32), ("unet_128", 128)])
 def test_resize_upsampling_generators_keep_shapes_and_round_trip(tmp_path, name, size):
     import torch

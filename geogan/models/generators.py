@@ -71,18 +71,56 @@ class SubpixelUpsample(nn.Module):
         return self.shuffle(self.conv(self.pad(x)))
 
 
+class ResizeConv2d(nn.Conv2d):
+    """Nearest-neighbour ×2, reflect padding by 1, then this 3×3 convolution — computed at the low
+    resolution, without the doubled image.
+
+    Each of the four output phases (even/odd row × even/odd column) of a 3×3 kernel sliding over
+    a nearest-upsampled image sees a 2×2 block of input pixels, so it is a 2×2 kernel over the
+    input whose taps are sums of the 3×3 taps falling on the same input pixel; and reflect
+    padding of the upsampled image repeats the input's edge pixel. So: replicate-pad the input,
+    one 2×2 convolution to 4× the channels, the phases interleaved. The same function as
+    ``Upsample → ReflectionPad2d(1) → Conv2d(3)`` to float rounding, with the same parameters
+    (model files load as before), at 16 instead of 36 multiply-adds per input pixel and channel
+    pair: the layer takes about half the time on the CPU.
+    """
+
+    def __init__(self, in_ch: int, out_ch: int, bias: bool = True) -> None:
+        super().__init__(in_ch, out_ch, 3, bias=bias)
+        # (phase, 2×2 tap, 3×3 tap): which taps of a 3-tap row fall on each input pixel of a phase
+        taps = torch.tensor([[[1.0, 0.0, 0.0], [0.0, 1.0, 1.0]], [[1.0, 1.0, 0.0], [0.0, 0.0, 1.0]]])
+        self.register_buffer("taps", taps, persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, _, h, w = x.shape
+        out = self.out_channels
+        t = self.taps.to(self.weight.dtype)
+        kernels = torch.einsum("ari,ocij,bsj->aboc rs".replace(" ", ""), t, self.weight, t)  # (2, 2, out, in, 2, 2)
+        bias = self.bias.repeat(4) if self.bias is not None else None
+        y = nn.functional.conv2d(nn.functional.pad(x, (1, 1, 1, 1), mode="replicate"),
+                                 kernels.reshape(4 * out, -1, 2, 2), bias).view(n, 4, out, h + 1, w + 1)
+        full = y.new_empty((n, out, 2 * h, 2 * w))
+        for a in (0, 1):
+            for b in (0, 1):  # each phase straight into its rows and columns (one pass over the output)
+                full[:, :, a::2, b::2] = y[:, 2 * a + b, :, a:a + h, b:b + w]
+        return full
+
+
 def _upsample(in_ch: int, out_ch: int, kind: str, kernel: int, bias: bool = True) -> list[nn.Module]:
     """Double the resolution: the papers' transposed convolution, resize- or sub-pixel convolution.
 
     ``resize`` (nearest-neighbour ×2, then a 3×3 convolution) cannot produce the checkerboard
     patterns that a stride-2 transposed convolution makes while it is undertrained (Odena et
-    al. 2016, "Deconvolution and Checkerboard Artifacts"), but convolves at the doubled
-    resolution; ``subpixel`` (:class:`SubpixelUpsample`) starts as free of them at a lower cost.
+    al. 2016, "Deconvolution and Checkerboard Artifacts"); :class:`ResizeConv2d` computes it at
+    the low resolution, at 16/9 of the transposed convolution's multiply-adds. ``subpixel``
+    (:class:`SubpixelUpsample`) starts as free of them at 4/9, but scored below ``resize``.
     """
     if kind == "subpixel":
         return [SubpixelUpsample(in_ch, out_ch, bias=bias)]
     if kind == "resize":
-        return [nn.Upsample(scale_factor=2, mode="nearest"), nn.ReflectionPad2d(1), nn.Conv2d(in_ch, out_ch, 3, bias=bias)]
+        # two parameterless slots keep the convolution at the index (and so under the model files' keys)
+        # it had after the Upsample and ReflectionPad2d it replaces
+        return [nn.Identity(), nn.Identity(), ResizeConv2d(in_ch, out_ch, bias=bias)]
     if kind != "transpose":
         raise ValueError(f"unknown upsampling {kind!r} (expected one of {', '.join(UPSAMPLES)})")
     if kernel == 3:
