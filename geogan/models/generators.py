@@ -87,15 +87,17 @@ class ResizeConv2d(nn.Conv2d):
 
     def __init__(self, in_ch: int, out_ch: int, bias: bool = True) -> None:
         super().__init__(in_ch, out_ch, 3, bias=bias)
-        # (phase, 2×2 tap, 3×3 tap): which taps of a 3-tap row fall on each input pixel of a phase
-        taps = torch.tensor([[[1.0, 0.0, 0.0], [0.0, 1.0, 1.0]], [[1.0, 1.0, 0.0], [0.0, 0.0, 1.0]]])
-        self.register_buffer("taps", taps, persistent=False)
+
+    @staticmethod
+    def _phases(k: torch.Tensor, dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The even and the odd phase's 2 taps along ``dim`` from 3 taps: (t0, t1 + t2) and (t0 + t1, t2)."""
+        t0, t1, t2 = k.unbind(dim)
+        return torch.stack([t0, t1 + t2], dim), torch.stack([t0 + t1, t2], dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, _, h, w = x.shape
         out = self.out_channels
-        t = self.taps.to(self.weight.dtype)
-        kernels = torch.einsum("ari,ocij,bsj->aboc rs".replace(" ", ""), t, self.weight, t)  # (2, 2, out, in, 2, 2)
+        kernels = torch.stack([col for row in self._phases(self.weight, 2) for col in self._phases(row, 3)])
         bias = self.bias.repeat(4) if self.bias is not None else None
         y = nn.functional.conv2d(nn.functional.pad(x, (1, 1, 1, 1), mode="replicate"),
                                  kernels.reshape(4 * out, -1, 2, 2), bias).view(n, 4, out, h + 1, w + 1)
