@@ -45,8 +45,8 @@ class SubpixelUpsample(nn.Module):
     when a transposed convolution makes one. The kernel is 1×1 (:data:`SUBPIXEL_KERNEL`): the
     spatial work stays in the residual blocks and the convolutions after each upsampling, and the
     layer costs less than the papers' 3×3 transposed convolution (on 2 CPU cores resnet_9blocks ngf
-    64 at 256²: 0.97–0.99× the transposed generator's time; a 3×3 kernel costs as much as
-    ``resize``, 1.13×). The weights are ``conv.weight``/``conv.bias``; :meth:`icnr_` re-applies the
+    64 at 256²: 0.97–0.99× the transposed generator's time; a 3×3 kernel cost as much as
+    ``resize`` did before :class:`ResizeConv2d`, 1.13×; it scores below ``resize``, see docs/training.md). The weights are ``conv.weight``/``conv.bias``; :meth:`icnr_` re-applies the
     initialisation after a generic weight init.
     """
 
