@@ -9,6 +9,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .cpuconv import Conv2d
+
 
 UPSAMPLES = ("transpose", "resize", "subpixel")
 #: Kernel of the sub-pixel convolution (see :class:`SubpixelUpsample` for why 1).
@@ -136,11 +138,11 @@ class ResnetBlock(nn.Module):
     def __init__(self, channels: int, dropout: bool = False, norm: str = "instance") -> None:
         super().__init__()
         layers: list[nn.Module] = [
-            nn.ReflectionPad2d(1), nn.Conv2d(channels, channels, 3, bias=True), _norm(channels, norm), nn.ReLU(True),
+            nn.ReflectionPad2d(1), Conv2d(channels, channels, 3, bias=True), _norm(channels, norm), nn.ReLU(True),
         ]
         if dropout:
             layers.append(nn.Dropout(0.5))
-        layers += [nn.ReflectionPad2d(1), nn.Conv2d(channels, channels, 3, bias=True), _norm(channels, norm)]
+        layers += [nn.ReflectionPad2d(1), Conv2d(channels, channels, 3, bias=True), _norm(channels, norm)]
         self.block = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -159,7 +161,7 @@ class ResnetGenerator(nn.Module):
                  dropout: bool = False, upsample: str = "transpose", norm: str = "instance") -> None:
         super().__init__()
         layers: list[nn.Module] = [
-            nn.ReflectionPad2d(3), nn.Conv2d(in_channels, ngf, 7, bias=True), _norm(ngf, norm), nn.ReLU(True),
+            nn.ReflectionPad2d(3), Conv2d(in_channels, ngf, 7, bias=True), _norm(ngf, norm), nn.ReLU(True),
         ]
         ch = ngf
         for _ in range(2):
@@ -169,7 +171,7 @@ class ResnetGenerator(nn.Module):
         for _ in range(2):
             layers += [*_upsample(ch, ch // 2, upsample, kernel=3), _norm(ch // 2, norm), nn.ReLU(True)]
             ch //= 2
-        layers += [nn.ReflectionPad2d(3), nn.Conv2d(ch, out_channels, 7), nn.Tanh()]
+        layers += [nn.ReflectionPad2d(3), Conv2d(ch, out_channels, 7), nn.Tanh()]
         self.model = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -193,7 +195,7 @@ class ResnetSkipGenerator(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, ngf: int = 64, n_blocks: int = 6,
                  dropout: bool = False, upsample: str = "transpose", norm: str = "instance") -> None:
         super().__init__()
-        self.stem = nn.Sequential(nn.ReflectionPad2d(3), nn.Conv2d(in_channels, ngf, 7, bias=True), _norm(ngf, norm),
+        self.stem = nn.Sequential(nn.ReflectionPad2d(3), Conv2d(in_channels, ngf, 7, bias=True), _norm(ngf, norm),
                                   nn.ReLU(True))
         self.down1 = nn.Sequential(nn.Conv2d(ngf, ngf * 2, 3, stride=2, padding=1, bias=True), _norm(ngf * 2, norm),
                                    nn.ReLU(True))
@@ -202,7 +204,7 @@ class ResnetSkipGenerator(nn.Module):
         self.blocks = nn.Sequential(*[ResnetBlock(ngf * 4, dropout, norm) for _ in range(n_blocks)])
         self.up1 = nn.Sequential(*_upsample(ngf * 4, ngf * 2, upsample, kernel=3), _norm(ngf * 2, norm), nn.ReLU(True))
         self.up2 = nn.Sequential(*_upsample(ngf * 4, ngf, upsample, kernel=3), _norm(ngf, norm), nn.ReLU(True))
-        self.head = nn.Sequential(nn.ReflectionPad2d(3), nn.Conv2d(ngf * 2, out_channels, 7), nn.Tanh())
+        self.head = nn.Sequential(nn.ReflectionPad2d(3), Conv2d(ngf * 2, out_channels, 7), nn.Tanh())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         full = self.stem(x)
