@@ -13,7 +13,7 @@ RSS is its own, and the defaults geogan picks for the CPU::
 
     python tools/bench_train.py                      # ~1 min on 2 cores
     python tools/bench_train.py --upsampling         # transpose (the reference repo's) vs resize vs subpixel
-    python tools/bench_train.py --reference ../pytorch-CycleGAN-and-pix2pix --size 128   # side by side with it
+    python tools/bench_train.py --reference ../pytorch-CycleGAN-and-pix2pix   # side by side with it (~3 min)
 
 CUDA: the paper configuration (resnet_9blocks, ngf 64, 256², fp32, batch 1, contiguous, no
 compile: the reference repository's setting), then precision (fp32/bf16) × layout
