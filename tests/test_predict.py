@@ -563,28 +563,3 @@ def test_read_failure_is_a_raster_error_and_leaves_nothing(tmp_path, monkeypatch
     with pytest.raises(errors.RasterError, match="in.tif'.*reading failed.*Input/output error"):
         translate_raster(identity_model(make_spec()), src, tmp_path / "out.tif", tile_size=32, overlap=8)
     assert leftovers(tmp_path, {"in.tif"}) == []
-
-
-def test_the_default_batch_is_one_tile_on_the_cpu_and_eight_on_a_gpu(tmp_path):
-    """Single tiles on the CPU (the generators' wide convolutions take NNPACK's faster kernels
-    there), 8 on a GPU; a batch given is kept, and batch sizes agree to a convolution's rounding
-    (oneDNN's may depend on the batch: at most 1 DN after rounding to uint8)."""
-    from conftest import save_tiny_sar_to_rgb_model
-    from geogan.predict.scene import PredictOptions, Predictor, default_batch_size
-
-    assert default_batch_size(torch.device("cpu")) == 1
-    assert default_batch_size(torch.device("cuda", 0)) == 8
-    model = save_tiny_sar_to_rgb_model(tmp_path / "m.geogan")
-    assert Predictor(model, PredictOptions(tile_size=32, overlap=8), device="cpu").batch_size == 1
-    assert Predictor(model, PredictOptions(tile_size=32, overlap=8, batch_size=5), device="cpu").batch_size == 5
-    with pytest.raises(errors.ConfigError, match="batch size must be at least 1"):
-        PredictOptions(batch_size=0)
-    src = write_raster(tmp_path / "s.tif", scene((70, 90), n=2, lo=0.01, hi=0.5), nodata=0.0)
-    outs = []
-    for batch in (None, 3):
-        dst = tmp_path / f"out-{batch}.tif"
-        result = translate_raster(model, src, dst, tile_size=32, overlap=8, batch_size=batch, device="cpu")
-        assert result.tiles_translated == result.tiles
-        with rasterio.open(dst) as ds:
-            outs.append(ds.read())
-    assert np.abs(outs[0].astype(int) - outs[1].astype(int)).max() <= 1

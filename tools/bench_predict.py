@@ -383,7 +383,7 @@ def variants_for(args: argparse.Namespace, cuda: bool) -> list[dict]:
                 precision="auto", channels_last=False, panel_width=DEFAULT_PANEL_WIDTH,
                 model_batches=args.model_batches)
     alts = [dict(base, name="channels_last", channels_last=True),
-            dict(base, name=f"batch {max(8, args.batch_size * 2)}", batch_size=max(8, args.batch_size * 2)),
+            dict(base, name=f"batch {args.batch_size * 2}", batch_size=args.batch_size * 2),
             dict(base, name="panel 2048", panel_width=2048)]
     if cuda:  # the pipeline-only run bounds what end to end can reach; batch and panels are CPU-side choices
         alts = [dict(base, name="fp32", precision="fp32"), alts[0],
@@ -467,7 +467,7 @@ def main() -> None:
                                                                 "deflate, none, or both comma-separated")
     ap.add_argument("--tile-size", type=int, default=256)
     ap.add_argument("--overlap", type=int, default=64)
-    ap.add_argument("--batch-size", type=int, default=None, help="default 1 on the CPU (the predictor's default), 32 on CUDA")
+    ap.add_argument("--batch-size", type=int, default=None, help="default 8 on the CPU, 32 on CUDA")
     ap.add_argument("--ngf", type=int, default=None, help="generator width (default 4 on the CPU, 64 on CUDA)")
     ap.add_argument("--blocks", type=int, default=None, help="residual blocks (default 2 on the CPU, 9 on CUDA)")
     ap.add_argument("--model-batches", type=int, default=None, help="batches timed for model-only (default 8 "
@@ -480,7 +480,7 @@ def main() -> None:
     cuda = args.device.startswith("cuda")
     args.ngf = args.ngf or (64 if cuda or args.agreement else 4)
     args.blocks = args.blocks or (9 if cuda else 2)
-    args.batch_size = args.batch_size or (32 if cuda else 1)  # on the CPU the predictor's default
+    args.batch_size = args.batch_size or (32 if cuda else 8)
     args.model_batches = args.model_batches or (20 if cuda else 8)
     args.sizes = args.sizes or ("8192x8192" if cuda else "8192x4096" if args.io else "4096x1024")
 

@@ -31,9 +31,7 @@ _COMPRESSIONS = ("deflate", "zstd", "lzw", "none")
               help="Tile side in pixels (a multiple of the generator's size multiple).")
 @click.option("--overlap", default=64, show_default=True, type=int,
               help="Pixels shared by neighbouring tiles (0 <= overlap < tile size / 2).")
-@click.option("--batch-size", default=None, type=int,
-              help="Tiles per network call (default: 1 on the CPU, where single tiles run the fastest "
-                   "convolutions, 8 on a GPU).")
+@click.option("--batch-size", default=8, show_default=True, type=int, help="Tiles per network call.")
 @click.option("--device", default="auto", show_default=True, metavar="auto|cpu|cuda|cuda:N",
               help="Compute device: auto uses CUDA when available (with --engine ray: each worker's own GPU).")
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default="auto", show_default=True,
@@ -68,7 +66,7 @@ _COMPRESSIONS = ("deflate", "zstd", "lzw", "none")
 @click.option("--ray-workers", default=None, type=click.IntRange(min=1), metavar="N",
               help="With --engine ray: how many workers (default: one per GPU; without GPUs, one per 4 cores).")
 def predict_command(model: str, inputs: tuple[str, ...], output: str, direction: str, bands: Optional[str],
-                    units: Optional[str], tile_size: int, overlap: int, batch_size: Optional[int], device: str,
+                    units: Optional[str], tile_size: int, overlap: int, batch_size: int, device: str,
                     precision: str, blend: str, cog: Optional[bool], assets: Optional[str], compress: str,
                     overwrite: bool, allow_ungeoreferenced: bool, assume_crs: Optional[str], tta: bool, engine: str,
                     ray_address: Optional[str], ray_workers: Optional[int]) -> None:

@@ -88,8 +88,7 @@ class PredictOptions:
     bands: Union[None, str, Sequence[int]] = None
     tile_size: int = 256
     overlap: int = 64
-    #: Tiles per network call; None: :func:`default_batch_size` for the device.
-    batch_size: Optional[int] = None
+    batch_size: int = 8
     blend: str = "hann"
     cog: bool = False
     compress: str = "deflate"
@@ -109,13 +108,12 @@ class PredictOptions:
         fix("compress", str(self.compress or "none").lower())
         fix("units", check_units_option(self.units))
         for name in ("tile_size", "overlap", "batch_size", "panel_width"):
-            if getattr(self, name) is not None or name != "batch_size":
-                fix(name, int(getattr(self, name)))
+            fix(name, int(getattr(self, name)))
         if self.blend not in BLENDS:
             raise ConfigError(f"unknown blend {self.blend!r} (expected one of {', '.join(BLENDS)})")
         if self.compress not in COMPRESSIONS:
             raise ConfigError(f"unknown compression {self.compress!r} (expected one of {', '.join(COMPRESSIONS)})")
-        if self.batch_size is not None and self.batch_size < 1:
+        if self.batch_size < 1:
             raise ConfigError(f"batch size must be at least 1, not {self.batch_size}")
         if self.panel_width < 1:
             raise ConfigError(f"panel width must be at least 1, not {self.panel_width}")
@@ -132,7 +130,6 @@ class Predictor:
         self.options = options
         self.device = resolve_device(device, local_rank=local_rank)
         self.precision = choose_precision(precision, self.device, where="--precision")
-        self.batch_size = options.batch_size or default_batch_size(self.device)
         if isinstance(model_or_path, TranslationModel):
             self.model, self.model_name = model_or_path, "model"
         else:
@@ -229,7 +226,7 @@ class Predictor:
         grid = TileGrid.for_scene(ds.height, ds.width, o.tile_size, o.overlap, o.blend)
         block = profile["blockxsize"] if profile.get("tiled") else ds.width
         panels = plan_panels(grid, o.panel_width, block)
-        job = SceneJob(scene, band_list, self.source, units, self.out_spec, grid, panels, self.batch_size, prog,
+        job = SceneJob(scene, band_list, self.source, units, self.out_spec, grid, panels, o.batch_size, prog,
                        self.model_name, o.direction)
 
         def verify(path: Path) -> None:
@@ -512,7 +509,7 @@ def write_cog(plain: Path, dst: Path, compress: str, label: Path) -> None:
 @with_warnings
 def translate_raster(model_or_path: Any, src: SceneLike, dst: Union[str, os.PathLike], *,
                      direction: str = "a2b", bands: Union[None, str, Sequence[int]] = None,
-                     tile_size: int = 256, overlap: int = 64, batch_size: Optional[int] = None, device: Any = "auto",
+                     tile_size: int = 256, overlap: int = 64, batch_size: int = 8, device: Any = "auto",
                      precision: Any = "auto", units: Optional[str] = None, blend: str = "hann",
                      cog: bool = False, compress: str = "deflate", overwrite: bool = False,
                      allow_ungeoreferenced: bool = False, progress: ProgressLike = None,
@@ -529,8 +526,7 @@ def translate_raster(model_or_path: Any, src: SceneLike, dst: Union[str, os.Path
     ``units`` states a SAR input's units (default: inferred; converted when they differ from the
     model's). ``precision``: ``auto`` (bf16 on GPUs that run it natively, fp16 on older GPUs,
     fp32 on the CPU), ``fp32``, ``bf16`` or ``fp16``. Memory is bounded by one column panel of at
-    most ``panel_width`` pixels. ``batch_size``: tiles per network call (default
-    :func:`default_batch_size`: 1 on the CPU, 8 on a GPU). Progress is reported in tiles; a cancel raises
+    most ``panel_width`` pixels. Progress is reported in tiles; a cancel raises
     :class:`~geogan.errors.Cancelled` within one batch. Nothing is left at ``dst`` unless the
     whole scene was written and verified; a second run into the same ``dst`` is refused while
     this one is alive. ``tta`` averages the tile's translations in every orientation the model
@@ -557,15 +553,6 @@ def translate_raster(model_or_path: Any, src: SceneLike, dst: Union[str, os.Path
 SAMPLE_SIDE = 512
 #: Share of a sample that may be invalid before the user is warned that the output will be mostly nodata.
 MOSTLY_NODATA = 0.9
-
-
-def default_batch_size(device: Any) -> int:
-    """Tiles per network call when none is given: 8 on a GPU (fewer, larger launches); 1 on the CPU,
-    where the ResNet generators' wide convolutions run through NNPACK for single images
-    (:mod:`geogan.models.cpuconv`) and two tiles go through the network at once on two cores:
-    resnet_9blocks ngf 64 translated a 1024×768 scene in 12.1 s at 1 against 33.9 s at 8, ngf 16
-    in 4.4 against 5.9 s (2-core CPU, ``tools/bench_predict.py --batch-size``)."""
-    return 1 if getattr(device, "type", str(device)) == "cpu" else 8
 
 
 def output_nodata(spec: DomainSpec) -> float:

@@ -447,8 +447,8 @@ class TranslateParameters(GeoganAlgorithm):
             self.OVERLAP, "Tile overlap (pixels)", QgsProcessingParameterNumber.Integer,
             defaultValue=64, minValue=0))
         self.addParameter(_advanced(QgsProcessingParameterNumber(
-            self.BATCH_SIZE, "Tiles per batch (0 = automatic: 1 on the CPU, 8 on a GPU)",
-            QgsProcessingParameterNumber.Integer, defaultValue=0, minValue=0)))
+            self.BATCH_SIZE, "Tiles per batch", QgsProcessingParameterNumber.Integer,
+            defaultValue=8, minValue=1)))
         self.addParameter(_advanced(QgsProcessingParameterEnum(
             self.DEVICE, "Device", options=DEVICES, defaultValue=0)))
         self.addParameter(_advanced(QgsProcessingParameterEnum(
@@ -468,7 +468,7 @@ class TranslateParameters(GeoganAlgorithm):
             units=stated(UNIT_CHOICES[self.parameterAsEnum(parameters, self.UNITS, context)]),
             tile_size=self.parameterAsInt(parameters, self.TILE_SIZE, context),
             overlap=self.parameterAsInt(parameters, self.OVERLAP, context),
-            batch_size=self.parameterAsInt(parameters, self.BATCH_SIZE, context) or None,
+            batch_size=self.parameterAsInt(parameters, self.BATCH_SIZE, context),
             device=DEVICES[self.parameterAsEnum(parameters, self.DEVICE, context)],
             precision=PRECISION_CHOICES[self.parameterAsEnum(parameters, self.PRECISION, context)],
             blend=BLENDS[self.parameterAsEnum(parameters, self.BLEND, context)],
