@@ -563,3 +563,23 @@ def test_read_failure_is_a_raster_error_and_leaves_nothing(tmp_path, monkeypatch
     with pytest.raises(errors.RasterError, match="in.tif'.*reading failed.*Input/output error"):
         translate_raster(identity_model(make_spec()), src, tmp_path / "out.tif", tile_size=32, overlap=8)
     assert leftovers(tmp_path, {"in.tif"}) == []
+
+
+def test_on_the_cpu_a_resnet_generator_translates_tile_by_tile_whatever_the_batch(tmp_path):
+    """The ResNet generators' wide convolutions are faster for single images on the CPU (NNPACK),
+    so the predictor sends a batch's tiles through them one by one: the pixels are then the same
+    for every batch size, bit for bit. A network without such layers gets whole batches."""
+    from geogan.predict.scene import Translator
+
+    torch.manual_seed(0)
+    net = ResnetGenerator(2, 3, ngf=16, n_blocks=1).eval()
+    wide = Translator(net, torch.device("cpu"), None, False, 3, 32, "m", "a2b")
+    narrow = Translator(nn.Conv2d(2, 3, 1), torch.device("cpu"), None, False, 3, 32, "m", "a2b")
+    assert wide.one_by_one and not narrow.one_by_one
+    a, b = make_spec("sar", 2), make_spec("generic", 3, "float32", lo=-5.0, hi=5.0)
+    model = TranslationModel({"a": a, "b": b}, {"a2b": net}, {"generator": "resnet", "size_multiple": 4})
+    src = write_raster(tmp_path / "in.tif", (10 ** (scene((90, 120), lo=-20, hi=0) / 10)).astype(np.float32))
+    outs = [read(translate_raster(model, src, tmp_path / f"o{batch}.tif", tile_size=32, overlap=8,
+                                  batch_size=batch, device="cpu"))[0] for batch in (1, 3, 8)]
+    np.testing.assert_array_equal(outs[0], outs[1])
+    np.testing.assert_array_equal(outs[0], outs[2])

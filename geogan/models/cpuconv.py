@@ -113,3 +113,11 @@ class Conv2d(nn.Conv2d):
         k, (ph, pw) = self.kernel_size[0], self.padding
         pixels = (x.shape[2] + 2 * ph - k + 1) * (x.shape[3] + 2 * pw - k + 1)
         return prefers_nnpack(x.shape[0], self.in_channels, self.out_channels, k, pixels)
+
+
+def runs_single_images_faster(net: nn.Module) -> bool:
+    """Whether ``net`` has layers that take NNPACK for one image at a time (on large enough
+    inputs): the predictor then sends its tiles through the network one by one on the CPU."""
+    return any(isinstance(m, Conv2d) and m._nnpack
+               and prefers_nnpack(1, m.in_channels, m.out_channels, m.kernel_size[0], pixels=1 << 30)
+               for m in net.modules())

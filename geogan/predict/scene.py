@@ -314,6 +314,7 @@ class Translator:
     def __init__(self, net: Any, device: Any, precision: Optional[str], channels_last: bool, out_count: int,
                  tile: int, model_name: str, direction: str, orientations: tuple = ((0, False),)) -> None:
         from ..devices import torch_dtype
+        from ..models import cpuconv
 
         self.net, self.device = net, device
         #: test-time augmentation (:mod:`geogan.predict.tta`); the identity alone = none
@@ -322,6 +323,10 @@ class Translator:
         self.channels_last = channels_last
         self.expected = (out_count, tile, tile)
         self.model_name, self.direction = model_name, direction
+        #: on the CPU, tiles through the network one at a time where its convolutions are faster so
+        #: (NNPACK's kernels for single images, :mod:`geogan.models.cpuconv`); batches still cut,
+        #: blend and write as many tiles at a time
+        self.one_by_one = device.type == "cpu" and cpuconv.runs_single_images_faster(net)
 
     def upload(self, tiles: Any) -> Any:
         """Queue the copy of a batch to the device (asynchronous from page-locked memory)."""
@@ -335,11 +340,17 @@ class Translator:
         autocast = (torch.autocast(self.device.type, dtype=self.autocast_dtype)
                     if self.autocast_dtype is not None else contextlib.nullcontext())
         with autocast:
-            y = self.net(x) if self.orientations == ((0, False),) else tta.average_over(self.net, x, self.orientations)
+            if self.one_by_one and x.shape[0] > 1:
+                y = torch.cat([self._translate(x[i:i + 1]) for i in range(x.shape[0])])
+            else:
+                y = self._translate(x)
         if tuple(y.shape[1:]) != self.expected or y.shape[0] != x.shape[0]:
             raise ModelFileError(f"{self.model_name}: generator {self.direction} returned shape {tuple(y.shape)}, "
                                  f"expected {(x.shape[0],) + self.expected}")
         return y.float()
+
+    def _translate(self, x: Any) -> Any:
+        return self.net(x) if self.orientations == ((0, False),) else tta.average_over(self.net, x, self.orientations)
 
 
 class ScenePipeline:
