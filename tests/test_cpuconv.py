@@ -84,3 +84,17 @@ def test_generators_keep_their_state_dict_keys():
     keys = set(net.state_dict())
     assert {"model.1.weight", "model.1.bias", "model.10.block.1.weight", "model.10.block.5.bias"} <= keys
     assert isinstance(net.model[10].block[1], Conv2d)
+
+
+@needs_nnpack
+def test_under_torch_compile_it_is_the_compilers_convolution():
+    """NNPACK's op has no fake-tensor rule, so a compiled model takes the compiler's path (the same
+    values to Winograd's rounding), forward and backward."""
+    ours, plain = _pair(64, 64, 3)
+    x = torch.randn((1, 64, 50, 50), generator=torch.Generator().manual_seed(4))
+    compiled = torch.compile(ours, backend="aot_eager")
+    y = compiled(x.clone().requires_grad_(True))
+    y.sum().backward()
+    with torch.no_grad():
+        want = plain(x)
+    assert (y.detach() - want).abs().max() <= 1e-4 * want.abs().max()

@@ -12,7 +12,8 @@ rule on the shapes, so that a run and its resumption take the same path and the 
 
 :class:`Conv2d` is an ``nn.Conv2d`` (same parameters, same state-dict keys: model files are
 unchanged) that takes that path when it applies, and ``nn.Conv2d``'s otherwise: another device or
-dtype, autocast, stride, dilation or groups, or a torch built without NNPACK. The gradient of the
+dtype, autocast, ``torch.compile`` (which makes its own kernels), stride, dilation or groups, or
+a torch built without NNPACK. The gradient of the
 weights has no NNPACK kernel in torch and stays with oneDNN. ``tools/bench_train.py --reference``
 measures the effect on a training step and on inference.
 
@@ -108,8 +109,9 @@ class Conv2d(nn.Conv2d):
 
     def _applies(self, x: torch.Tensor) -> bool:
         if (x.device.type != "cpu" or x.dtype != torch.float32 or x.dim() != 4 or x.layout != torch.strided
-                or self.weight.dtype != torch.float32 or torch.is_autocast_enabled("cpu")):
-            return False
+                or self.weight.dtype != torch.float32 or torch.compiler.is_compiling()
+                or torch.is_autocast_enabled("cpu")):
+            return False  # (under torch.compile: the compiler's own kernels; NNPACK has no fake-tensor rule)
         k, (ph, pw) = self.kernel_size[0], self.padding
         pixels = (x.shape[2] + 2 * ph - k + 1) * (x.shape[3] + 2 * pw - k + 1)
         return prefers_nnpack(x.shape[0], self.in_channels, self.out_channels, k, pixels)
