@@ -114,7 +114,8 @@ class Conv2d(nn.Conv2d):
             return False  # (under torch.compile: the compiler's own kernels; NNPACK has no fake-tensor rule)
         k, (ph, pw) = self.kernel_size[0], self.padding
         pixels = (x.shape[2] + 2 * ph - k + 1) * (x.shape[3] + 2 * pw - k + 1)
-        return prefers_nnpack(x.shape[0], self.in_channels, self.out_channels, k, pixels)
+        # nnpack_ready() again (cached): a module unpickled where torch has no NNPACK falls back
+        return prefers_nnpack(x.shape[0], self.in_channels, self.out_channels, k, pixels) and nnpack_ready()
 
 
 def runs_single_images_faster(net: nn.Module) -> bool:
