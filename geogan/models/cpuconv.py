@@ -13,9 +13,9 @@ rule on the shapes, so that a run and its resumption take the same path and the 
 :class:`Conv2d` is an ``nn.Conv2d`` (same parameters, same state-dict keys: model files are
 unchanged) that takes that path when it applies, and ``nn.Conv2d``'s otherwise: another device or
 dtype, autocast, ``torch.compile`` (which makes its own kernels), stride, dilation or groups, or
-a torch built without NNPACK. The gradient of the
-weights has no NNPACK kernel in torch and stays with oneDNN. ``tools/bench_train.py --reference``
-measures the effect on a training step and on inference.
+a torch built without NNPACK. The gradient of the weights has no NNPACK kernel in torch and stays
+with oneDNN. ``tools/bench_train.py --reference`` measures the effect on a training step and on
+inference.
 
 NNPACK runs on its own thread pool, created at its first convolution with the calling thread's
 torch thread count and shared by every later call (calls from several threads take turns):

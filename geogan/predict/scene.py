@@ -326,7 +326,8 @@ class Translator:
         #: on the CPU, tiles through the network one at a time where its convolutions are faster so
         #: (NNPACK's kernels for single images, :mod:`geogan.models.cpuconv`); batches still cut,
         #: blend and write as many tiles at a time
-        self.one_by_one = device.type == "cpu" and cpuconv.runs_single_images_faster(net)
+        self.one_by_one = (device.type == "cpu" and self.autocast_dtype is None  # (autocast: no NNPACK)
+                           and cpuconv.runs_single_images_faster(net))
 
     def upload(self, tiles: Any) -> Any:
         """Queue the copy of a batch to the device (asynchronous from page-locked memory)."""
