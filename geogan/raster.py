@@ -427,34 +427,43 @@ def _masks_from_values(ds, bands: Sequence[int], data: np.ndarray) -> Optional[n
     return mask
 
 
-def read_valid(ds, bands: Sequence[int], window, kind: str, units: Optional[str] = None):
+def read_valid(ds, bands: Sequence[int], window, kind: str, units: Optional[str] = None,
+               out: Optional[np.ndarray] = None):
     """:func:`read_window` then :func:`valid_mask`: ``(data, valid)``, the validity computed band by
-    band from the values without mask arrays where GDAL's masks follow from them (the same result)."""
+    band from the values without mask arrays where GDAL's masks follow from them (the same result).
+    ``out``: the array to read into (bands, rows, cols, the dataset's dtype)."""
     rules = _nodata_rules(ds, bands)
     if rules is None:
-        data, masks = read_window(ds, bands, window)
+        data, masks = read_window(ds, bands, window, out=out)
         return data, valid_mask(ds, data, masks, kind, units=units)
-    data, _ = read_window(ds, bands, window, masks=False)
+    data, _ = read_window(ds, bands, window, masks=False, out=out)
     valid = np.ones(data.shape[1:], bool)
+    test = np.empty_like(valid)  # each test's result, and-ed into ``valid`` (no temporaries)
     positive = kind == "sar" and units != "db"
     with np.errstate(invalid="ignore"):
         for i, nodata in enumerate(rules):
             d = data[i]
             if nodata is not None and not (positive and (nodata == 0 or np.isnan(nodata))):
-                valid &= ~np.isnan(d) if np.isnan(nodata) else d != nodata
+                if np.isnan(nodata):
+                    valid &= np.logical_not(np.isnan(d, out=test), out=test)
+                else:
+                    valid &= np.not_equal(d, nodata, out=test)
             if positive:  # finite and > 0 (NaN fails both; so does a nodata of 0)
-                valid &= (d > 0) & (d < np.inf)
+                valid &= np.greater(d, 0, out=test)
+                valid &= np.less(d, np.inf, out=test)
             elif np.issubdtype(d.dtype, np.floating):
-                valid &= np.isfinite(d)
+                valid &= np.isfinite(d, out=test)
     return data, valid
 
 
 def read_window(ds, bands: Sequence[int], window=None, *, boundless: bool = False,
-                out_dtype: Optional[str] = None, masks: bool = True):
+                out_dtype: Optional[str] = None, masks: bool = True, out: Optional[np.ndarray] = None):
     """Read ``bands`` in ``window`` and their GDAL masks: returns ``(data, masks)``, both (band, row, col).
 
     With ``boundless=True`` pixels outside the raster come back with mask 0. With
     ``masks=False`` the mask is not read (all valid), for rasters whose bands are all valid.
+    ``out`` (not with ``boundless``): an array of the window's shape to read into (a caller that
+    reuses its buffers spares the kernel zeroing fresh pages for every read).
     A read failure (a truncated or damaged file) is one :class:`RasterError` naming the file and
     the window.
     """
@@ -466,6 +475,8 @@ def read_window(ds, bands: Sequence[int], window=None, *, boundless: bool = Fals
         # write the fill value over pixels under an internal mask, changing stored values.
         kwargs["fill_value"] = ds.nodata if ds.nodata is not None else 0
     try:
+        if out is not None and not boundless:
+            kwargs["out"] = out
         data = ds.read(list(bands), window=window, boundless=boundless, out_dtype=out_dtype, **kwargs)
         if not masks:
             mask = np.broadcast_to(np.uint8(255), data.shape)

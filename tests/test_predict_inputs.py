@@ -259,3 +259,8 @@ def test_masks_computed_from_the_pixels_equal_gdals(tmp_path, dtype, nodata):
             got, valid = raster.read_valid(ds, [1, 2], window, kind, units)
             np.testing.assert_array_equal(got, data)
             np.testing.assert_array_equal(valid, raster.valid_mask(ds, data, masks, kind, units=units))
+            reused = np.full((2, 40, 60), 7, dtype)  # read into a caller's array (the predictor reuses them)
+            into, valid_into = raster.read_valid(ds, [1, 2], window, kind, units, out=reused)
+            assert into is reused
+            np.testing.assert_array_equal(into, data)
+            np.testing.assert_array_equal(valid_into, valid)
