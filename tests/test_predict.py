@@ -510,11 +510,11 @@ def test_write_failure_is_an_output_error_and_leaves_nothing(tmp_path, monkeypat
 
     real, calls = writer.Denormaliser.__call__, []
 
-    def disk_full(self, y, valid):
+    def disk_full(self, y, valid, out=None):
         calls.append(1)
         if len(calls) > 1:
             raise OSError(28, "No space left on device")
-        return real(self, y, valid)
+        return real(self, y, valid, out=out)
 
     monkeypatch.setattr(writer.Denormaliser, "__call__", disk_full)
     src = write_raster(tmp_path / "in.tif", scene((120, 60)))

@@ -203,8 +203,11 @@ class RowBlender:
     row ``k`` is added, whatever tiles of later rows were added meanwhile (a batch may span rows).
     """
 
-    def __init__(self, grid: TileGrid, panel: Panel, count: int, device: Any = None) -> None:
+    def __init__(self, grid: TileGrid, panel: Panel, count: int, device: Any = None,
+                 empty: Callable[..., np.ndarray] = np.empty) -> None:
+        """``empty(shape, dtype)`` makes the numpy row blocks (a recycler's, so their memory is reused)."""
         self.grid, self.panel, self.count, self.device = grid, panel, count, device
+        self.empty = empty
         self._blocks: dict[int, Any] = {}
         self._depth: dict[int, np.ndarray] = {}  # numpy blocks: rows reached per column
         self._weights: dict[Key, Any] = {}
@@ -271,7 +274,7 @@ class RowBlender:
                 return None  # wholly outside the scene: nothing to keep
             shape = (self.count, self.grid.stride, self.panel.width)
             if self.device is None:  # never zeroed: see _accumulate
-                self._blocks[k] = np.empty(shape, np.float32)
+                self._blocks[k] = self.empty(shape, np.float32)
                 self._depth[k] = np.zeros(self.panel.width, np.int64)
             else:
                 import torch

@@ -39,9 +39,9 @@ from ..scenes import Scene, SceneLike, as_scene
 from ..tiling import BLENDS
 from . import tta
 from .grid import DEFAULT_PANEL_WIDTH, DevicePixels, Panel, RowBlender, TileGrid, plan_panels, weigh
-from .stages import (END, BlockWriter, BufferPool, Channel, FinishedRows, PanelDone, PipelineState, Prefetch, Strip,
-                     StripReader, TileBatch, io_errors, network_threads, ordered_map, read_workers, torch_threads,
-                     run_in_thread, tile_batches)
+from .stages import (END, ArrayRecycler, BlockWriter, BufferPool, Channel, FinishedRows, PanelDone, PipelineState,
+                     Prefetch, Strip, StripReader, TileBatch, io_errors, network_threads, ordered_map, read_workers,
+                     run_in_thread, tile_batches, torch_threads)
 
 log = logging.getLogger(__name__)
 
@@ -377,6 +377,7 @@ class ScenePipeline:
         self.pixels = DevicePixels(job.target, device) if on_device else None
         self.blend_device = device if on_device else None  # None: numpy on the host
         self.blenders: dict[int, RowBlender] = {}
+        self.blocks = ArrayRecycler()  # numpy row blocks, reused once written
         self.total = job.grid.n_rows * sum(p.j1 - p.j0 for p in job.panels)
         self.translated = self.skipped = 0
 
@@ -390,7 +391,7 @@ class ScenePipeline:
                              chunk_rows=self._chunk_rows())
         tiled = self.dataset.profile.get("tiled")
         writer = BlockWriter(self.dataset, job.panels, job.target, self.dataset.block_shapes[0][0] if tiled else 1,
-                             to_pixels=self.pixels.to_numpy if self.pixels is not None else None)
+                             to_pixels=self.pixels.to_numpy if self.pixels is not None else None, max_rows=g.stride)
         to_writer = Channel(state, QUEUE_DEPTH)
         stages = [run_in_thread(writer.run, state, "geogan-write", to_writer,
                                 wrap_error=lambda e: self._writing_error(e))]
@@ -477,7 +478,7 @@ class ScenePipeline:
     def _blender(self, p: int) -> RowBlender:
         if p not in self.blenders:
             self.blenders[p] = RowBlender(self.job.grid, self.job.panels[p], self.job.target.count,
-                                          self.blend_device)
+                                          self.blend_device, empty=self.blocks.empty)
         return self.blenders[p]
 
     def _chunk_rows(self) -> int:
