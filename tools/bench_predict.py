@@ -323,6 +323,10 @@ def io_worker(args: argparse.Namespace) -> dict:
                                     crs=ds.crs, transform=ds.transform, nodata=ds.nodata, compress="deflate")
             profile["NUM_THREADS"] = "ALL_CPUS"
         for _ in range(args.repeat):
+            # each side writes a new file: replacing the last run's (freeing its blocks, which on a
+            # filesystem mounted with discard costs a varying amount) is no part of either
+            for old in (plain, pred):
+                old.unlink(missing_ok=True)
             plain_s.append(plain_io(src, plain, pixels, profile))
             t0 = time.perf_counter()
             translate_raster(model, src, pred, device="cpu", tile_size=args.tile_size, overlap=args.overlap,
@@ -457,7 +461,7 @@ def main() -> None:
     ap.add_argument("--rss-sizes", default=RSS_SIZES)
     ap.add_argument("--io", action="store_true", help="the pipeline with a 1x1 convolution vs a plain parallel "
                                                       "GDAL read+write of the same data (CPU); prints 'ratio R' last")
-    ap.add_argument("--repeat", type=int, default=3, help="--io: runs of each side (the best is kept)")
+    ap.add_argument("--repeat", type=int, default=5, help="--io: runs of each side (the best is kept)")
     ap.add_argument("--agreement", action="store_true", help="CPU fp32 vs CUDA fp32/bf16/fp16 outputs (needs CUDA)")
     ap.add_argument("--no-alternatives", action="store_true", help="only the chosen defaults")
     ap.add_argument("--cpu-bf16", action="store_true", help="also time bf16 autocast on the CPU (slow: emulated)")
