@@ -432,11 +432,26 @@ def read_valid(ds, bands: Sequence[int], window, kind: str, units: Optional[str]
     """:func:`read_window` then :func:`valid_mask`: ``(data, valid)``, the validity computed band by
     band from the values without mask arrays where GDAL's masks follow from them (the same result).
     ``out``: the array to read into (bands, rows, cols, the dataset's dtype)."""
+    data, masks, rules = read_for_validity(ds, bands, window, out=out)
+    return data, validity(ds, data, masks, rules, kind, units=units)
+
+
+def read_for_validity(ds, bands: Sequence[int], window, out: Optional[np.ndarray] = None):
+    """The reading half of :func:`read_valid` (nothing in it depends on the units): ``(data, masks,
+    rules)``, GDAL's masks read only where the pixels cannot tell validity (then ``rules`` is None)."""
     rules = _nodata_rules(ds, bands)
     if rules is None:
         data, masks = read_window(ds, bands, window, out=out)
-        return data, valid_mask(ds, data, masks, kind, units=units)
+        return data, masks, None
     data, _ = read_window(ds, bands, window, masks=False, out=out)
+    return data, None, rules
+
+
+def validity(ds, data: np.ndarray, masks: Optional[np.ndarray], rules: Optional[list], kind: str,
+             units: Optional[str] = None) -> np.ndarray:
+    """The validity half of :func:`read_valid`, on what :func:`read_for_validity` returned."""
+    if rules is None:
+        return valid_mask(ds, data, masks, kind, units=units)
     valid = np.ones(data.shape[1:], bool)
     test = np.empty_like(valid)  # each test's result, and-ed into ``valid`` (no temporaries)
     positive = kind == "sar" and units != "db"
@@ -453,7 +468,7 @@ def read_valid(ds, bands: Sequence[int], window, kind: str, units: Optional[str]
                 valid &= np.less(d, np.inf, out=test)
             elif np.issubdtype(d.dtype, np.floating):
                 valid &= np.isfinite(d, out=test)
-    return data, valid
+    return valid
 
 
 def read_window(ds, bands: Sequence[int], window=None, *, boundless: bool = False,

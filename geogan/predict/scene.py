@@ -39,9 +39,9 @@ from ..scenes import Scene, SceneLike, as_scene
 from ..tiling import BLENDS
 from . import tta
 from .grid import DEFAULT_PANEL_WIDTH, DevicePixels, Panel, RowBlender, TileGrid, plan_panels, weigh
-from .stages import (END, ArrayRecycler, BlockWriter, BufferPool, Channel, FinishedRows, PanelDone, PipelineState,
-                     Prefetch, Strip, StripReader, TileBatch, io_errors, network_threads, ordered_map, read_workers,
-                     run_in_thread, tile_batches, torch_threads)
+from .stages import (END, UNITS_PENDING, ArrayRecycler, BlockWriter, BufferPool, Channel, FinishedRows, PanelDone,
+                     PipelineState, Prefetch, Strip, StripReader, TileBatch, chunk_rows, io_errors, network_threads,
+                     ordered_map, read_workers, run_in_thread, tile_batches, torch_threads)
 
 log = logging.getLogger(__name__)
 
@@ -189,14 +189,20 @@ class Predictor:
             georef = self._check_input(ds, scene)
             band_list = choose_bands(opts.bands, ds.count, self.source, scene.label)
             raster.check_output_path(dst_p, overwrite=overwrite, inputs=[scene])
-            data, masks = read_sample(ds, band_list, scene.label)
-            units = input_units(self.source, data, masks, opts.units, scene.label)
-            warn_if_unlike_training(ds, data, masks, band_list, self.source, units, scene.label, georef)
-            del data, masks
-            tags = self.output_tags(band_list, units, scene.label)
-            with OutputLock(dst_p, "prediction", label=provenance.fingerprint(tags)):
-                raster.check_output_path(dst_p, overwrite=overwrite, inputs=[scene])  # another run may have finished
-                stats = self._write_scene(ds, scene, band_list, units, georef, dst_p, prog, tags)
+            plan = self._plan(ds, scene, band_list)  # its reader starts decoding while the sample is read
+            try:
+                data, masks = read_sample(ds, band_list, scene.label)
+                units = input_units(self.source, data, masks, opts.units, scene.label)
+                warn_if_unlike_training(ds, data, masks, band_list, self.source, units, scene.label, georef)
+                del data, masks
+                plan.reader.set_units(units)
+                tags = self.output_tags(band_list, units, scene.label)
+                with OutputLock(dst_p, "prediction", label=provenance.fingerprint(tags)):
+                    # another run may have finished meanwhile
+                    raster.check_output_path(dst_p, overwrite=overwrite, inputs=[scene])
+                    stats = self._write_scene(ds, scene, band_list, units, georef, dst_p, prog, tags, plan)
+            finally:
+                plan.reader.shutdown()
             width, height = ds.width, ds.height
         return PredictionResult(path=dst_p, direction=opts.direction, width=width, height=height,
                                 count=self.out_spec.count, dtype=self.out_spec.dtype, nodata=self.nodata,
@@ -214,20 +220,36 @@ class Predictor:
                         describe(scene.label))
         return georef
 
-    def _write_scene(self, ds: Any, scene: Scene, band_list: list[int], units: Optional[str], georef: bool,
-                     dst: Path, prog: Any, tags: dict[str, str]) -> tuple[int, int, int]:
-        """Translate into a verified temporary file and rename it onto ``dst``; returns (tiles, translated, panels)."""
+    def _profile(self, ds: Any, georef: bool) -> dict:
         o = self.options
         profile = raster.gtiff_profile(width=ds.width, height=ds.height, count=self.out_spec.count,
                                        dtype=self.out_spec.dtype, crs=ds.crs if georef else None,
                                        transform=ds.transform, nodata=self.nodata, compress=o.compress)
         if o.compress != "none":
             profile["NUM_THREADS"] = "ALL_CPUS"  # GDAL compresses finished blocks in parallel
+        return profile
+
+    def _plan(self, ds: Any, scene: Scene, band_list: list[int]) -> "ScenePlan":
+        """The tile grid, the column panels and a reader that has begun decoding the first panel's
+        first chunks (their masking and normalising wait for the units)."""
+        o = self.options
         grid = TileGrid.for_scene(ds.height, ds.width, o.tile_size, o.overlap, o.blend)
-        block = profile["blockxsize"] if profile.get("tiled") else ds.width
-        panels = plan_panels(grid, o.panel_width, block)
+        profile = self._profile(ds, georef=False)
+        panels = plan_panels(grid, o.panel_width, profile["blockxsize"] if profile.get("tiled") else ds.width)
+        workers = read_workers(self.device.type == "cuda")
+        reader = StripReader(scene, band_list, self.source, UNITS_PENDING, grid, workers,
+                             chunk_rows=chunk_rows(ds.block_shapes[0][0]))
+        reader.begin(panels[0])
+        return ScenePlan(grid, panels, reader)
+
+    def _write_scene(self, ds: Any, scene: Scene, band_list: list[int], units: Optional[str], georef: bool,
+                     dst: Path, prog: Any, tags: dict[str, str], plan: "ScenePlan") -> tuple[int, int, int]:
+        """Translate into a verified temporary file and rename it onto ``dst``; returns (tiles, translated, panels)."""
+        o = self.options
+        profile = self._profile(ds, georef)
+        grid, panels = plan.grid, plan.panels
         job = SceneJob(scene, band_list, self.source, units, self.out_spec, grid, panels, o.batch_size, prog,
-                       self.model_name, o.direction)
+                       self.model_name, o.direction, plan.reader)
 
         def verify(path: Path) -> None:
             raster.verify_raster(path, width=ds.width, height=ds.height, count=self.out_spec.count,
@@ -306,6 +328,16 @@ class SceneJob:
     progress: Progress
     model_name: str
     direction: str
+    reader: Optional[StripReader] = None  # one that has begun (see Predictor._plan); else the pipeline makes one
+
+
+@dataclass
+class ScenePlan:
+    """A scene's tile grid and panels, and the reader already decoding its first rows."""
+
+    grid: TileGrid
+    panels: list[Panel]
+    reader: StripReader
 
 
 class Translator:
@@ -387,8 +419,8 @@ class ScenePipeline:
         workers, each = network_threads(self.cuda)
         pool = BufferPool((job.batch_size, job.source.count, g.tile, g.tile), QUEUE_DEPTH + workers + 2,
                           pinned=self.cuda)
-        reader = StripReader(job.scene, job.bands, job.source, job.units, g, read_workers(self.cuda),
-                             chunk_rows=self._chunk_rows())
+        reader = job.reader or StripReader(job.scene, job.bands, job.source, job.units, g, read_workers(self.cuda),
+                                           chunk_rows=self._chunk_rows())
         tiled = self.dataset.profile.get("tiled")
         writer = BlockWriter(self.dataset, job.panels, job.target, self.dataset.block_shapes[0][0] if tiled else 1,
                              to_pixels=self.pixels.to_numpy if self.pixels is not None else None, max_rows=g.stride)
@@ -482,10 +514,8 @@ class ScenePipeline:
         return self.blenders[p]
 
     def _chunk_rows(self) -> int:
-        """Rows read at a time: whole rows of the input's blocks, at least 128 rows."""
         with raster.open_raster(self.job.scene, require_georeference=False) as ds:
-            block = max(1, ds.block_shapes[0][0])
-        return block * max(1, -(-128 // block))
+            return chunk_rows(ds.block_shapes[0][0])
 
     def _writing_error(self, exc: BaseException) -> BaseException:
         if isinstance(exc, io_errors()) and not isinstance(exc, GeoganError):

@@ -387,41 +387,89 @@ class Strip:
                 out[:, a - y0:b - y0] = c.data[:, a - c.y0:b - c.y0, xa:xb] if c.data is not None else 0.0
 
 
-class StripReader:
-    """Strips of each panel, top to bottom, from row chunks read ahead by several threads."""
+def chunk_rows(block_rows: int) -> int:
+    """Rows read at a time: whole rows of the input's blocks, at least 128 rows."""
+    block = max(1, block_rows)
+    return block * max(1, -(-128 // block))
 
-    def __init__(self, scene: Scene, bands: Sequence[int], spec: DomainSpec, units: Optional[str],
+
+#: ``units`` of a :class:`StripReader` that starts reading before they are known (see ``begin``).
+UNITS_PENDING = object()
+
+
+class StripReader:
+    """Strips of each panel, top to bottom, from row chunks read ahead by several threads.
+
+    Reading may begin before the input's units are known (:meth:`begin`, while the caller samples
+    the scene to tell them): GDAL decodes the first chunks on cores that would otherwise wait, and
+    their validity and normalisation follow once :meth:`set_units` is called. :meth:`shutdown`
+    ends it all, whether or not the strips were taken.
+    """
+
+    def __init__(self, scene: Scene, bands: Sequence[int], spec: DomainSpec, units: Any,
                  grid: TileGrid, workers: int, chunk_rows: int = 256) -> None:
-        self.scene, self.bands, self.spec, self.units, self.grid = scene, list(bands), spec, units, grid
+        self.scene, self.bands, self.spec, self.grid = scene, list(bands), spec, grid
         self.workers, self.chunk_rows = max(1, workers), max(1, chunk_rows)
-        self.normalise = Normaliser(spec, units)
         self.arrays = ArrayRecycler()  # the chunks' pixels, read into arrays freed by earlier chunks
         self._local = threading.local()
         self._handles: list[Any] = []
         self._lock = threading.Lock()
+        self._units_known = threading.Event()
+        self._abandoned = False
+        self._pool: Optional[ThreadPoolExecutor] = None
+        self._begun: Optional[tuple[int, deque, deque, Callable]] = None
+        if units is not UNITS_PENDING:
+            self.set_units(units)
+
+    def set_units(self, units: Optional[str]) -> None:
+        """The input's units: the chunks read so far, and all after, are masked and normalised with them."""
+        self.units = units
+        self.normalise = Normaliser(self.spec, units)
+        self._units_known.set()
+
+    def begin(self, panel: Panel) -> None:
+        """Start reading ``panel``'s first chunks now (:meth:`strips` takes them over): twice the usual
+        read-ahead, as the pipeline behind is not running yet."""
+        starts, ahead, read = deque(range(0, self.grid.height, self.chunk_rows)), deque(), carry_collector(self.read)
+        self._read_ahead(panel, starts, ahead, read, limit=2 * self.workers + 1)
+        self._begun = (panel.index, starts, ahead, read)
 
     def strips(self, panels: Sequence[Panel], state: PipelineState) -> Iterator[Strip]:
         """Every strip of every panel, in order (the chunks of a panel are read by ``workers`` threads)."""
-        pool = ThreadPoolExecutor(self.workers, thread_name_prefix="geogan-read",
-                                  initializer=torch_threads, initargs=(1,))  # one core per reader
         try:
             for panel in panels:
-                yield from self._panel_strips(panel, pool, state)
+                yield from self._panel_strips(panel, state)
         finally:
-            pool.shutdown(wait=True, cancel_futures=True)  # before the handles the threads use are closed
-            self.close()
+            self.shutdown()
 
-    def _panel_strips(self, panel: Panel, pool: ThreadPoolExecutor, state: PipelineState) -> Iterator[Strip]:
+    def shutdown(self) -> None:
+        """Stop reading (chunks waiting for units are dropped) and close the handles; idempotent."""
+        self._abandoned = True
+        self._units_known.set()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)  # before the handles the threads use are closed
+            self._pool = None
+        self.close()
+
+    def _read_ahead(self, panel: Panel, starts: deque, ahead: deque, read: Callable, limit: int = 0) -> None:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="geogan-read",
+                                            initializer=torch_threads, initargs=(1,))  # one core per reader
+        while starts and len(ahead) < (limit or self.workers + 1):  # bounded read-ahead
+            ahead.append(self._pool.submit(read, panel, starts.popleft()))
+
+    def _panel_strips(self, panel: Panel, state: PipelineState) -> Iterator[Strip]:
         g = self.grid
-        starts = deque(range(0, g.height, self.chunk_rows))
-        ahead: deque = deque()
+        if self._begun is not None and self._begun[0] == panel.index:
+            _, starts, ahead, read = self._begun
+            self._begun = None
+        else:
+            starts, ahead, read = deque(range(0, g.height, self.chunk_rows)), deque(), carry_collector(self.read)
         held: list[Chunk] = []
-        read = carry_collector(self.read)  # what the pool's threads log belongs to this call
         for r in range(g.n_rows):
             y0, y1, _, _ = g.strip(r)
             while not held or held[-1].y1 < y1:
-                while starts and len(ahead) <= self.workers:  # bounded read-ahead
-                    ahead.append(pool.submit(read, panel, starts.popleft()))
+                self._read_ahead(panel, starts, ahead, read)
                 state.raise_if_stopped()
                 held.append(ahead.popleft().result())
             held = [c for c in held if c.y1 > y0]
@@ -437,7 +485,11 @@ class StripReader:
         dtypes = {ds.dtypes[b - 1] for b in self.bands}
         out = (self.arrays.empty((len(self.bands), y1 - y0, panel.read_x1 - panel.read_x0), dtypes.pop())
                if len(dtypes) == 1 else None)
-        data, valid = raster.read_valid(ds, self.bands, window, self.spec.kind, units=self.units, out=out)
+        data, masks, rules = raster.read_for_validity(ds, self.bands, window, out=out)
+        self._units_known.wait()
+        if self._abandoned:
+            raise Stopped()
+        valid = raster.validity(ds, data, masks, rules, self.spec.kind, units=self.units)
         norm = self.normalise(data, valid) if valid.any() else None
         return Chunk(y0, y1, valid, norm)
 
