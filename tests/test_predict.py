@@ -583,3 +583,50 @@ def test_on_the_cpu_a_resnet_generator_translates_tile_by_tile_whatever_the_batc
                                   batch_size=batch, device="cpu"))[0] for batch in (1, 3, 8)]
     np.testing.assert_array_equal(outs[0], outs[1])
     np.testing.assert_array_equal(outs[0], outs[2])
+
+
+def test_a_scene_refused_after_its_reader_began_leaves_no_reader_behind(tmp_path, monkeypatch):
+    """The reader starts decoding before the units are told; a refusal then stops it: no thread
+    waits for units that never come, and nothing is written."""
+    import threading
+
+    from geogan.predict import scene as scene_module
+
+    def refuse(*args, **kwargs):
+        raise errors.RasterError("in.tif: refused for the test")
+
+    monkeypatch.setattr(scene_module, "input_units", refuse)
+    src = write_raster(tmp_path / "in.tif", scene((300, 200)))
+    with pytest.raises(errors.RasterError, match="refused for the test"):
+        translate_raster(identity_model(make_spec()), src, tmp_path / "out.tif", tile_size=32, overlap=8)
+    assert not [t.name for t in threading.enumerate() if t.name.startswith("geogan-read")]
+    assert leftovers(tmp_path, {"in.tif"}) == []
+
+
+def test_a_reader_begun_before_the_units_reads_what_one_given_them_reads(tmp_path):
+    from geogan.predict.grid import TileGrid, plan_panels
+    from geogan.predict.stages import UNITS_PENDING, PipelineState, StripReader
+    from geogan.scenes import as_scene
+
+    data = (10 ** (scene((150, 90), lo=-20, hi=0) / 10)).astype(np.float32)
+    data[:, 5:9, 3:7] = 0.0
+    src = as_scene(write_raster(tmp_path / "in.tif", data, nodata=0.0))
+    spec, grid = make_spec("sar", 2), TileGrid.for_scene(150, 90, 32, 8, "hann")
+    panels = plan_panels(grid, 64, 16)
+
+    def strips(reader):  # the chunks stay referenced here, so none is reused while compared
+        return [(s.panel.index, s.row, s.valid, [(c.y0, c.valid, c.data) for c in s.chunks or []])
+                for s in reader.strips(panels, PipelineState())]
+
+    early = StripReader(src, [1, 2], spec, UNITS_PENDING, grid, 2, chunk_rows=16)
+    early.begin(panels[0])
+    early.set_units("linear")
+    got, want = strips(early), strips(StripReader(src, [1, 2], spec, "linear", grid, 2, chunk_rows=16))
+    assert len(got) == len(want) == grid.n_rows * len(panels)
+    for (p, r, valid, chunks), (p2, r2, valid2, chunks2) in zip(got, want):
+        assert (p, r) == (p2, r2)
+        np.testing.assert_array_equal(valid, valid2)
+        assert [c[0] for c in chunks] == [c[0] for c in chunks2]
+        for (_, v, d), (_, v2, d2) in zip(chunks, chunks2):
+            np.testing.assert_array_equal(v, v2)
+            np.testing.assert_array_equal(d, d2)
