@@ -21,8 +21,9 @@ blend, denormalise, write: everything but a real network) against a plain parall
 the same input plus a write of the same output (the same bands, dtype, creation options and
 pixels, so both compress the same bytes): windows of rows read by one thread per core, each with
 its own dataset handle, written in order with GDAL's multithreaded compression. Both run in one
-process, alternately, ``--repeat`` times; the best of each is kept (other jobs on a shared machine
-slow both alike). The last line ends ``ratio R`` (pipeline / plain; target >= 0.8).
+process, alternately, ``--repeat`` times (default 5), each writing a new file (the last run's is
+removed first, untimed); the best of each is kept (other jobs on a shared machine slow both
+alike). The last line ends ``ratio R`` (pipeline / plain; target >= 0.8).
 
 Agreement (``--agreement``): one small scene translated by the same tiny model on the CPU in
 fp32 and on CUDA in fp32 and in bf16/fp16 (float32 output): max and mean absolute differences.
