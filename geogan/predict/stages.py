@@ -393,6 +393,8 @@ def chunk_rows(block_rows: int) -> int:
     return block * max(1, -(-128 // block))
 
 
+#: Chunks a reader that began early may hold beyond its usual read-ahead (memory on many cores).
+EARLY_EXTRA_CHUNKS = 4
 #: ``units`` of a :class:`StripReader` that starts reading before they are known (see ``begin``).
 UNITS_PENDING = object()
 
@@ -428,10 +430,10 @@ class StripReader:
         self._units_known.set()
 
     def begin(self, panel: Panel) -> None:
-        """Start reading ``panel``'s first chunks now (:meth:`strips` takes them over): twice the usual
-        read-ahead, as the pipeline behind is not running yet."""
+        """Start reading ``panel``'s first chunks now (:meth:`strips` takes them over): up to 4 chunks
+        beyond the usual read-ahead (twice it on 2 cores), as the pipeline behind is not running yet."""
         starts, ahead, read = deque(range(0, self.grid.height, self.chunk_rows)), deque(), carry_collector(self.read)
-        self._read_ahead(panel, starts, ahead, read, limit=2 * self.workers + 1)
+        self._read_ahead(panel, starts, ahead, read, limit=self.workers + 1 + min(self.workers, EARLY_EXTRA_CHUNKS))
         self._begun = (panel.index, starts, ahead, read)
 
     def strips(self, panels: Sequence[Panel], state: PipelineState) -> Iterator[Strip]:
