@@ -361,6 +361,19 @@ class Chunk:
 
 
 @dataclass
+class Decoded:
+    """Rows ``[y0, y1)`` read before the input's units were known: what :func:`geogan.raster.validity`
+    needs to finish them."""
+
+    y0: int
+    y1: int
+    ds: Any
+    data: np.ndarray
+    masks: Optional[np.ndarray]
+    rules: Optional[list]
+
+
+@dataclass
 class Strip:
     """The scene rows under tile row ``row`` of ``panel``: the validity of the panel's output columns
     (None: no valid pixel), the row chunks holding its normalised pixels (None once its tiles are cut)
@@ -404,8 +417,8 @@ class StripReader:
 
     Reading may begin before the input's units are known (:meth:`begin`, while the caller samples
     the scene to tell them): GDAL decodes the first chunks on cores that would otherwise wait, and
-    their validity and normalisation follow once :meth:`set_units` is called. :meth:`shutdown`
-    ends it all, whether or not the strips were taken.
+    a chunk decoded before :meth:`set_units` is masked and normalised when :meth:`strips` takes it.
+    :meth:`shutdown` ends it all, whether or not the strips were taken.
     """
 
     def __init__(self, scene: Scene, bands: Sequence[int], spec: DomainSpec, units: Any,
@@ -417,7 +430,6 @@ class StripReader:
         self._handles: list[Any] = []
         self._lock = threading.Lock()
         self._units_known = threading.Event()
-        self._abandoned = False
         self._pool: Optional[ThreadPoolExecutor] = None
         self._begun: Optional[tuple[int, deque, deque, Callable]] = None
         if units is not UNITS_PENDING:
@@ -433,7 +445,7 @@ class StripReader:
         """Start reading ``panel``'s first chunks now (:meth:`strips` takes them over): up to 4 chunks
         beyond the usual read-ahead (twice it on 2 cores), as the pipeline behind is not running yet."""
         starts, ahead, read = deque(range(0, self.grid.height, self.chunk_rows)), deque(), carry_collector(self.read)
-        self._read_ahead(panel, starts, ahead, read, limit=self.workers + 1 + min(self.workers, EARLY_EXTRA_CHUNKS))
+        self._read_ahead(panel, starts, ahead, read, limit=self.workers + 1 + EARLY_EXTRA_CHUNKS)
         self._begun = (panel.index, starts, ahead, read)
 
     def strips(self, panels: Sequence[Panel], state: PipelineState) -> Iterator[Strip]:
@@ -445,9 +457,7 @@ class StripReader:
             self.shutdown()
 
     def shutdown(self) -> None:
-        """Stop reading (chunks waiting for units are dropped) and close the handles; idempotent."""
-        self._abandoned = True
-        self._units_known.set()
+        """Stop reading (chunks read ahead are dropped) and close the handles; idempotent."""
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)  # before the handles the threads use are closed
             self._pool = None
@@ -473,7 +483,8 @@ class StripReader:
             while not held or held[-1].y1 < y1:
                 self._read_ahead(panel, starts, ahead, read)
                 state.raise_if_stopped()
-                held.append(ahead.popleft().result())
+                got = ahead.popleft().result()
+                held.append(self._chunk(got) if isinstance(got, Decoded) else got)
             held = [c for c in held if c.y1 > y0]
             yield self._strip(panel, r, held)
 
@@ -488,12 +499,14 @@ class StripReader:
         out = (self.arrays.empty((len(self.bands), y1 - y0, panel.read_x1 - panel.read_x0), dtypes.pop())
                if len(dtypes) == 1 else None)
         data, masks, rules = raster.read_for_validity(ds, self.bands, window, out=out)
-        self._units_known.wait()
-        if self._abandoned:
-            raise Stopped()
-        valid = raster.validity(ds, data, masks, rules, self.spec.kind, units=self.units)
-        norm = self.normalise(data, valid) if valid.any() else None
-        return Chunk(y0, y1, valid, norm)
+        decoded = Decoded(y0, y1, ds, data, masks, rules)
+        return self._chunk(decoded) if self._units_known.is_set() else decoded  # else: finished when taken
+
+    def _chunk(self, d: "Decoded") -> Chunk:
+        """Mask and normalise what was read (any thread; the units are known)."""
+        valid = raster.validity(d.ds, d.data, d.masks, d.rules, self.spec.kind, units=self.units)
+        norm = self.normalise(d.data, valid) if valid.any() else None
+        return Chunk(d.y0, d.y1, valid, norm)
 
     def _strip(self, panel: Panel, r: int, chunks: list[Chunk]) -> Strip:
         g = self.grid
