@@ -231,10 +231,10 @@ class Predictor:
 
     def _plan(self, ds: Any, scene: Scene, band_list: list[int]) -> "ScenePlan":
         """The tile grid, the column panels and a reader that has begun decoding the first panel's
-        first chunks (their masking and normalising wait for the units)."""
+        first chunks (those decoded before the units are known are masked and normalised when taken)."""
         o = self.options
         grid = TileGrid.for_scene(ds.height, ds.width, o.tile_size, o.overlap, o.blend)
-        profile = self._profile(ds, georef=False)
+        profile = self._profile(ds, georef=False)  # panel edges on the output's blocks
         panels = plan_panels(grid, o.panel_width, profile["blockxsize"] if profile.get("tiled") else ds.width)
         workers = read_workers(self.device.type == "cuda")
         reader = StripReader(scene, band_list, self.source, UNITS_PENDING, grid, workers,

@@ -442,8 +442,8 @@ class StripReader:
         self._units_known.set()
 
     def begin(self, panel: Panel) -> None:
-        """Start reading ``panel``'s first chunks now (:meth:`strips` takes them over): up to 4 chunks
-        beyond the usual read-ahead (twice it on 2 cores), as the pipeline behind is not running yet."""
+        """Start reading ``panel``'s first chunks now (:meth:`strips` takes them over): up to
+        :data:`EARLY_EXTRA_CHUNKS` beyond the usual read-ahead, as the pipeline behind is not running yet."""
         starts, ahead, read = deque(range(0, self.grid.height, self.chunk_rows)), deque(), carry_collector(self.read)
         self._read_ahead(panel, starts, ahead, read, limit=self.workers + 1 + EARLY_EXTRA_CHUNKS)
         self._begun = (panel.index, starts, ahead, read)
