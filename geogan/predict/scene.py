@@ -328,7 +328,7 @@ class SceneJob:
     progress: Progress
     model_name: str
     direction: str
-    reader: Optional[StripReader] = None  # one that has begun (see Predictor._plan); else the pipeline makes one
+    reader: StripReader         # begun before the units were known (see Predictor._plan)
 
 
 @dataclass
@@ -419,8 +419,7 @@ class ScenePipeline:
         workers, each = network_threads(self.cuda)
         pool = BufferPool((job.batch_size, job.source.count, g.tile, g.tile), QUEUE_DEPTH + workers + 2,
                           pinned=self.cuda)
-        reader = job.reader or StripReader(job.scene, job.bands, job.source, job.units, g, read_workers(self.cuda),
-                                           chunk_rows=self._chunk_rows())
+        reader = job.reader
         tiled = self.dataset.profile.get("tiled")
         writer = BlockWriter(self.dataset, job.panels, job.target, self.dataset.block_shapes[0][0] if tiled else 1,
                              to_pixels=self.pixels.to_numpy if self.pixels is not None else None, max_rows=g.stride)
@@ -512,10 +511,6 @@ class ScenePipeline:
             self.blenders[p] = RowBlender(self.job.grid, self.job.panels[p], self.job.target.count,
                                           self.blend_device, empty=self.blocks.empty)
         return self.blenders[p]
-
-    def _chunk_rows(self) -> int:
-        with raster.open_raster(self.job.scene, require_georeference=False) as ds:
-            return chunk_rows(ds.block_shapes[0][0])
 
     def _writing_error(self, exc: BaseException) -> BaseException:
         if isinstance(exc, io_errors()) and not isinstance(exc, GeoganError):
