@@ -211,30 +211,30 @@ class RowBlender:
         self._blocks: dict[int, Any] = {}
         self._depth: dict[int, np.ndarray] = {}  # numpy blocks: rows reached per column
         self._weights: dict[Key, Any] = {}
+        self._products: Optional[np.ndarray] = None  # numpy blocks: scratch for a tile's weighted rows
 
-    def add(self, y: Any, r: int, j: int, weighted: bool = False) -> None:
-        """Add the output ``y`` (count, tile, tile) of tile (``r``, ``j``), weighted by its normalised window
-        (``weighted``: ``y`` was already multiplied by it, see :func:`weigh`)."""
+    def add(self, y: Any, r: int, j: int) -> None:
+        """Add the output ``y`` (count, tile, tile) of tile (``r``, ``j``), weighted by its normalised window."""
         a, b, u0, u1 = tile_span(self.grid, self.panel, j)
         if b <= a:
             return
-        w = None if weighted else self._tile_weights(r, j)
+        w = self._tile_weights(r, j)
         S, T = self.grid.stride, self.grid.tile
         for k, t0, t1 in ((r, 0, S), (r + 1, S, T)):  # the tile's first S rows, then its overlap rows
             block = self._block(k) if t1 > t0 else None
             if block is None:
                 continue
-            yy = y[:, t0:t1, u0:u1]
-            if w is not None:  # numpy or torch alike: the product rounded, then added (no fused multiply-add)
-                yy = yy * w[t0:t1, u0:u1]
+            yy, ww = y[:, t0:t1, u0:u1], w[t0:t1, u0:u1]
             if self.device is None:
-                self._accumulate(k, block, yy, a, b)
+                self._accumulate(k, block, yy, ww, a, b)
             else:
-                block[:, :t1 - t0, a:b] += yy
+                block[:, :t1 - t0, a:b] += yy * ww
 
-    def _accumulate(self, k: int, block: np.ndarray, yy: np.ndarray, a: int, b: int) -> None:
-        """``block[:, :h, a:b] += yy`` (h = yy's rows) on a block that was never zeroed: rows no tile
-        reached yet in a column are copied (the same sum: 0 + v is v), the others added to.
+    def _accumulate(self, k: int, block: np.ndarray, yy: np.ndarray, ww: np.ndarray, a: int, b: int) -> None:
+        """``block[:, :h, a:b] += yy · ww`` (h = yy's rows) on a block that was never zeroed: rows no tile
+        reached yet in a column get the product (the same value: 0 + v is v), the others the product
+        (made in a small scratch array that stays in the core's cache) added. The same roundings as
+        the device's ``block += yy * ww``, with one pass over ``yy`` and no new array.
 
         Every term covers a block's first rows, so what was reached is, per column, its first
         ``depth`` rows; the columns of one term fall into a few runs of equal depth."""
@@ -244,10 +244,19 @@ class RowBlender:
         for c0, c1 in zip([0, *cuts.tolist()], [*cuts.tolist(), b - a]):
             reached = min(int(d[c0]), h)
             if reached:
-                block[:, :reached, a + c0:a + c1] += yy[:, :reached, c0:c1]
+                product = self._scratch(yy.shape[0], reached, c1 - c0)
+                np.multiply(yy[:, :reached, c0:c1], ww[:reached, c0:c1], out=product)
+                target = block[:, :reached, a + c0:a + c1]
+                np.add(target, product, out=target)
             if reached < h:
-                block[:, reached:h, a + c0:a + c1] = yy[:, reached:h, c0:c1]
+                np.multiply(yy[:, reached:h, c0:c1], ww[reached:h, c0:c1], out=block[:, reached:h, a + c0:a + c1])
         np.maximum(d, h, out=d)
+
+    def _scratch(self, *shape: int) -> np.ndarray:
+        n = math.prod(shape)
+        if self._products is None or self._products.size < n:
+            self._products = np.empty(max(n, self.count * self.grid.tile * self.grid.tile), np.float32)
+        return self._products[:n].reshape(shape)
 
     def finish(self, k: int) -> tuple[int, int, Optional[Any]]:
         """Row block ``k`` as (y0, y1, rows (count, y1 - y0, panel width)), its sums released: call once
@@ -294,14 +303,6 @@ class RowBlender:
         return self._weights[key]
 
 
-def weigh(grid: TileGrid, y: np.ndarray, where: list[tuple[int, int, int]]) -> np.ndarray:
-    """Multiply each tile's output ``y[i]`` (numpy, in place) by the normalised weights of its tile
-    ``where[i] = (panel, r, j)``: the part of blending that needs no order (a thread of its own may do it)."""
-    for i, (_, r, j) in enumerate(where):
-        y[i] *= grid.weights(r, j)
-    return y
-
-
 def blend_array(x: np.ndarray, translate: Callable[[Any], Any], tile_size: int, overlap: int, blend: str = "hann",
                 *, panel_width: int = DEFAULT_PANEL_WIDTH, block: int = 16, device: Any = None) -> np.ndarray:
     """Translate a whole normalised (bands, rows, cols) array tile by tile and blend the tiles.
@@ -332,11 +333,8 @@ def blend_array(x: np.ndarray, translate: Callable[[Any], Any], tile_size: int, 
                 out = np.zeros((y.shape[1], height, width), np.float32)
             if blender is None:
                 blender = RowBlender(grid, panel, y.shape[1], device)
-            js = range(panel.j0, panel.j1)
-            if device is None:  # as the predictor on the CPU: weigh (in its network threads), then add
-                y = weigh(grid, y, [(panel.index, r, j) for j in js])
-            for i, j in enumerate(js):
-                blender.add(y[i], r, j, weighted=device is None)
+            for i, j in enumerate(range(panel.j0, panel.j1)):
+                blender.add(y[i], r, j)
             for k in ((r, grid.n_rows) if r == grid.n_rows - 1 else (r,)):
                 b0, b1, rows = blender.finish(k)
                 if rows is not None:

@@ -38,7 +38,7 @@ from ..progress import Progress, ProgressLike, as_progress
 from ..scenes import Scene, SceneLike, as_scene
 from ..tiling import BLENDS
 from . import tta
-from .grid import DEFAULT_PANEL_WIDTH, DevicePixels, Panel, RowBlender, TileGrid, plan_panels, weigh
+from .grid import DEFAULT_PANEL_WIDTH, DevicePixels, Panel, RowBlender, TileGrid, plan_panels
 from .stages import (END, UNITS_PENDING, ArrayRecycler, BlockWriter, BufferPool, Channel, FinishedRows, PanelDone,
                      PipelineState, Prefetch, Strip, StripReader, TileBatch, chunk_rows, io_errors, network_threads,
                      ordered_map, read_workers, run_in_thread, tile_batches, torch_threads)
@@ -435,7 +435,7 @@ class ScenePipeline:
             # tiles through the network (on the CPU several batches at once, one core each)
             for batch, (y, event) in ordered_map(self._network, batches, workers, partial(torch_threads, each)):
                 for i, (p, r, j) in enumerate(batch.where):
-                    self._blender(p).add(y[i], r, j, weighted=self.blend_device is None)  # blended
+                    self._blender(p).add(y[i], r, j)  # blended
                 if batch.n:
                     pool.release(batch.buffer, event)  # after blending: on the CPU ``y`` may be a view of it
                     self.translated += batch.n
@@ -466,9 +466,7 @@ class ScenePipeline:
                 event = torch.cuda.Event()
                 event.record()  # the buffer may be refilled once its copy to the device is done
             y = self.translator(x)
-        if self.blend_device is None:  # blending on the host: the tiles' weights are applied here, in parallel
-            return weigh(self.job.grid, y.numpy(), batch.where), event
-        return y, event
+        return (y.numpy() if self.blend_device is None else y), event
 
     def _finished_rows(self, strip: Strip) -> list[Any]:
         """The row blocks tile row ``strip.row`` finished (two after the last row), then the panel's end."""

@@ -284,20 +284,37 @@ class Normaliser:
         ``valid`` is :func:`geogan.raster.valid_mask`'s: a valid pixel is finite in every band."""
         if data.shape[0] != self.count:
             raise RasterError(f"internal error: {data.shape[0]} bands read, the model takes {self.count}")
+        y = data if data.dtype == np.float32 and data.flags.writeable else data.astype(np.float32)
+        zero = not (self.finite and valid.all())  # all valid through the log: nothing to zero (one pass less)
+        for rows in row_slabs(y):
+            self._slab(y[:, rows], valid[rows] if zero else None)
+        return y
+
+    def _slab(self, y: np.ndarray, valid: Optional[np.ndarray]) -> None:
         import torch
 
-        y = data if data.dtype == np.float32 and data.flags.writeable else data.astype(np.float32)
         if self.log:  # torch's vectorised log: about twice numpy's speed (AVX2); NaN stays NaN
             torch.from_numpy(y).clamp_(min=SAR_LINEAR_FLOOR).log_()
         y *= self.scale
         y += self.offset
-        if self.finite and valid.all():
-            return y  # nothing to zero (the common case: one pass less)
-        bad = ~valid
-        if not self.finite:
-            bad = bad | ~np.isfinite(y)
-        np.copyto(y, np.float32(0.0), where=bad)
-        return y
+        if valid is not None:
+            bad = ~valid
+            if not self.finite:
+                bad = bad | ~np.isfinite(y)
+            np.copyto(y, np.float32(0.0), where=bad)
+
+
+#: Bytes of float32 pixels an element-wise stage works through at a time: its few passes over a
+#: row slab stay in the core's caches instead of each going through memory (about 10–20 % less
+#: time for (de)normalising a panel's rows, measured on the 2-core VM).
+SLAB_BYTES = 2 << 20
+
+
+def row_slabs(y: np.ndarray) -> list[slice]:
+    """Slices of ``y``'s rows (axis 1 of bands × rows × cols) of about :data:`SLAB_BYTES` each."""
+    per_row = max(1, y.shape[0] * y.shape[2] * 4)
+    step = max(1, SLAB_BYTES // per_row)
+    return [slice(r, r + step) for r in range(0, y.shape[1], step)]
 
 
 class Denormaliser:
@@ -329,6 +346,14 @@ class Denormaliser:
         """Blended float32 rows (count, rows, cols; overwritten) → pixels of the target dtype (in ``out``
         when given: an array of their shape and the target dtype)."""
         x = y if y.dtype == np.float32 and y.flags.writeable else y.astype(np.float32)
+        if out is None:
+            out = np.empty(x.shape, self.dtype)
+        fill = self.fill is not None and not valid.all()  # (the predictor's outputs always have a nodata value)
+        for rows in row_slabs(x):
+            self._slab(x[:, rows], out[:, rows], valid[rows] if fill else None)
+        return out
+
+    def _slab(self, x: np.ndarray, out: np.ndarray, valid: Optional[np.ndarray]) -> None:
         x += np.float32(1.0)
         x *= self.scale
         x += self.offset
@@ -338,15 +363,11 @@ class Denormaliser:
         if self.range is not None:
             np.rint(x, out=x)
             np.clip(x, *self.range, out=x)
-        if out is None:
-            out = x.astype(self.dtype, copy=False)
-        else:
-            np.copyto(out, x, casting="unsafe")  # astype's cast, into the caller's array
+        np.copyto(out, x, casting="unsafe")  # astype's cast, into the caller's array
         if self.keep_off is not None:
             np.copyto(out, np.nextafter(self.keep_off, self.dtype.type(np.inf)), where=out == self.keep_off)
-        if self.fill is not None and not valid.all():  # (the predictor's outputs always have a nodata value)
+        if valid is not None:
             np.copyto(out, self.fill, where=~valid)
-        return out
 
 
 @dataclass
