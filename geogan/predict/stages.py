@@ -447,6 +447,7 @@ class StripReader:
         self.scene, self.bands, self.spec, self.grid = scene, list(bands), spec, grid
         self.workers, self.chunk_rows = max(1, workers), max(1, chunk_rows)
         self.arrays = ArrayRecycler()  # the chunks' pixels, read into arrays freed by earlier chunks
+        self.floats = ArrayRecycler()  # their float32 copies, where they are read as another dtype
         self._local = threading.local()
         self._handles: list[Any] = []
         self._lock = threading.Lock()
@@ -524,10 +525,23 @@ class StripReader:
         return self._chunk(decoded) if self._units_known.is_set() else decoded  # else: finished when taken
 
     def _chunk(self, d: "Decoded") -> Chunk:
-        """Mask and normalise what was read (any thread; the units are known)."""
-        valid = raster.validity(d.ds, d.data, d.masks, d.rules, self.spec.kind, units=self.units)
-        norm = self.normalise(d.data, valid) if valid.any() else None
-        return Chunk(d.y0, d.y1, valid, norm)
+        """Mask and normalise what was read (any thread; the units are known), a row slab at a time:
+        each slab's validity and normalisation in one visit, while its pixels are in cache."""
+        data = d.data
+        norm = (data if data.dtype == np.float32 and data.flags.writeable
+                else self.floats.empty(data.shape, np.float32))
+        valid = np.empty(data.shape[1:], bool)
+        for rows in row_slabs(norm):
+            masks = None if d.masks is None else d.masks[:, rows]
+            valid[rows] = slab_valid = raster.validity(d.ds, data[:, rows], masks, d.rules, self.spec.kind,
+                                                       units=self.units)
+            if not slab_valid.any():
+                norm[:, rows] = 0.0  # what normalising gives invalid pixels
+                continue
+            if norm is not data:
+                np.copyto(norm[:, rows], data[:, rows], casting="unsafe")  # astype's conversion, into place
+            self.normalise(norm[:, rows], slab_valid)  # in place
+        return Chunk(d.y0, d.y1, valid, norm if valid.any() else None)
 
     def _strip(self, panel: Panel, r: int, chunks: list[Chunk]) -> Strip:
         g = self.grid
